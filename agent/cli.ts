@@ -1,0 +1,95 @@
+#!/usr/bin/env node
+import { Command, CommanderError, Option } from "commander";
+import { ConfigError, loadConfig, type Config } from "./config/index.js";
+import { EXIT, ExitError } from "./exit-codes.js";
+import { createLogger } from "./observe/log.js";
+import { runAgent } from "./agent.js";
+import { VERSION } from "./version.js";
+
+function load(file: string): Config {
+  return loadConfig(file);
+}
+
+/** Builds the command line. Exported for tests; `main()` runs it. */
+export function buildCli(): Command {
+  const program = new Command("routeleader")
+    .description("Highly available NAT and service routes for AWS VPCs, elected through Consul session locks")
+    .version(VERSION, "-V, --version")
+    .showHelpAfterError()
+    .exitOverride();
+
+  const configOption = () => new Option("-c, --config <file>", "configuration file (YAML)").makeOptionMandatory();
+  const logLevel = () => new Option("--log-level <level>", "override logLevel").choices(["trace", "debug", "info", "warn", "error"]);
+
+  program
+    .command("validate")
+    .description("validate a configuration file and print what is wrong")
+    .addOption(configOption())
+    .action((opts: { config: string }) => {
+      const config = load(opts.config);
+      process.stdout.write(`${opts.config}: valid (cluster ${config.cluster}, ${config.routes.length} route${config.routes.length === 1 ? "" : "s"}, ${Object.keys(config.checks).length} check${Object.keys(config.checks).length === 1 ? "" : "s"})\n`);
+    });
+
+  program
+    .command("run")
+    .description("run the agent: contend for routes, hold them while healthy")
+    .addOption(configOption())
+    .addOption(logLevel())
+    .option("--dry-run", "log every intended route write and send none")
+    .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
+      const config = load(opts.config);
+      const log = createLogger(opts.logLevel ?? config.logLevel);
+      await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: false });
+    });
+
+  program
+    .command("once")
+    .description("one claim pass: contend, write the routes this node wins, release, exit")
+    .addOption(configOption())
+    .addOption(logLevel())
+    .option("--dry-run", "log every intended route write and send none")
+    .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
+      const config = load(opts.config);
+      const log = createLogger(opts.logLevel ?? config.logLevel);
+      await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: true });
+    });
+
+  program
+    .command("version")
+    .description("print the version")
+    .action(() => {
+      process.stdout.write(`routeleader ${VERSION}\n`);
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildCli();
+  try {
+    await program.parseAsync(argv);
+    return EXIT.ok;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // help and version exit 0; everything else commander rejects is a usage error.
+      return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`routeleader: invalid configuration\n${err.message}\n`);
+      return EXIT.config;
+    }
+    if (err instanceof ExitError) {
+      process.stderr.write(`routeleader: ${err.message}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`routeleader: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
+    return EXIT.failure;
+  }
+}
+
+const invokedDirectly = process.argv[1] && /cli\.(ts|js)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

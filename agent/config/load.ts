@@ -1,0 +1,153 @@
+import { readFileSync } from "node:fs";
+import { LineCounter, parseDocument, isNode } from "yaml";
+import type { z } from "zod";
+import { configSchema, type RawConfig } from "./schema.js";
+
+/** Profile defaults: what `election.profile` changes when a field is not set explicitly. */
+export const PROFILE_DEFAULTS = {
+  default: { lockDelayMs: 3000, writeTimeoutMs: 2000 },
+  fast: { lockDelayMs: 1000, writeTimeoutMs: 500 },
+} as const;
+
+/** One problem in a config file, located by its config path and, when known, its line. */
+export interface ConfigProblem {
+  readonly path: string;
+  readonly line?: number;
+  readonly message: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: readonly ConfigProblem[],
+  ) {
+    super(
+      `${file}: ${problems.length} problem${problems.length === 1 ? "" : "s"}:\n` +
+        problems.map((p) => `  ${file}${p.line ? `:${p.line}` : ""}: ${p.path || "(top level)"}: ${p.message}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+/** The validated configuration, with profile-dependent values resolved. Frozen. */
+export type Config = Readonly<
+  Omit<RawConfig, "aws" | "election"> & {
+    aws: RawConfig["aws"] & { writeTimeout: number };
+    election: RawConfig["election"] & { lockDelay: number };
+    /** Where the config came from, for messages. */
+    source: string;
+  }
+>;
+
+/** `routes[0].destination` from zod's path array. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((acc, seg) => {
+    if (typeof seg === "number") return `${acc}[${seg}]`;
+    return acc ? `${acc}.${String(seg)}` : String(seg);
+  }, "");
+}
+
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+  if (issue.code === "invalid_type" && issue.input === undefined) return `required field is missing (expected ${issue.expected})`;
+  if (issue.code === "invalid_union" && "errors" in issue && issue.errors.length > 0) {
+    return "does not match any allowed form (see docs/configuration.md)";
+  }
+  return issue.message;
+}
+
+/** Rules between fields that a per-field schema cannot state. Reject, never adjust. */
+function crossFieldProblems(cfg: Config): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const { lockDelay, fenceMargin, sessionTtl, livenessTtl } = cfg.election;
+  const { writeTimeout } = cfg.aws;
+  if (lockDelay < writeTimeout + fenceMargin) {
+    problems.push({
+      path: "election.lockDelay",
+      message: `lockDelay (${lockDelay} ms) must be ≥ aws.writeTimeout (${writeTimeout} ms) + election.fenceMargin (${fenceMargin} ms), or a new holder could start while the old holder's last write is in flight`,
+    });
+  }
+  if (livenessTtl >= sessionTtl) {
+    problems.push({ path: "election.livenessTtl", message: `livenessTtl (${livenessTtl} ms) must be shorter than sessionTtl (${sessionTtl} ms)` });
+  }
+  const seen = new Map<string, number>();
+  cfg.routes.forEach((r, i) => {
+    const key = `${JSON.stringify(r.table)} ${r.destination}`;
+    const prior = seen.get(key);
+    if (prior !== undefined) {
+      problems.push({ path: `routes[${i}]`, message: `same table and destination ${r.destination} as routes[${prior}] ("${cfg.routes[prior]?.name}")` });
+    }
+    seen.set(key, i);
+  });
+  return problems;
+}
+
+/** Validates an already-parsed object (YAML or JSON). Throws ConfigError. */
+export function validateConfig(input: unknown, source: string, locate: (path: readonly PropertyKey[]) => number | undefined = () => undefined): Config {
+  const result = configSchema.safeParse(input);
+  if (!result.success) {
+    throw new ConfigError(
+      source,
+      result.error.issues.map((issue) => {
+        // For an unknown key, point at the key's own line rather than its parent's.
+        const line = locate(issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0] as string] : issue.path);
+        return { path: formatPath(issue.path), message: issueMessage(issue), ...(line ? { line } : {}) };
+      }),
+    );
+  }
+  const raw = result.data;
+  const profile = PROFILE_DEFAULTS[raw.election.profile];
+  const config: Config = {
+    ...raw,
+    aws: { ...raw.aws, writeTimeout: raw.aws.writeTimeout ?? profile.writeTimeoutMs },
+    election: { ...raw.election, lockDelay: raw.election.lockDelay ?? profile.lockDelayMs },
+    source,
+  };
+  const problems = crossFieldProblems(config);
+  if (problems.length) throw new ConfigError(source, problems);
+  return deepFreeze(config);
+}
+
+/** Parses YAML text and validates it; problems carry line numbers. Throws ConfigError. */
+export function parseConfig(text: string, source: string): Config {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => ({
+        path: "(yaml)",
+        line: e.linePos?.[0]?.line ?? lineCounter.linePos(e.pos[0]).line,
+        message: `malformed YAML: ${e.message.split("\n")[0]}`,
+      })),
+    );
+  }
+  const locate = (path: readonly PropertyKey[]): number | undefined => {
+    for (let n = path.length; n >= 0; n--) {
+      const node = doc.getIn(path.slice(0, n) as unknown[], true);
+      if (isNode(node) && node.range) return lineCounter.linePos(node.range[0]).line;
+    }
+    return undefined;
+  };
+  return validateConfig(doc.toJS() ?? {}, source, locate);
+}
+
+/** Reads and validates a config file. Throws ConfigError (unreadable, YAML, schema, rules). */
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    throw new ConfigError(file, [{ path: "(file)", message: `cannot read config file (${code})` }]);
+  }
+  return parseConfig(text, file);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === "object" && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

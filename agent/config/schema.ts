@@ -1,0 +1,221 @@
+import { z } from "zod";
+import { parseCidr } from "./cidr.js";
+import { parseDuration } from "./duration.js";
+
+/**
+ * The configuration schema. YAML keys are camelCase; durations are strings with a unit
+ * ("3s", "500ms"). Every object is strict: an unknown key is an error, never ignored.
+ * Each field's `.describe()` text is the configuration reference (docs/configuration.md is
+ * generated from it by scripts/gen-config-doc.ts).
+ */
+
+/** A duration string converted to milliseconds, bounded. */
+export function duration(minMs: number, maxMs: number) {
+  return z.string().transform((text, ctx) => {
+    const ms = parseDuration(text);
+    if (typeof ms !== "number") {
+      ctx.addIssue({ code: "custom", message: ms.error });
+      return z.NEVER;
+    }
+    if (ms < minMs || ms > maxMs) {
+      ctx.addIssue({ code: "custom", message: `"${text}" is out of range [${minMs} ms, ${maxMs} ms]` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+}
+
+const cidr = z.string().transform((text, ctx) => {
+  const parsed = parseCidr(text);
+  if ("error" in parsed) {
+    ctx.addIssue({ code: "custom", message: `invalid CIDR: ${parsed.error}` });
+    return z.NEVER;
+  }
+  return parsed.text;
+});
+
+/** Names that become Consul KV path segments and service tags: keep them boring. */
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const name = (what: string) =>
+  z.string().regex(NAME, `${what} must be 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit`);
+
+// ---------------------------------------------------------------- health checks
+
+const checkTiming = {
+  every: duration(100, 3_600_000).prefault("1s").describe("How often the check runs."),
+  timeout: duration(50, 600_000).prefault("900ms").describe("A run slower than this fails."),
+  rise: z.number().int().min(1).max(100).default(2).describe("Consecutive passes before the check counts as passing."),
+  fall: z.number().int().min(1).max(100).default(3).describe("Consecutive failures before the check counts as failing."),
+};
+
+const pingCheck = z.strictObject({
+  type: z.literal("ping"),
+  host: z.string().min(1).describe("Address or name to send ICMP echo requests to."),
+  ...checkTiming,
+});
+
+const tcpCheck = z.strictObject({
+  type: z.literal("tcp"),
+  host: z.string().min(1).describe("Host to connect to."),
+  port: z.number().int().min(1).max(65535).describe("TCP port."),
+  send: z.string().optional().describe("Text written after the connection opens."),
+  expect: z.string().optional().describe("Text the reply must contain."),
+  tls: z.boolean().default(false).describe("Wrap the connection in TLS."),
+  ...checkTiming,
+});
+
+const httpCheck = z.strictObject({
+  type: z.literal("http"),
+  url: z.url({ protocol: /^https?$/ }).describe("http:// or https:// URL to GET."),
+  statusMin: z.number().int().min(100).max(599).default(200).describe("Lowest passing HTTP status."),
+  statusMax: z.number().int().min(100).max(599).default(399).describe("Highest passing HTTP status."),
+  bodyMatch: z.string().optional().describe("Regular expression the response body must match."),
+  headers: z.record(z.string(), z.string()).default({}).describe("Request headers."),
+  ...checkTiming,
+});
+
+const commandCheck = z.strictObject({
+  type: z.literal("command"),
+  command: z.array(z.string().min(1)).min(1).describe("Program and arguments (no shell); exit code 0 passes."),
+  ...checkTiming,
+});
+
+const natCheck = z.strictObject({
+  type: z.literal("nat"),
+  ipv6: z.boolean().default(false).describe("Also require net.ipv6.conf.all.forwarding = 1."),
+  requireMasquerade: z.boolean().default(true).describe("Require an iptables/nftables MASQUERADE rule."),
+  ...checkTiming,
+});
+
+export const checkSchema = z.discriminatedUnion("type", [pingCheck, tcpCheck, httpCheck, commandCheck, natCheck]);
+
+// ---------------------------------------------------------------- route tables
+
+/** How a route's table is found. Always limited to the instance's own VPC. */
+export type TableSelector =
+  | { id: string }
+  | { tags: Record<string, string> }
+  | { subnet: string }
+  | { main: true }
+  | { and: TableSelector[] }
+  | { or: TableSelector[] }
+  | { not: TableSelector };
+
+export const tableSelectorSchema: z.ZodType<TableSelector> = z.lazy(() =>
+  z.union([
+    z.strictObject({ id: z.string().regex(/^rtb-[0-9a-f]+$/, "a route table id looks like rtb-0123abcd") }),
+    z.strictObject({ tags: z.record(z.string(), z.string()).refine((t) => Object.keys(t).length > 0, "tags must name at least one tag") }),
+    z.strictObject({ subnet: z.string().regex(/^subnet-[0-9a-f]+$/, "a subnet id looks like subnet-0123abcd") }),
+    z.strictObject({ main: z.literal(true) }),
+    z.strictObject({ and: z.array(tableSelectorSchema).min(1) }),
+    z.strictObject({ or: z.array(tableSelectorSchema).min(1) }),
+    z.strictObject({ not: tableSelectorSchema }),
+  ]),
+);
+
+const routeSchema = z.strictObject({
+  name: name("route name").describe("Stable name: the Consul key routeleader/<cluster>/routes/<name>."),
+  table: tableSelectorSchema.describe("Which route table(s): {id}, {tags}, {subnet}, {main: true}, {and|or: [...]}, {not: ...}."),
+  destination: cidr.describe("Destination CIDR, IPv4 (0.0.0.0/0) or IPv6 (::/0)."),
+  target: z.enum(["instance", "eni"]).default("instance").describe("Point the route at this instance's id or its primary ENI."),
+  checks: z.array(z.string()).default([]).describe("Names of checks (under `checks`) that must pass for this node to hold the route."),
+  onRelease: z.enum(["keep", "delete"]).default("keep").describe("What happens to the route when the holder releases it: keep it (NAT) or delete it (anycast)."),
+  preferredAz: z.string().default("auto").describe("'auto' (AZ of the table's associated subnets), 'none', or an AZ name."),
+});
+
+// ---------------------------------------------------------------- the whole file
+
+export const configSchema = z
+  .strictObject({
+    cluster: name("cluster").describe("Cluster name; the Consul KV prefix is routeleader/<cluster>/."),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "not an AWS region name").optional().describe("AWS region; default: from instance metadata."),
+    consul: z
+      .strictObject({
+        address: z.string().default("http://127.0.0.1:8500").describe("Local Consul agent HTTP address; CONSUL_HTTP_ADDR overrides."),
+        tokenFile: z.string().optional().describe("File holding the ACL token; CONSUL_HTTP_TOKEN / CONSUL_HTTP_TOKEN_FILE also work."),
+        caFile: z.string().optional().describe("CA bundle for HTTPS to Consul; CONSUL_CACERT."),
+        certFile: z.string().optional().describe("Client certificate; CONSUL_CLIENT_CERT."),
+        keyFile: z.string().optional().describe("Client key; CONSUL_CLIENT_KEY."),
+        tlsServerName: z.string().optional().describe("Server name to verify; CONSUL_TLS_SERVER_NAME."),
+        serviceName: name("consul.serviceName").default("routeleader").describe("Service name registered in Consul."),
+      })
+      .prefault({}),
+    imds: z
+      .strictObject({
+        endpoint: z.string().optional().describe("IMDS endpoint; default http://169.254.169.254 (AWS_EC2_METADATA_SERVICE_ENDPOINT overrides)."),
+        timeout: duration(100, 30_000).prefault("1s").describe("Per-request timeout."),
+      })
+      .prefault({}),
+    aws: z
+      .strictObject({
+        endpoint: z.string().optional().describe("EC2/Auto Scaling endpoint override (emulators); AWS_ENDPOINT_URL also works."),
+        writeTimeout: duration(200, 30_000).optional().describe("Hard timeout of one route write, all attempts included (default 2s; fast: 500ms)."),
+        writeAttempts: z.number().int().min(1).max(3).default(2).describe("SDK attempts per route write (retries are the late writes to fear)."),
+      })
+      .prefault({}),
+    election: z
+      .strictObject({
+        profile: z.enum(["default", "fast"]).default("default").describe("'fast' lowers lockDelay and writeTimeout defaults (more false failovers on a noisy network)."),
+        lockDelay: duration(0, 60_000).optional().describe("Consul session LockDelay (default 3s; fast: 1s). Must be ≥ aws.writeTimeout + margin."),
+        sessionTtl: duration(10_000, 3_600_000).prefault("10s").describe("Consul session TTL (Consul's minimum is 10s)."),
+        livenessTtl: duration(1_000, 60_000).prefault("3s").describe("TTL of the node's liveness check, passed every livenessTtl/3."),
+        nodeChecks: z.array(z.string()).default(["serfHealth"]).describe("Node checks bound to every session ([] to detach serfHealth)."),
+        watchWait: duration(1_000, 300_000).prefault("5s").describe("Blocking-query wait on the routes prefix."),
+        fenceMargin: duration(0, 10_000).prefault("500ms").describe("Safety margin in the lease deadline and the lockDelay rule."),
+      })
+      .prefault({}),
+    discovery: z
+      .strictObject({
+        tags: z.record(z.string(), z.string()).optional().describe("EC2 tag filters for peers; default: this instance's aws:autoscaling:groupName."),
+        interval: duration(1_000, 3_600_000).prefault("30s").describe("How often peers are discovered and joined."),
+      })
+      .prefault({}),
+    checks: z.record(name("check name"), checkSchema).default({}).describe("Named health checks, referenced by routes."),
+    routes: z.array(routeSchema).min(1, "at least one route is required").describe("Managed routes."),
+    reconcileInterval: duration(1_000, 3_600_000).prefault("30s").describe("How often the holder re-reads its tables and repairs drift."),
+    sourceDestCheck: z.enum(["fix", "verify", "ignore"]).default("fix").describe("'fix' disables source/dest check on start; 'verify' refuses to claim while it is on."),
+    policy: z
+      .strictObject({
+        standbyDelay: duration(0, 3_600_000).prefault("10s").describe("How long a node outside the preferred AZ waits before contending when preferred nodes look healthy."),
+        failbackAfter: duration(0, 3_600_000).prefault("30s").describe("A preferred-AZ node healthy this long gets the route back."),
+        holdDown: duration(0, 3_600_000).prefault("60s").describe("Minimum time between two voluntary handovers of one route."),
+      })
+      .prefault({}),
+    hooks: z
+      .strictObject({
+        onAcquire: z.array(z.string().min(1)).optional().describe("Command run after this node acquires a route."),
+        onRelease: z.array(z.string().min(1)).optional().describe("Command run after this node releases or loses a route."),
+        timeout: duration(100, 600_000).prefault("10s").describe("A hook still running after this is killed."),
+      })
+      .prefault({}),
+    http: z
+      .strictObject({
+        listen: z.string().default("127.0.0.1:9731").describe("host:port of /metrics, /status and /healthz ('' to disable)."),
+      })
+      .prefault({}),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info").describe("pino log level."),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Map<string, number>();
+    cfg.routes.forEach((route, i) => {
+      const prior = seen.get(route.name);
+      if (prior !== undefined) {
+        ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name "${route.name}" (also routes[${prior}])` });
+      }
+      seen.set(route.name, i);
+      route.checks.forEach((check, j) => {
+        if (!(check in cfg.checks)) {
+          const known = Object.keys(cfg.checks);
+          ctx.addIssue({
+            code: "custom",
+            path: ["routes", i, "checks", j],
+            message: `unknown check "${check}" (defined: ${known.length ? known.join(", ") : "none"})`,
+          });
+        }
+      });
+    });
+  });
+
+export type RawConfig = z.output<typeof configSchema>;
+export type CheckConfig = z.output<typeof checkSchema>;
+export type RouteConfig = RawConfig["routes"][number];

@@ -1,0 +1,12 @@
+export { ConsulApi } from "./client.js";
+export type { KvEntry, KvRead, SessionSpec, SessionInfo, ServiceRegistration, Member, CheckStatus } from "./client.js";
+export { ConsulConnection, resolveConsulSettings } from "./connection.js";
+export type { ConsulSettings, ConsulConfigSection } from "./connection.js";
+export {
+  ConsulUnavailableError,
+  SessionNotFoundError,
+  SessionCheckNotReadyError,
+  ConsulAclError,
+  ConsulRequestError,
+  toConsulError,
+} from "./errors.js";

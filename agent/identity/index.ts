@@ -1,0 +1,2 @@
+export { InstanceMetadata } from "./imds.js";
+export type { Identity, ImdsOptions } from "./imds.js";
