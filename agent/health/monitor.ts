@@ -1,0 +1,262 @@
+import { systemClock, type Clock } from "../clock.js";
+import type { CheckConfig } from "../config/schema.js";
+import type { CheckStatus, ConsulApi } from "../consul/client.js";
+import type { Logger } from "../observe/log.js";
+import { describeCounters, initialHysteresis, step, type Hysteresis } from "./hysteresis.js";
+import type { CheckResult } from "./result.js";
+import { createCheckRunner, type CheckRunner } from "./run.js";
+
+/** What the rest of the agent sees of one named check. */
+export interface CheckState {
+  name: string;
+  /** The verdict after rise/fall: true only after `rise` consecutive passes. */
+  passing: boolean;
+  /** The sentence published to Consul: name, counters, target, result, latency. */
+  output: string;
+  consecutiveOk: number;
+  consecutiveFail: number;
+  /** Clock time (ms) of the last completed run; absent before the first. */
+  lastRunAt?: number;
+  /** The status last handed to Consul (critical until the first rise). */
+  consulStatus: CheckStatus;
+  lastLatencyMs?: number;
+}
+
+/** The Consul id of a check's TTL check; the agent registers it and binds sessions to it. */
+export function checkConsulId(serviceId: string, checkName: string): string {
+  return `${serviceId}:check:${checkName}`;
+}
+
+/** Consul never lets a TTL below this lapse between two re-publishes of a short check. */
+export const MIN_CHECK_TTL_MS = 3_000;
+
+/**
+ * The Consul TTL of a check: three times (every + timeout), at least MIN_CHECK_TTL_MS. The
+ * monitor re-publishes every TTL/3, so a live agent always refreshes before the TTL lapses,
+ * and a run that hangs to its timeout still leaves two refreshes of margin.
+ */
+export function checkTtlMs(check: CheckConfig): number {
+  return Math.max(MIN_CHECK_TTL_MS, 3 * (check.every + check.timeout));
+}
+
+/** How long `beforeFail` may take before the failing status is published anyway. */
+export const DEFAULT_BEFORE_FAIL_TIMEOUT_MS = 5_000;
+/** Timeout of one TTL-check update against the local Consul agent. */
+const PUBLISH_TIMEOUT_MS = 2_000;
+
+export interface HealthMonitorDeps {
+  checks: Record<string, CheckConfig>;
+  consul: ConsulApi;
+  serviceId: string;
+  log: Logger;
+  clock?: Clock;
+  /**
+   * Awaited BEFORE a failing status is published to Consul: the agent releases the routes that
+   * use the check first, because a critical check invalidates the session and imposes
+   * lock-delay on keys still held. Bounded by `beforeFailTimeoutMs`; an error is logged and
+   * the failing status is published anyway.
+   */
+  beforeFail: (checkName: string) => Promise<void>;
+  /** Called after a check turns passing (after publishing passing). */
+  onPass?: (checkName: string) => void;
+  /** Optional, defaults to DEFAULT_BEFORE_FAIL_TIMEOUT_MS. */
+  beforeFailTimeoutMs?: number;
+  /** Optional, defaults to createCheckRunner() (the real runners). */
+  runner?: CheckRunner;
+}
+
+interface Entry {
+  readonly name: string;
+  readonly check: CheckConfig;
+  readonly consulId: string;
+  readonly ttlMs: number;
+  hysteresis: Hysteresis;
+  /** What others see; lags the hysteresis on a rise (until Consul shows passing), not on a fall. */
+  passing: boolean;
+  /** What Consul is told; lags the hysteresis on a fall (until beforeFail has finished). */
+  consulStatus: CheckStatus;
+  output: string;
+  lastLatencyMs?: number;
+  /** Updates of this check, in order: a refresh may never overtake a newer status. */
+  publishing: Promise<void>;
+}
+
+/**
+ * Runs every configured check on its own schedule, keeps its rise/fall verdict, and publishes
+ * it to Consul as a TTL check of the node's service.
+ *
+ * Ordering guarantees: on a fall, `passing` turns false at once (so no new contention starts),
+ * then `beforeFail` is awaited, and only then does Consul see critical. On a rise, Consul is
+ * told passing first, then `passing` turns true and `onPass` runs. Does not guarantee Consul's
+ * servers have synced the status when `whenPassing` resolves: session creation must retry.
+ */
+export class HealthMonitor {
+  private readonly entries = new Map<string, Entry>();
+  private readonly clock: Clock;
+  private readonly runner: CheckRunner;
+  private readonly waiters = new Set<() => void>();
+  private controller: AbortController | undefined;
+  private loops: Promise<void>[] = [];
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly deps: HealthMonitorDeps) {
+    this.clock = deps.clock ?? systemClock;
+    this.runner = deps.runner ?? createCheckRunner();
+    for (const [name, check] of Object.entries(deps.checks)) {
+      const hysteresis = initialHysteresis(check);
+      this.entries.set(name, {
+        name,
+        check,
+        consulId: checkConsulId(deps.serviceId, name),
+        ttlMs: checkTtlMs(check),
+        hysteresis,
+        passing: false,
+        consulStatus: "critical",
+        output: `${name}: ${describeCounters(hysteresis)}`,
+        publishing: Promise.resolve(),
+      });
+    }
+  }
+
+  start(): void {
+    if (this.controller) return;
+    this.controller = new AbortController();
+    const signal = this.controller.signal;
+    for (const entry of this.entries.values()) {
+      this.loops.push(this.runLoop(entry, signal), this.refreshLoop(entry, signal));
+    }
+  }
+
+  /** Stops every schedule and waits for runs and updates in flight. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.controller?.abort(new Error("health monitor stopped"));
+      await Promise.allSettled(this.loops);
+      await Promise.allSettled([...this.entries.values()].map((e) => e.publishing));
+    })();
+    return this.stopping;
+  }
+
+  state(name: string): CheckState | undefined {
+    const entry = this.entries.get(name);
+    return entry && this.snapshot(entry);
+  }
+
+  states(): CheckState[] {
+    return [...this.entries.values()].map((e) => this.snapshot(e));
+  }
+
+  allPassing(names: readonly string[]): boolean {
+    return names.every((n) => this.entries.get(n)?.passing === true);
+  }
+
+  whenPassing(names: readonly string[], signal?: AbortSignal): Promise<void> {
+    const unknown = names.filter((n) => !this.entries.has(n));
+    if (unknown.length) return Promise.reject(new Error(`whenPassing: unknown check(s) ${unknown.join(", ")} (defined: ${[...this.entries.keys()].join(", ") || "none"})`));
+    return new Promise((resolve) => {
+      const test = () => {
+        if (!signal?.aborted && !this.allPassing(names)) return;
+        this.waiters.delete(test);
+        signal?.removeEventListener("abort", test);
+        resolve();
+      };
+      this.waiters.add(test);
+      signal?.addEventListener("abort", test, { once: true });
+      test();
+    });
+  }
+
+  private snapshot(e: Entry): CheckState {
+    return {
+      name: e.name,
+      passing: e.passing,
+      output: e.output,
+      consecutiveOk: e.hysteresis.consecutiveOk,
+      consecutiveFail: e.hysteresis.consecutiveFail,
+      ...(e.hysteresis.lastRunAt !== undefined ? { lastRunAt: e.hysteresis.lastRunAt } : {}),
+      consulStatus: e.consulStatus,
+      ...(e.lastLatencyMs !== undefined ? { lastLatencyMs: e.lastLatencyMs } : {}),
+    };
+  }
+
+  private notify(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  private async runLoop(entry: Entry, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const startedAt = this.clock.now();
+      const result = await this.runner(entry.check, signal);
+      if (signal.aborted) return;
+      await this.record(entry, result);
+      await this.sleep(Math.max(0, startedAt + entry.check.every - this.clock.now()), signal);
+    }
+  }
+
+  /** Keeps Consul's TTL from lapsing however long a run or a beforeFail takes. */
+  private async refreshLoop(entry: Entry, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      await this.sleep(entry.ttlMs / 3, signal);
+      if (signal.aborted) return;
+      await this.publish(entry);
+    }
+  }
+
+  private async record(entry: Entry, result: CheckResult): Promise<void> {
+    const before = entry.hysteresis;
+    const after = step(before, result, this.clock.now());
+    entry.hysteresis = after;
+    entry.lastLatencyMs = result.latencyMs;
+    entry.output = `${entry.name}: ${describeCounters(after)} — ${result.output}`;
+    const { log } = this.deps;
+    if (!before.passing && after.passing) {
+      entry.consulStatus = "passing";
+      await this.publish(entry);
+      entry.passing = true;
+      log.info({ check: entry.name, output: entry.output }, "health check passing");
+      this.notify();
+      this.deps.onPass?.(entry.name);
+    } else if (before.passing && !after.passing) {
+      entry.passing = false;
+      log.warn({ check: entry.name, output: entry.output }, "health check failing: releasing its routes before Consul sees it critical");
+      this.notify();
+      await this.beforeFail(entry.name);
+      entry.consulStatus = "critical";
+      await this.publish(entry);
+    } else {
+      log.debug({ check: entry.name, output: entry.output }, "health check ran");
+      await this.publish(entry);
+    }
+  }
+
+  private async beforeFail(name: string): Promise<void> {
+    const timeoutMs = this.deps.beforeFailTimeoutMs ?? DEFAULT_BEFORE_FAIL_TIMEOUT_MS;
+    const timer = new AbortController();
+    const started = this.clock.now();
+    const outcome = await Promise.race([
+      this.deps.beforeFail(name).then(
+        () => "done" as const,
+        (err: unknown) => err as Error,
+      ),
+      this.sleep(timeoutMs, timer.signal).then(() => "timeout" as const),
+    ]);
+    timer.abort();
+    if (outcome === "timeout") this.deps.log.error({ check: name, timeoutMs }, "beforeFail did not finish in time: publishing critical anyway");
+    else if (outcome instanceof Error) this.deps.log.error({ check: name, err: outcome }, "beforeFail failed: publishing critical anyway");
+    else this.deps.log.info({ check: name, ms: Math.round(this.clock.now() - started) }, "routes released before failing the check");
+  }
+
+  private publish(entry: Entry): Promise<void> {
+    entry.publishing = entry.publishing.then(() =>
+      this.deps.consul.updateTtlCheck(entry.consulId, entry.consulStatus, entry.output, PUBLISH_TIMEOUT_MS).catch((err: unknown) => {
+        this.deps.log.warn({ check: entry.name, checkId: entry.consulId, err: (err as Error).message }, "could not update the check in Consul");
+      }),
+    );
+    return entry.publishing;
+  }
+
+  /** clock.sleep rejects on abort; loops only need to wake up and look at the signal. */
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return this.clock.sleep(ms, signal).catch(() => undefined);
+  }
+}
