@@ -1,0 +1,357 @@
+#!/usr/bin/env bash
+# routeleader instance bootstrap: the EC2 user data of the NAT nodes (RL_ROLE=nat) and of the
+# Consul servers (RL_ROLE=server) launched by cloudformation/routeleader-nat.yaml.
+#
+# Installs Node.js 20, Consul (pinned) and routeleader; turns on IPv4 forwarding and
+# MASQUERADE for the VPC CIDR; writes the Consul agent config, the routeleader config and the
+# systemd units; starts everything. Idempotent: a second run rewrites no file and restarts
+# nothing. Output goes to the journal (journalctl -t routeleader-bootstrap).
+#
+# Inputs (the stack's user data exports them before this script):
+#   RL_ROLE                    nat | server                                 (default nat)
+#   RL_CLUSTER                 cluster name (routeleader KV prefix, EC2 discovery tag)  (required)
+#   RL_VPC_CIDR                VPC CIDR allowed through the NAT             (required for nat)
+#   RL_ROUTE_TABLE_IDS         comma-separated rtb ids: one route (and one lock) per table
+#   RL_ROUTE_TABLE_TAG_KEY/_VALUE  or: the tables carrying this tag, one route for all
+#   RL_DESTINATION             managed destination CIDR                     (default 0.0.0.0/0)
+#   RL_PROFILE                 default | fast (election timing + Consul gossip_lan)
+#   RL_CHECK_HOST              address the egress ping check probes         (default 1.1.1.1)
+#   RL_CONSUL_JOIN_TAG_KEY/_VALUE  EC2 tag of the Consul servers (retry_join provider=aws)
+#   RL_CONSUL_DATACENTER       Consul datacenter                            (default dc1)
+#   RL_CONSUL_SERVERS          bootstrap_expect of a server                 (default 3)
+#   RL_GOSSIP_KEY_PARAM        SSM SecureString parameter holding the gossip key (optional)
+#   RL_ACL_TOKEN_PARAM         SSM SecureString parameter holding the ACL token  (optional)
+#   RL_PACKAGE                 npm spec of routeleader (name@version or tarball URL)
+#   RL_CONSUL_VERSION          default 1.19.2
+# Sandbox hooks (tests): ROOT prefixes every path written; every program is found through
+# PATH; RL_IMDS_ENDPOINT replaces http://169.254.169.254.
+set -euo pipefail
+
+ROOT=${ROOT:-}
+RL_ROLE=${RL_ROLE:-nat}
+RL_DESTINATION=${RL_DESTINATION:-0.0.0.0/0}
+RL_PROFILE=${RL_PROFILE:-default}
+RL_CHECK_HOST=${RL_CHECK_HOST:-1.1.1.1}
+RL_CONSUL_DATACENTER=${RL_CONSUL_DATACENTER:-dc1}
+RL_CONSUL_SERVERS=${RL_CONSUL_SERVERS:-3}
+RL_CONSUL_VERSION=${RL_CONSUL_VERSION:-1.19.2}
+RL_PACKAGE=${RL_PACKAGE:-routeleader@0.1.0}
+RL_IMDS_ENDPOINT=${RL_IMDS_ENDPOINT:-http://169.254.169.254}
+RL_ROUTE_TABLE_IDS=${RL_ROUTE_TABLE_IDS:-}
+RL_ROUTE_TABLE_TAG_KEY=${RL_ROUTE_TABLE_TAG_KEY:-}
+RL_ROUTE_TABLE_TAG_VALUE=${RL_ROUTE_TABLE_TAG_VALUE:-}
+RL_GOSSIP_KEY_PARAM=${RL_GOSSIP_KEY_PARAM:-}
+RL_ACL_TOKEN_PARAM=${RL_ACL_TOKEN_PARAM:-}
+
+# Everything this run prints goes to the journal: re-execute under systemd-cat once.
+if [ -z "${RL_BOOTSTRAP_IN_JOURNAL:-}" ] && command -v systemd-cat >/dev/null 2>&1; then
+  export RL_BOOTSTRAP_IN_JOURNAL=1
+  exec systemd-cat --identifier=routeleader-bootstrap "$BASH" "$0" "$@"
+fi
+
+log() { printf 'routeleader-bootstrap: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ -n "${RL_CLUSTER:-}" ] || die "RL_CLUSTER is required"
+case $RL_ROLE in nat | server) ;; *) die "RL_ROLE must be nat or server, not '$RL_ROLE'" ;; esac
+case $RL_PROFILE in default | fast) ;; *) die "RL_PROFILE must be default or fast, not '$RL_PROFILE'" ;; esac
+if [ "$RL_ROLE" = nat ]; then
+  [ -n "${RL_VPC_CIDR:-}" ] || die "RL_VPC_CIDR is required for a NAT node"
+  [ -n "$RL_ROUTE_TABLE_IDS" ] || [ -n "$RL_ROUTE_TABLE_TAG_KEY" ] ||
+    die "set RL_ROUTE_TABLE_IDS or RL_ROUTE_TABLE_TAG_KEY/RL_ROUTE_TABLE_TAG_VALUE"
+fi
+if [ -z "${RL_CONSUL_JOIN_TAG_KEY:-}" ] || [ -z "${RL_CONSUL_JOIN_TAG_VALUE:-}" ]; then
+  die "RL_CONSUL_JOIN_TAG_KEY and RL_CONSUL_JOIN_TAG_VALUE are required"
+fi
+
+NODE_BIN=/usr/bin/node-20
+RL_PREFIX=/opt/routeleader
+RL_CLI=$RL_PREFIX/node_modules/routeleader/dist/agent/cli.js
+RL_CONFIG=/etc/routeleader/routeleader.yaml
+RESTART=()   # units whose files changed in this run
+
+# put_file PATH MODE OWNER CONTENT: writes CONTENT (plus a newline) to $ROOT/PATH only when it
+# differs; records the path in CHANGED so the caller knows what to restart.
+CHANGED=()
+put_file() {
+  local path=$ROOT$1 mode=$2 owner=$3 content=$4 tmp
+  mkdir -p "$(dirname "$path")"
+  tmp=$(mktemp "$path.XXXXXX")
+  printf '%s\n' "$content" >"$tmp"
+  chmod "$mode" "$tmp"
+  if [ -f "$path" ] && cmp -s "$tmp" "$path" && [ "$(stat -c %a "$path")" = "${mode#0}" ]; then
+    rm -f "$tmp"
+    return 0
+  fi
+  chown "$owner" "$tmp"
+  mv -f "$tmp" "$path"
+  CHANGED+=("$1")
+  log "wrote $1"
+}
+changed() { # changed PATH...: true when any PATH was written by this run
+  local p c
+  for p in "$@"; do for c in "${CHANGED[@]}"; do [ "$p" = "$c" ] && return 0; done; done
+  return 1
+}
+
+# ---------------------------------------------------------------- instance identity (IMDSv2)
+IMDS_TOKEN=$(curl -fsS --max-time 2 --retry 10 --retry-connrefused -X PUT \
+  -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$RL_IMDS_ENDPOINT/latest/api/token")
+imds() { curl -fsS --max-time 2 --retry 5 -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" "$RL_IMDS_ENDPOINT/latest/meta-data/$1"; }
+INSTANCE_ID=$(imds instance-id)
+REGION=$(imds placement/region)
+PRIVATE_IP=$(imds local-ipv4)
+log "instance $INSTANCE_ID ($PRIVATE_IP) in $REGION, role $RL_ROLE, cluster $RL_CLUSTER"
+
+# ---------------------------------------------------------------- packages
+put_file /etc/yum.repos.d/hashicorp.repo 0644 root:root "[hashicorp]
+name=HashiCorp Stable - \$basearch
+baseurl=https://rpm.releases.hashicorp.com/AmazonLinux/latest/\$basearch/stable
+enabled=1
+gpgcheck=1
+gpgkey=https://rpm.releases.hashicorp.com/gpg"
+
+packages=("consul-$RL_CONSUL_VERSION")
+[ "$RL_ROLE" = nat ] && packages+=(nodejs20 nodejs20-npm iptables-nft)
+missing=()
+for p in "${packages[@]}"; do rpm -q --quiet "$p" || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  dnf install -y --setopt=install_weak_deps=False "${missing[@]}"
+fi
+
+ensure_user() { # ensure_user NAME HOME
+  getent passwd "$1" >/dev/null || useradd --system --user-group --home-dir "$2" --shell /sbin/nologin "$1"
+}
+ensure_user consul /opt/consul
+if [ ! -d "$ROOT/opt/consul" ]; then
+  mkdir -p "$ROOT/opt/consul"
+  chown consul:consul "$ROOT/opt/consul"
+fi
+
+# ---------------------------------------------------------------- secrets (SSM SecureString)
+ssm_secret() { aws ssm get-parameter --region "$REGION" --with-decryption --name "$1" --query Parameter.Value --output text; }
+GOSSIP_KEY=""
+ACL_TOKEN=""
+[ -z "$RL_GOSSIP_KEY_PARAM" ] || GOSSIP_KEY=$(ssm_secret "$RL_GOSSIP_KEY_PARAM")
+[ -z "$RL_ACL_TOKEN_PARAM" ] || ACL_TOKEN=$(ssm_secret "$RL_ACL_TOKEN_PARAM")
+
+# ---------------------------------------------------------------- Consul agent
+join="provider=aws region=$REGION tag_key=$RL_CONSUL_JOIN_TAG_KEY tag_value=$RL_CONSUL_JOIN_TAG_VALUE"
+consul_hcl="# Written by routeleader bootstrap (scripts/bootstrap.sh); a re-run rewrites it.
+datacenter = \"$RL_CONSUL_DATACENTER\"
+node_name = \"$INSTANCE_ID\"
+data_dir = \"/opt/consul\"
+bind_addr = \"$PRIVATE_IP\"
+advertise_addr = \"$PRIVATE_IP\"
+client_addr = \"127.0.0.1\"
+retry_join = [\"$join\"]
+# An agent restart must not leave the cluster: that would release every lock it holds.
+leave_on_terminate = false
+skip_leave_on_interrupt = true
+disable_update_check = true
+log_level = \"INFO\""
+if [ "$RL_ROLE" = server ]; then
+  consul_hcl+="
+server = true
+bootstrap_expect = $RL_CONSUL_SERVERS
+ui_config {
+  enabled = true
+}
+performance {
+  raft_multiplier = 1
+}"
+else
+  consul_hcl+="
+server = false"
+fi
+if [ "$RL_PROFILE" = fast ]; then
+  consul_hcl+="
+# gossip profile fast: node death detected in about 1.5 s instead of about 4 s (more false
+# positives on a noisy network).
+gossip_lan {
+  probe_interval = \"500ms\"
+  probe_timeout = \"250ms\"
+  suspicion_mult = 3
+}"
+fi
+[ -z "$GOSSIP_KEY" ] || consul_hcl+="
+encrypt = \"$GOSSIP_KEY\""
+if [ -n "$ACL_TOKEN" ]; then
+  consul_hcl+="
+acl {
+  enabled = true
+  default_policy = \"deny\"
+  enable_token_persistence = true
+  tokens {"
+  [ "$RL_ROLE" = server ] && consul_hcl+="
+    initial_management = \"$ACL_TOKEN\""
+  consul_hcl+="
+    agent = \"$ACL_TOKEN\"
+  }
+}"
+fi
+put_file /etc/consul.d/consul.hcl 0640 root:consul "$consul_hcl"
+
+put_file /etc/systemd/system/consul.service 0644 root:root "[Unit]
+Description=Consul agent ($RL_ROLE) for routeleader
+Documentation=https://developer.hashicorp.com/consul/docs
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+User=consul
+Group=consul
+ExecStart=/usr/bin/consul agent -config-dir=/etc/consul.d
+ExecReload=/bin/kill -HUP \$MAINPID
+# SIGTERM without a leave (leave_on_terminate = false): held locks survive a restart.
+KillSignal=SIGTERM
+KillMode=process
+Restart=always
+RestartSec=2
+LimitNOFILE=65536
+StandardOutput=journal
+StandardError=journal
+
+[Install]
+WantedBy=multi-user.target"
+if changed /etc/consul.d/consul.hcl /etc/systemd/system/consul.service; then RESTART+=(consul.service); fi
+
+# ---------------------------------------------------------------- NAT data plane + routeleader
+if [ "$RL_ROLE" = nat ]; then
+  put_file /etc/sysctl.d/90-routeleader-nat.conf 0644 root:root "# routeleader NAT node: forward IPv4, send no ICMP redirects.
+net.ipv4.ip_forward = 1
+net.ipv4.conf.all.send_redirects = 0
+net.ipv4.conf.default.send_redirects = 0"
+  if changed /etc/sysctl.d/90-routeleader-nat.conf; then sysctl -p /etc/sysctl.d/90-routeleader-nat.conf; fi
+
+  masq=(POSTROUTING -s "$RL_VPC_CIDR" ! -d "$RL_VPC_CIDR" -j MASQUERADE)
+  iptables -t nat -C "${masq[@]}" 2>/dev/null || iptables -t nat -A "${masq[@]}"
+  # The same rule at every boot, before routeleader starts.
+  put_file /etc/systemd/system/routeleader-nat.service 0644 root:root "[Unit]
+Description=routeleader NAT data plane (IPv4 forwarding, MASQUERADE for $RL_VPC_CIDR)
+Before=routeleader.service
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/sysctl -p /etc/sysctl.d/90-routeleader-nat.conf
+ExecStart=/bin/sh -c 'iptables -t nat -C ${masq[*]} 2>/dev/null || iptables -t nat -A ${masq[*]}'
+
+[Install]
+WantedBy=multi-user.target"
+
+  ensure_user routeleader "$RL_PREFIX"
+  if [ "$(cat "$ROOT$RL_PREFIX/.installed" 2>/dev/null || true)" != "$RL_PACKAGE" ]; then
+    log "installing $RL_PACKAGE"
+    mkdir -p "$ROOT$RL_PREFIX"
+    npm-20 install --prefix "$ROOT$RL_PREFIX" --omit=dev --no-audit --no-fund "$RL_PACKAGE"
+    put_file "$RL_PREFIX/.installed" 0644 root:root "$RL_PACKAGE"
+  fi
+
+  routes=""
+  if [ -n "$RL_ROUTE_TABLE_IDS" ]; then
+    IFS=, read -r -a tables <<<"$RL_ROUTE_TABLE_IDS"
+    for t in "${tables[@]}"; do
+      t=${t//[[:space:]]/}
+      [ -n "$t" ] || continue
+      routes+="
+  # One lock per table: each table keeps its own holder, preferably in its own AZ.
+  - name: nat-$t
+    table: { id: $t }
+    destination: $RL_DESTINATION
+    checks: [egress, forwarding]"
+    done
+  else
+    routes+="
+  # Every table with this tag shares one lock (one holder); list ids for per-AZ holders.
+  - name: nat-default
+    table: { tags: { \"$RL_ROUTE_TABLE_TAG_KEY\": \"$RL_ROUTE_TABLE_TAG_VALUE\" } }
+    destination: $RL_DESTINATION
+    checks: [egress, forwarding]
+    preferredAz: none"
+  fi
+  token_line=""
+  if [ -n "$ACL_TOKEN" ]; then
+    put_file /etc/routeleader/consul-token 0640 root:routeleader "$ACL_TOKEN"
+    token_line="
+  tokenFile: /etc/routeleader/consul-token"
+  fi
+  put_file "$RL_CONFIG" 0644 root:root "# Written by routeleader bootstrap (scripts/bootstrap.sh); a re-run rewrites it.
+cluster: $RL_CLUSTER
+region: $REGION
+consul:
+  address: http://127.0.0.1:8500$token_line
+election:
+  profile: $RL_PROFILE
+discovery:
+  tags: { \"routeleader:cluster\": \"$RL_CLUSTER\" }
+sourceDestCheck: fix
+checks:
+  egress:
+    type: ping
+    host: \"$RL_CHECK_HOST\"
+  forwarding:
+    type: nat
+    # The MASQUERADE rule is owned by routeleader-nat.service (root); reading netfilter would
+    # need CAP_NET_ADMIN, which the agent does not get.
+    requireMasquerade: false
+routes:$routes"
+
+  put_file /etc/systemd/system/routeleader.service 0644 root:root "[Unit]
+Description=routeleader: elects the holder of each NAT route through Consul
+Documentation=https://github.com/routeleader/routeleader
+Wants=network-online.target
+After=network-online.target consul.service routeleader-nat.service
+Requires=routeleader-nat.service
+
+[Service]
+User=routeleader
+Group=routeleader
+ExecStartPre=$NODE_BIN $RL_CLI validate --config $RL_CONFIG
+ExecStart=$NODE_BIN $RL_CLI run --config $RL_CONFIG
+# Only raw ICMP sockets for the ping check; nothing else.
+AmbientCapabilities=CAP_NET_RAW
+CapabilityBoundingSet=CAP_NET_RAW
+NoNewPrivileges=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+ProtectKernelTunables=yes
+ProtectControlGroups=yes
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
+# SIGTERM: release every held route first, then exit.
+KillSignal=SIGTERM
+TimeoutStopSec=30
+Restart=always
+RestartSec=1
+StandardOutput=journal
+StandardError=journal
+SyslogIdentifier=routeleader
+
+[Install]
+WantedBy=multi-user.target"
+  if changed /etc/systemd/system/routeleader-nat.service; then RESTART+=(routeleader-nat.service); fi
+  if changed "$RL_CONFIG" /etc/routeleader/consul-token /etc/systemd/system/routeleader.service "$RL_PREFIX/.installed"; then
+    RESTART+=(routeleader.service)
+  fi
+fi
+
+# ---------------------------------------------------------------- start
+units=(consul.service)
+[ "$RL_ROLE" = nat ] && units+=(routeleader-nat.service routeleader.service)
+if [ ${#CHANGED[@]} -gt 0 ]; then systemctl daemon-reload; fi
+for u in "${units[@]}"; do
+  systemctl is-enabled --quiet "$u" || systemctl enable "$u"
+done
+for u in "${units[@]}"; do
+  if ! systemctl is-active --quiet "$u"; then
+    systemctl start "$u"
+  elif [ ${#RESTART[@]} -gt 0 ] && [[ " ${RESTART[*]} " == *" $u "* ]]; then
+    systemctl restart "$u"
+  fi
+done
+log "done: ${#CHANGED[@]} file(s) written, restarted: ${RESTART[*]:-none}"
