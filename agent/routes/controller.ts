@@ -1,0 +1,306 @@
+import type { EC2Client } from "@aws-sdk/client-ec2";
+import { classifyAwsError } from "../aws/errors.js";
+import { GateClosedError, withRetries, type RetryPolicy } from "../aws/retry.js";
+import type { Config } from "../config/index.js";
+import type { RouteConfig } from "../config/schema.js";
+import type { Identity } from "../identity/index.js";
+import type { Logger } from "../observe/log.js";
+import { decideClaim, decideRelease } from "./decide.js";
+import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, type RouteWrite } from "./ec2-tables.js";
+import { resolveRouteTables } from "./resolve.js";
+import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
+import { disableSourceDestCheck, readSourceDestCheck } from "./source-dest.js";
+
+/** Fencing: consistent lock check + lease deadline; false → do not write. */
+export type WriteGate = (routeName: string) => Promise<boolean>;
+
+export type TableAction = "created" | "replaced" | "unchanged" | "skipped-gate" | "dry-run" | "deleted" | "missing";
+
+export interface ClaimResult {
+  routeName: string;
+  action: "created" | "replaced" | "unchanged" | "skipped-gate" | "dry-run";
+  tables: { tableId: string; action: TableAction; previousTarget?: string; reason?: string }[];
+  ms: number;
+}
+
+export interface RouteObservation {
+  routeName: string;
+  tableId: string;
+  destination: string;
+  target?: string;
+  state: "active" | "blackhole" | "absent";
+}
+
+export interface RouteControllerDeps {
+  ec2: EC2Client;
+  config: Config;
+  identity: Identity;
+  log: Logger;
+  dryRun: boolean;
+  /** Policy of reads (DescribeRouteTables…); default 3 attempts within 10 s. */
+  readPolicy?: RetryPolicy;
+}
+
+/** `sourceDestCheck: verify` and the check is on: this node must not attract traffic. */
+export class SourceDestCheckError extends Error {
+  constructor(instanceId: string, routeName: string) {
+    super(`source/destination check is on for ${instanceId} (sourceDestCheck: verify): refusing to claim route "${routeName}"; turn it off or set sourceDestCheck: fix`);
+    this.name = "SourceDestCheckError";
+  }
+}
+
+const DEFAULT_READ_POLICY: RetryPolicy = { attempts: 3, deadlineMs: 10_000 };
+
+/** The route-level action from its tables' actions: a refusal or dry run outranks any write. */
+export function summarizeClaim(actions: readonly TableAction[]): ClaimResult["action"] {
+  if (actions.includes("skipped-gate")) return "skipped-gate";
+  if (actions.includes("dry-run")) return "dry-run";
+  if (actions.includes("replaced")) return "replaced";
+  if (actions.includes("created")) return "created";
+  return "unchanged";
+}
+
+function awsCode(err: unknown): string {
+  const cause = (err as { cause?: unknown }).cause;
+  return classifyAwsError(cause ?? err).code;
+}
+
+/**
+ * Makes route tables point this instance's routes at itself, for the election code. It
+ * decides from one DescribeRouteTables per call, asks the gate right before every write
+ * attempt, never writes in dry run, and never touches a table outside this instance's VPC.
+ * It does not know who holds a lock: the caller claims only what it holds.
+ */
+export class RouteController {
+  private readonly routes: Map<string, RouteConfig>;
+  private readonly tablesByRoute = new Map<string, string[]>();
+  private readonly me: OwnTarget;
+  private readonly readPolicy: RetryPolicy;
+  private readonly writePolicy: RetryPolicy;
+  private sourceDestCheckOn = false;
+
+  constructor(private readonly deps: RouteControllerDeps) {
+    this.routes = new Map(deps.config.routes.map((r) => [r.name, r]));
+    this.me = { instanceId: deps.identity.instanceId, eniId: deps.identity.eniId };
+    this.readPolicy = deps.readPolicy ?? DEFAULT_READ_POLICY;
+    this.writePolicy = { attempts: deps.config.aws.writeAttempts, deadlineMs: deps.config.aws.writeTimeout };
+  }
+
+  /** Resolves every route's tables (own VPC only) and applies the source/dest check mode. Throws ExitError(EXIT.aws). */
+  async prepare(): Promise<void> {
+    const resolved = await resolveRouteTables(this.deps.ec2, this.deps.config.routes, this.deps.identity.vpcId, this.readPolicy);
+    for (const [name, ids] of resolved) {
+      this.tablesByRoute.set(name, ids);
+      this.deps.log.info({ route: name, tables: ids }, "route tables resolved");
+    }
+    await this.applySourceDestCheckMode();
+  }
+
+  /** The tables `prepare()` resolved for a route. */
+  tablesOf(routeName: string): readonly string[] {
+    const ids = this.tablesByRoute.get(routeName);
+    if (!ids) throw new Error(`route "${routeName}" is not configured or prepare() has not run`);
+    return ids;
+  }
+
+  async claim(routeName: string, gate: WriteGate, signal?: AbortSignal): Promise<ClaimResult> {
+    const started = performance.now();
+    const route = this.route(routeName);
+    await this.ensureSourceDestCheckOff(routeName);
+    const tables = await this.describe(this.tablesOf(routeName), signal);
+    return this.converge(route, tables, gate, started, "claim", signal);
+  }
+
+  /** One DescribeRouteTables for every table of the held routes; repairs what drifted. */
+  async reconcile(heldRoutes: readonly string[], gate: WriteGate): Promise<ClaimResult[]> {
+    if (heldRoutes.length === 0) return [];
+    const started = performance.now();
+    for (const name of heldRoutes) await this.ensureSourceDestCheckOff(name);
+    const ids = [...new Set(heldRoutes.flatMap((name) => this.tablesOf(name)))];
+    const tables = await this.describe(ids);
+    const results: ClaimResult[] = [];
+    for (const name of heldRoutes) results.push(await this.converge(this.route(name), tables, gate, started, "reconcile"));
+    return results;
+  }
+
+  async release(routeName: string, gate: WriteGate): Promise<void> {
+    const route = this.route(routeName);
+    if (route.onRelease === "keep") {
+      this.deps.log.info({ route: routeName, reason: "onRelease: keep" }, "route kept on release");
+      return;
+    }
+    const tables = await this.describe(this.tablesOf(routeName));
+    for (const tableId of this.tablesOf(routeName)) {
+      const started = performance.now();
+      const table = tables.get(tableId);
+      const current = table ? findRoute(table, route.destination) : undefined;
+      const decision = decideRelease(current, this.me, route.onRelease);
+      const line = { route: routeName, table: tableId, destination: route.destination, from: targetText(current), to: "none", reason: decision.reason };
+      if (decision.write === "none") {
+        this.deps.log.info({ ...line, ms: elapsed(started) }, "route left in place on release");
+        continue;
+      }
+      if (this.deps.dryRun) {
+        this.deps.log.info({ ...line, ms: elapsed(started), dryRun: true }, "dry run: would delete route");
+        continue;
+      }
+      try {
+        await this.write(route, "delete", tableId, gate);
+        this.deps.log.info({ ...line, ms: elapsed(started) }, "route deleted");
+      } catch (err) {
+        if (err instanceof GateClosedError) {
+          this.deps.log.warn({ ...line, ms: elapsed(started) }, "route not deleted: write gate closed");
+          return;
+        }
+        if (awsCode(err) !== "InvalidRoute.NotFound") throw err;
+        this.deps.log.info({ ...line, reason: "already deleted by someone else", ms: elapsed(started) }, "route already absent");
+      }
+    }
+  }
+
+  /** Every configured route's actual target in every table (for `status`). */
+  async observe(): Promise<RouteObservation[]> {
+    const ids = [...new Set([...this.tablesByRoute.values()].flat())];
+    const tables = ids.length ? await this.describe(ids) : new Map<string, TableSnapshot>();
+    const observations: RouteObservation[] = [];
+    for (const [name, tableIds] of this.tablesByRoute) {
+      const route = this.route(name);
+      for (const tableId of tableIds) {
+        const table = tables.get(tableId);
+        const current = table ? findRoute(table, route.destination) : undefined;
+        const target = targetText(current);
+        observations.push({ routeName: name, tableId, destination: route.destination, ...(target ? { target } : {}), state: current?.state ?? "absent" });
+      }
+    }
+    return observations;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private route(name: string): RouteConfig {
+    const route = this.routes.get(name);
+    if (!route) throw new Error(`route "${name}" is not configured`);
+    return route;
+  }
+
+  private target(route: RouteConfig): RouteTarget {
+    return route.target === "eni" ? { NetworkInterfaceId: this.me.eniId } : { InstanceId: this.me.instanceId };
+  }
+
+  private async describe(tableIds: readonly string[], signal?: AbortSignal): Promise<Map<string, TableSnapshot>> {
+    const vpcId = this.deps.identity.vpcId;
+    const tables = await withRetries("ec2:DescribeRouteTables", `${tableIds.length} tables in ${vpcId}`, this.readPolicy, (s) => describeVpcTables(this.deps.ec2, vpcId, tableIds, s), signal ? { signal } : {});
+    return new Map(tables.map((t) => [t.id, t]));
+  }
+
+  private async converge(route: RouteConfig, tables: Map<string, TableSnapshot>, gate: WriteGate, started: number, cause: "claim" | "reconcile", signal?: AbortSignal): Promise<ClaimResult> {
+    const to = route.target === "eni" ? this.me.eniId : this.me.instanceId;
+    const results: ClaimResult["tables"] = [];
+    let gateClosed = false;
+    for (const tableId of this.tablesOf(route.name)) {
+      const tableStarted = performance.now();
+      const table = tables.get(tableId);
+      if (!table) {
+        this.deps.log.error({ route: route.name, table: tableId, cause }, "route table no longer exists");
+        results.push({ tableId, action: "missing" });
+        continue;
+      }
+      const current = findRoute(table, route.destination);
+      const decision = decideClaim(current, this.me);
+      const from = targetText(current);
+      const line = { route: route.name, table: tableId, destination: route.destination, from: from ?? "absent", to, reason: decision.reason, cause };
+      const previous = from ? { previousTarget: from } : {};
+      if (decision.write === "none") {
+        this.deps.log.debug({ ...line, ms: elapsed(tableStarted) }, "route unchanged");
+        results.push({ tableId, action: "unchanged", reason: decision.reason, ...previous });
+        continue;
+      }
+      if (gateClosed) {
+        results.push({ tableId, action: "skipped-gate", reason: decision.reason, ...previous });
+        continue;
+      }
+      if (this.deps.dryRun) {
+        this.deps.log.info({ ...line, ms: elapsed(tableStarted), dryRun: true }, `dry run: would ${decision.write} route`);
+        results.push({ tableId, action: "dry-run", reason: decision.reason, ...previous });
+        continue;
+      }
+      try {
+        const done = await this.claimWrite(route, decision.write, tableId, gate, signal);
+        this.deps.log.info({ ...line, ms: elapsed(tableStarted), ...(done !== decision.write ? { fallback: done } : {}) }, `route ${done === "create" ? "created" : "replaced"}`);
+        results.push({ tableId, action: done === "create" ? "created" : "replaced", reason: decision.reason, ...previous });
+      } catch (err) {
+        if (!(err instanceof GateClosedError)) throw err;
+        gateClosed = true;
+        this.deps.log.warn({ ...line, ms: elapsed(tableStarted) }, "route not written: write gate closed");
+        results.push({ tableId, action: "skipped-gate", reason: decision.reason, ...previous });
+      }
+    }
+    return { routeName: route.name, action: summarizeClaim(results.map((r) => r.action)), tables: results, ms: elapsed(started) };
+  }
+
+  /**
+   * Create or replace; when the route changed between our read and our write (someone else
+   * created or deleted it), the other call is sent instead of failing the claim.
+   */
+  private async claimWrite(route: RouteConfig, write: "create" | "replace", tableId: string, gate: WriteGate, signal?: AbortSignal): Promise<"create" | "replace"> {
+    try {
+      await this.write(route, write, tableId, gate, signal);
+      return write;
+    } catch (err) {
+      const code = awsCode(err);
+      const message = (err as Error).message;
+      if (write === "create" && code === "RouteAlreadyExists") {
+        await this.write(route, "replace", tableId, gate, signal);
+        return "replace";
+      }
+      if (write === "replace" && (code === "InvalidRoute.NotFound" || (code === "InvalidParameterValue" && /no route/i.test(message)))) {
+        await this.write(route, "create", tableId, gate, signal);
+        return "create";
+      }
+      throw err;
+    }
+  }
+
+  private write(route: RouteConfig, write: RouteWrite, tableId: string, gate: WriteGate, signal?: AbortSignal): Promise<void> {
+    const subject = `route ${route.name} ${route.destination} in ${tableId}`;
+    return withRetries(WRITE_ACTIONS[write], subject, this.writePolicy, (s) => sendRouteWrite(this.deps.ec2, write, tableId, route.destination, this.target(route), s), {
+      ...(signal ? { signal } : {}),
+      proceed: () => gate(route.name),
+      onRetry: (failure, delayMs, attempt) => this.deps.log.warn({ route: route.name, table: tableId, action: WRITE_ACTIONS[write], code: failure.code, kind: failure.kind, attempt, delayMs }, "route write failed, retrying"),
+    });
+  }
+
+  private async applySourceDestCheckMode(): Promise<void> {
+    const mode = this.deps.config.sourceDestCheck;
+    if (mode === "ignore") return;
+    const { ec2, identity, log } = this.deps;
+    const on = await withRetries("ec2:DescribeInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.readPolicy, (s) => readSourceDestCheck(ec2, identity.instanceId, s));
+    if (!on) {
+      log.info({ instance: identity.instanceId, mode }, "source/destination check already off");
+      return;
+    }
+    if (mode === "verify") {
+      this.sourceDestCheckOn = true;
+      log.error({ instance: identity.instanceId, mode }, "source/destination check is on: this node will not claim routes until it is off");
+      return;
+    }
+    if (this.deps.dryRun) {
+      log.info({ instance: identity.instanceId, mode, dryRun: true }, "dry run: would disable source/destination check");
+      return;
+    }
+    await withRetries("ec2:ModifyInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.writePolicy, (s) => disableSourceDestCheck(ec2, identity.instanceId, s));
+    log.info({ instance: identity.instanceId, mode }, "source/destination check disabled");
+  }
+
+  /** In verify mode, re-reads a check seen on, so an operator's fix is picked up. */
+  private async ensureSourceDestCheckOff(routeName: string): Promise<void> {
+    if (!this.sourceDestCheckOn) return;
+    const { ec2, identity } = this.deps;
+    this.sourceDestCheckOn = await withRetries("ec2:DescribeInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.readPolicy, (s) => readSourceDestCheck(ec2, identity.instanceId, s));
+    if (this.sourceDestCheckOn) throw new SourceDestCheckError(identity.instanceId, routeName);
+  }
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 10) / 10;
+}
