@@ -180,7 +180,9 @@ describe("ping check (system ping)", () => {
 
   beforeAll(() => {
     execFileSync("ip", ["netns", "add", ns]);
-    cleanups.push(() => execFileSync("ip", ["netns", "delete", ns]));
+    cleanups.push(() => {
+      execFileSync("ip", ["netns", "delete", ns]);
+    });
     execFileSync("ip", ["-n", ns, "link", "set", "lo", "up"]);
   });
 

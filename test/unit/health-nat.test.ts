@@ -23,7 +23,7 @@ function fakeRunner(answers: Record<string, ProcessResult>): ProcessRunner & { c
   const run = (async (argv: readonly string[]) => {
     calls.push([...argv]);
     return answers[argv[0]!] ?? missing;
-  }) as ProcessRunner & { calls: string[][] };
+  }) as unknown as ProcessRunner & { calls: string[][] };
   run.calls = calls;
   return run;
 }
