@@ -47,8 +47,8 @@ export interface ServiceRegistration {
   tags: string[];
   meta: Record<string, string>;
   address?: string;
-  /** TTL checks of this service: id, name, TTL in ms, initial status. */
-  checks: { id: string; name: string; ttlMs: number; status: "passing" | "warning" | "critical"; notes?: string }[];
+  /** TTL checks of this service: id, name, TTL in ms, initial status. Omit to keep the registered checks as they are. */
+  checks?: { id: string; name: string; ttlMs: number; status: "passing" | "warning" | "critical"; notes?: string }[];
 }
 
 export interface Member {
@@ -171,7 +171,7 @@ export class ConsulApi {
       meta: reg.meta,
       ...(reg.address ? { address: reg.address } : {}),
       // node-consul reads a service check's id from `checkid`, not `id`.
-      checks: reg.checks.map((c) => ({
+      checks: reg.checks?.map((c) => ({
         checkid: c.id,
         name: c.name,
         ttl: formatDuration(c.ttlMs),

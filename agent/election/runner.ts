@@ -188,6 +188,22 @@ export class Election {
     await Promise.all(waits);
   }
 
+  /**
+   * Resolves when every route is settled: held here with its first write done, or held by
+   * another node; or when the timeout passes or the signal aborts (for `once`).
+   */
+  async whenSettled(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const mine = () => new Set([...this.keepers.values()].map((k) => k.current).filter(Boolean));
+    const settled = (s: RouteState) => (s.phase === "holding" && !this.writes.has(s.route)) || (!!s.observed?.session && !mine().has(s.observed.session));
+    const all = Promise.all([...this.states.keys()].map((r) => this.whenPhase(r, settled)));
+    const stop = new Promise<void>((resolve) => {
+      if (signal?.aborted) resolve();
+      signal?.addEventListener("abort", () => resolve(), { once: true });
+    });
+    await Promise.race([all, stop, this.deps.clock.sleep(timeoutMs).catch(() => undefined)]);
+    await Promise.allSettled([...this.writes.values()].map((w) => w.running));
+  }
+
   /** Routes using a check: released before that check is failed in Consul. */
   routesUsingCheck(checkName: string): string[] {
     return [...this.routesByName.values()].filter((r) => r.checks.includes(checkName)).map((r) => r.name);
@@ -254,15 +270,21 @@ export class Election {
     const { state: next, commands } = step(state, input, now, { lockDelayMs: this.deps.config.election.lockDelay, random: this.random });
     this.states.set(route, next);
     for (const command of commands) this.execute(command);
+    this.notifyWaiters(route);
+  }
+
+  private notifyWaiters(route: string): void {
     const waiters = this.phaseWaiters.get(route);
-    if (waiters) {
-      const remaining = waiters.filter((w) => {
-        if (!w.test(next)) return true;
+    const state = this.states.get(route);
+    if (!waiters || !state) return;
+    this.phaseWaiters.set(
+      route,
+      waiters.filter((w) => {
+        if (!w.test(state)) return true;
         w.resolve();
         return false;
-      });
-      this.phaseWaiters.set(route, remaining);
-    }
+      }),
+    );
   }
 
   private tick(): void {
@@ -434,6 +456,7 @@ export class Election {
         }
       } while (slot.again && this.states.get(route)?.phase === "holding");
       this.writes.delete(route);
+      this.notifyWaiters(route);
     })();
     this.writes.set(route, slot);
   }

@@ -1,0 +1,304 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  AttachInternetGatewayCommand,
+  AssociateRouteTableCommand,
+  CreateInternetGatewayCommand,
+  CreateRouteCommand,
+  CreateRouteTableCommand,
+  CreateSubnetCommand,
+  CreateTagsCommand,
+  CreateVpcCommand,
+  DescribeRouteTablesCommand,
+  EC2Client,
+  RunInstancesCommand,
+} from "@aws-sdk/client-ec2";
+import { stringify } from "yaml";
+import { startAemm, type SimulatedIdentity, type StartedAemm } from "./aemm.js";
+import { consulHttp, startConsulCluster, type ConsulCluster, type StartedConsul } from "./consul.js";
+import { EMULATOR_AWS, startMoto, type StartedMoto } from "./moto.js";
+import { ManagedProcess, waitUntil } from "./process.js";
+
+/**
+ * A local routeleader cluster on real components: moto (EC2), a 3-server Consul cluster
+ * with one client agent per simulated instance, one metadata mock per instance, and the
+ * agent itself as a separate process per instance. Used by the election, failover and
+ * policy suites, the demo and the benchmarks.
+ */
+
+export interface SimNodeSpec {
+  name: string;
+  az: string;
+}
+
+export interface ClusterSpec {
+  cluster?: string;
+  nodes: SimNodeSpec[];
+  /** Route tables to create, one per name, in the AZ given (associated with a private subnet there). */
+  tables: { name: string; az: string }[];
+  /** The routes section of every agent's config (tables referenced by tag Name). */
+  routes: Record<string, unknown>[];
+  /** The checks section; `{dir}` in command arguments is replaced by the node's state dir. */
+  checks?: Record<string, unknown>;
+  /** Extra top-level config merged into every agent's config. */
+  extra?: Record<string, unknown>;
+  /** EC2 endpoint the agents use (a fault proxy in front of moto); default moto itself. */
+  ec2Endpoint?: (moto: StartedMoto) => string;
+  /** Extra HCL for Consul client agents (e.g. faster gossip). */
+  clientHcl?: string;
+}
+
+export interface AgentEvent {
+  time: string;
+  msg: string;
+  route?: string;
+  event?: string;
+  [k: string]: unknown;
+}
+
+export class SimNode {
+  process: ManagedProcess | undefined;
+  readonly events: AgentEvent[] = [];
+  private readonly eventWaiters: { test: (e: AgentEvent) => boolean; resolve: (e: AgentEvent) => void }[] = [];
+
+  constructor(
+    readonly spec: SimNodeSpec,
+    readonly identity: SimulatedIdentity,
+    readonly aemm: StartedAemm,
+    readonly consul: StartedConsul,
+    readonly dir: string,
+    readonly configPath: string,
+  ) {}
+
+  get name(): string {
+    return this.spec.name;
+  }
+
+  get instanceId(): string {
+    return this.identity.instanceId;
+  }
+
+  /** Path of a file in this node's state directory (command checks test for it). */
+  file(name: string): string {
+    return join(this.dir, name);
+  }
+
+  record(e: AgentEvent): void {
+    this.events.push(e);
+    for (const w of [...this.eventWaiters]) {
+      if (w.test(e)) {
+        this.eventWaiters.splice(this.eventWaiters.indexOf(w), 1);
+        w.resolve(e);
+      }
+    }
+  }
+
+  /** Resolves with the first event (from `since` on) matching the test. */
+  waitForEvent(test: (e: AgentEvent) => boolean, timeoutMs: number, since = 0): Promise<AgentEvent> {
+    const seen = this.events.slice(since).find(test);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.eventWaiters.splice(this.eventWaiters.indexOf(waiter), 1);
+        reject(new Error(`${this.name}: no matching agent event within ${timeoutMs} ms; last output:\n${this.process?.output(15) ?? "(not running)"}`));
+      }, timeoutMs);
+      const waiter = {
+        test,
+        resolve: (e: AgentEvent) => {
+          clearTimeout(timer);
+          resolve(e);
+        },
+      };
+      this.eventWaiters.push(waiter);
+    });
+  }
+}
+
+const REPO = join(import.meta.dirname, "..", "..");
+
+export class SimCluster {
+  constructor(
+    readonly spec: ClusterSpec,
+    readonly cluster: string,
+    readonly moto: StartedMoto,
+    readonly ec2: EC2Client,
+    readonly consul: ConsulCluster,
+    readonly nodes: SimNode[],
+    readonly tableIds: Map<string, string>,
+    readonly vpcId: string,
+  ) {}
+
+  node(name: string): SimNode {
+    const n = this.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no node ${name}`);
+    return n;
+  }
+
+  nodeByInstance(instanceId: string | undefined): SimNode | undefined {
+    return this.nodes.find((n) => n.instanceId === instanceId);
+  }
+
+  /** Starts the agent process of a node with its own Consul agent, metadata mock and config. */
+  async startAgent(name: string, args: string[] = []): Promise<SimNode> {
+    const node = this.node(name);
+    if (node.process && !node.process.hasExited) throw new Error(`${name} is already running`);
+    const proc = new ManagedProcess(process.execPath, ["--import", "tsx", join(REPO, "agent", "cli.ts"), "run", "--config", node.configPath, "--log-level", "debug", ...args], {
+      name: `agent ${name}`,
+      cwd: REPO,
+      env: {
+        ...process.env,
+        CI: "true",
+        AWS_ACCESS_KEY_ID: "testing",
+        AWS_SECRET_ACCESS_KEY: "testing",
+        AWS_REGION: EMULATOR_AWS.region,
+        AWS_EC2_METADATA_SERVICE_ENDPOINT: node.aemm.endpoint,
+      },
+      keepLines: 400,
+    });
+    node.process = proc;
+    proc.onLine((line) => {
+      if (!line.startsWith("{")) return;
+      try {
+        node.record(JSON.parse(line) as AgentEvent);
+      } catch {
+        // not a log line
+      }
+    });
+    return node;
+  }
+
+  /** The holder (session + instance) of every route, read from Consul with ?consistent. */
+  async holders(): Promise<Map<string, { session?: string; instanceId?: string; lockIndex: number }>> {
+    const server = this.consul.servers.find((s) => !s.process.hasExited) as StartedConsul;
+    const res = await consulHttp("GET", `${server.httpAddr}/v1/kv/routeleader/${this.cluster}/routes/?recurse&consistent`).catch((err: Error) => {
+      if (/404/.test(err.message)) return { json: [] };
+      throw err;
+    });
+    const out = new Map<string, { session?: string; instanceId?: string; lockIndex: number }>();
+    for (const e of (res.json as { Key: string; Session?: string; Value?: string; LockIndex: number }[] | undefined) ?? []) {
+      const route = e.Key.split("/").pop() as string;
+      let instanceId: string | undefined;
+      try {
+        instanceId = e.Value ? (JSON.parse(Buffer.from(e.Value, "base64").toString()) as { instanceId?: string }).instanceId : undefined;
+      } catch {
+        instanceId = undefined;
+      }
+      out.set(route, { ...(e.Session ? { session: e.Session } : {}), ...(e.Session && instanceId ? { instanceId } : {}), lockIndex: e.LockIndex });
+    }
+    return out;
+  }
+
+  /** Waits until every route has a holder satisfying `test`; returns the holders. */
+  async waitForHolders(routes: string[], test: (route: string, instanceId: string | undefined) => boolean, timeoutMs: number) {
+    return waitUntil(
+      `holders of ${routes.join(", ")}`,
+      async () => {
+        const h = await this.holders();
+        return routes.every((r) => test(r, h.get(r)?.instanceId)) ? h : undefined;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
+  }
+
+  /** Where the route table actually points the destination. */
+  async routeTarget(tableName: string, destination: string): Promise<string | undefined> {
+    const id = this.tableIds.get(tableName);
+    const res = await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [id as string] }));
+    const route = res.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === destination || r.DestinationIpv6CidrBlock === destination);
+    return route?.InstanceId ?? route?.NetworkInterfaceId ?? route?.GatewayId;
+  }
+
+  async stopAgents(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.process?.stop(15_000)));
+  }
+
+  async stop(): Promise<void> {
+    await this.stopAgents();
+    await Promise.all(this.nodes.map((n) => n.aemm.stop()));
+    await this.consul.stop();
+    this.ec2.destroy();
+    await this.moto.stop();
+    for (const n of this.nodes) rmSync(n.dir, { recursive: true, force: true });
+  }
+}
+
+function substitute(value: unknown, dir: string): unknown {
+  if (typeof value === "string") return value.replaceAll("{dir}", dir);
+  if (Array.isArray(value)) return value.map((v) => substitute(v, dir));
+  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substitute(v, dir)]));
+  return value;
+}
+
+/** Builds the VPC in moto, the Consul cluster, a metadata mock and config per node. */
+export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
+  const cluster = spec.cluster ?? "sim";
+  const moto = await startMoto();
+  const ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: moto.endpoint, maxAttempts: 1 });
+  let consul: ConsulCluster | undefined;
+  const nodes: SimNode[] = [];
+  try {
+    const vpc = (await ec2.send(new CreateVpcCommand({ CidrBlock: "10.0.0.0/16" }))).Vpc!;
+    const vpcId = vpc.VpcId as string;
+    const igw = (await ec2.send(new CreateInternetGatewayCommand({}))).InternetGateway!;
+    await ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: igw.InternetGatewayId, VpcId: vpcId }));
+    const azs = [...new Set([...spec.nodes.map((n) => n.az), ...spec.tables.map((t) => t.az)])];
+    const publicSubnet = new Map<string, string>();
+    const privateSubnet = new Map<string, string>();
+    for (const [i, az] of azs.entries()) {
+      publicSubnet.set(az, (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: `10.0.${i * 2}.0/24`, AvailabilityZone: az }))).Subnet!.SubnetId as string);
+      privateSubnet.set(az, (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: `10.0.${i * 2 + 1}.0/24`, AvailabilityZone: az }))).Subnet!.SubnetId as string);
+    }
+    const tableIds = new Map<string, string>();
+    for (const t of spec.tables) {
+      const table = (await ec2.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable!;
+      const id = table.RouteTableId as string;
+      tableIds.set(t.name, id);
+      await ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: "Name", Value: t.name }, { Key: "routeleader/managed", Value: cluster }] }));
+      await ec2.send(new AssociateRouteTableCommand({ RouteTableId: id, SubnetId: privateSubnet.get(t.az) }));
+      // Before any agent runs, the default route points at the internet gateway (a foreign target).
+      await ec2.send(new CreateRouteCommand({ RouteTableId: id, DestinationCidrBlock: "0.0.0.0/0", GatewayId: igw.InternetGatewayId }));
+    }
+    consul = await startConsulCluster({ clients: spec.nodes.map((n) => n.name), ...(spec.clientHcl ? { clientHcl: spec.clientHcl } : {}) });
+    const ec2Endpoint = spec.ec2Endpoint ? spec.ec2Endpoint(moto) : moto.endpoint;
+    for (const [i, n] of spec.nodes.entries()) {
+      const inst = (await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", MinCount: 1, MaxCount: 1, SubnetId: publicSubnet.get(n.az), InstanceType: "t4g.nano" }))).Instances![0]!;
+      const eni = inst.NetworkInterfaces?.[0];
+      const identity: SimulatedIdentity = {
+        instanceId: inst.InstanceId as string,
+        az: n.az,
+        region: EMULATOR_AWS.region,
+        vpcId,
+        subnetId: publicSubnet.get(n.az) as string,
+        eniId: eni?.NetworkInterfaceId as string,
+        mac: eni?.MacAddress ?? `0a:00:00:00:00:${String(i).padStart(2, "0")}`,
+        privateIp: inst.PrivateIpAddress as string,
+      };
+      const aemm = await startAemm(identity);
+      const dir = mkdtempSync(join(tmpdir(), `rl-node-${n.name}-`));
+      const consulAgent = consul.clients.find((c) => c.node === n.name) as StartedConsul;
+      const config = {
+        cluster,
+        region: EMULATOR_AWS.region,
+        consul: { address: consulAgent.httpAddr },
+        imds: { endpoint: aemm.endpoint },
+        aws: { endpoint: ec2Endpoint },
+        checks: substitute(spec.checks ?? {}, dir),
+        routes: spec.routes,
+        sourceDestCheck: "ignore",
+        http: { listen: "" },
+        ...(spec.extra ?? {}),
+      };
+      const configPath = join(dir, "routeleader.yaml");
+      writeFileSync(configPath, stringify(config));
+      nodes.push(new SimNode(n, identity, aemm, consulAgent, dir, configPath));
+    }
+    return new SimCluster(spec, cluster, moto, ec2, consul, nodes, tableIds, vpcId);
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.aemm.stop()));
+    await consul?.stop();
+    ec2.destroy();
+    await moto.stop();
+    throw err;
+  }
+}
