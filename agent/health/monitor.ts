@@ -186,7 +186,9 @@ export class HealthMonitor {
   private async runLoop(entry: Entry, signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       const startedAt = this.clock.now();
-      const result = await this.runner(entry.check, signal);
+      const result = await this.runner(entry.check, signal).catch(
+        (err: unknown): CheckResult => ({ ok: false, output: `${entry.check.type} check failed to run: ${(err as Error).message}`, latencyMs: 0 }),
+      );
       if (signal.aborted) return;
       await this.record(entry, result);
       await this.sleep(Math.max(0, startedAt + entry.check.every - this.clock.now()), signal);

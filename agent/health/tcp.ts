@@ -44,14 +44,18 @@ export function runTcp(check: TcpCheck, deps: TcpDeps = {}, signal?: AbortSignal
 
     socket.once(check.tls ? "secureConnect" : "connect", () => {
       steps.push(check.tls ? "TLS handshake ok" : "connected");
-      if (check.send !== undefined) socket.write(check.send);
-      if (check.expect === undefined) finish(true, "");
+      if (check.send === undefined) {
+        if (check.expect === undefined) finish(true, "");
+        return;
+      }
+      // Without `expect`, pass once the text has been handed to the kernel.
+      socket.write(check.send, () => check.expect === undefined && finish(true, "sent"));
     });
     socket.on("data", (chunk: Buffer) => {
       reply += chunk.toString("utf8");
       if (check.expect !== undefined && reply.includes(check.expect)) finish(true, `expect ${quote(check.expect)} matched`);
     });
-    socket.once("end", () => finish(false, `closed before ${quote(check.expect ?? "")} (got ${quote(reply)})`));
+    socket.once("end", () => finish(false, check.expect === undefined ? "closed by the peer" : `closed before ${quote(check.expect)} (got ${quote(reply)})`));
     socket.once("error", (err) => finish(false, errorText(err)));
   });
 }

@@ -76,6 +76,12 @@ describe("tcp check against real local servers", () => {
     expect(r.output).toMatch(new RegExp(`^tcp 127\\.0\\.0\\.1:${echo.port}: connected, expect 'OK' matched, [\\d.]+ ms$`));
   });
 
+  it("with send and no expect, passes once the text is written", async () => {
+    const r = await run(check({ type: "tcp", host: "127.0.0.1", port: silent.port, send: "hello\n" }));
+    expect(r.ok).toBe(true);
+    expect(r.output).toMatch(/: connected, sent, [\d.]+ ms$/);
+  });
+
   it("fails with 'connection refused' when the server is stopped", async () => {
     const r = await run(check({ type: "tcp", host: "127.0.0.1", port: await closedPort() }));
     expect(r.ok).toBe(false);
