@@ -1,3 +1,4 @@
+import { systemClock } from "../clock.js";
 import { AwsCallError, classifyAwsError, describeAwsFailure, isFatal, toAwsError, type AwsFailure } from "./errors.js";
 
 /** How hard to try one AWS call. */
@@ -35,21 +36,6 @@ export class GateClosedError extends Error {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
 /** Full jitter: random × min(base × 2^n, cap) (the AWS Architecture Blog's recommendation). */
 export function backoffMs(failure: AwsFailure, retryIndex: number, policy: RetryPolicy, random: () => number): number {
   const base = failure.kind === "throttled" ? (policy.throttleBaseMs ?? 100) : (policy.transientBaseMs ?? 50);
@@ -82,7 +68,7 @@ export async function withRetries<T>(action: string, subject: string, policy: Re
       const delay = backoffMs(failure, retry, policy, random);
       hooks.onRetry?.(failure, delay, retry + 1);
       try {
-        await sleep(delay, signal);
+        await systemClock.sleep(delay, signal);
       } catch {
         throw abortedError(action, subject, policy, hooks.signal, err);
       }

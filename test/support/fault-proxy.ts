@@ -1,0 +1,295 @@
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+
+/**
+ * A fault-injection HTTP proxy in front of moto. moto stays the source of truth; the proxy
+ * adds what moto does not model and records every call:
+ * - a log of every call (time, caller, service, action, params, status), mutating ones marked;
+ * - RequestLimitExceeded (HTTP 503) or any other error for the first N calls of an action;
+ * - 5xx bursts;
+ * - DescribeRouteTables rewritten so a route whose target instance is stopped or terminated
+ *   reads `blackhole`, as on AWS (moto always says `active`);
+ * - optionally both InstanceId and NetworkInterfaceId on instance routes, as on AWS;
+ * - Auto Scaling CompleteLifecycleAction / RecordLifecycleActionHeartbeat answered and
+ *   recorded (moto answers 500).
+ *
+ * Callers are told apart by endpoint path: point a client at `endpointFor("node-a")`
+ * (the SDK keeps the path; the proxy strips it), or send an `x-routeleader-caller` header.
+ */
+
+export interface ProxyCall {
+  /** Date.now() when the request arrived. */
+  readonly time: number;
+  readonly caller: string;
+  /** From the SigV4 credential scope: "ec2", "autoscaling", … */
+  readonly service: string;
+  readonly action: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly mutating: boolean;
+  readonly status: number;
+  /** What the proxy did instead of (or on top of) forwarding: "throttled", "5xx", "answered", "rewritten". */
+  readonly injected?: string;
+}
+
+export interface InjectedError {
+  status: number;
+  code: string;
+  message: string;
+}
+
+export interface FaultProxyOptions {
+  /** moto's endpoint, e.g. http://127.0.0.1:5055. */
+  upstream: string;
+  /** Caller name for requests that carry none. */
+  defaultCaller?: string;
+  /** Report routes to stopped/terminated instances as blackhole (default true). */
+  blackholeStoppedTargets?: boolean;
+  /** Fill InstanceId and NetworkInterfaceId of instance routes, as AWS does (default false). */
+  fillRouteTargets?: boolean;
+}
+
+const MUTATING = /^(Create|Replace|Delete|Modify|Associate|Disassociate|Run|Terminate|Stop|Start|Attach|Detach|Complete|Record|Put|Set|Update|Reboot|Assign|Unassign|Enable|Disable)/;
+
+interface Rule {
+  action: string | undefined;
+  remaining: number;
+  error: InjectedError;
+  label: string;
+}
+
+interface InstanceFacts {
+  state: string;
+  primaryEni?: string;
+}
+
+function ec2ErrorBody(error: InjectedError): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${error.code}</Code><Message>${error.message}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`;
+}
+
+function queryErrorBody(error: InjectedError, service: string): string {
+  const type = error.status >= 500 ? "Receiver" : "Sender";
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse xmlns="https://${service}.amazonaws.com/doc/"><Error><Type>${type}</Type><Code>${error.code}</Code><Message>${error.message}</Message></Error><RequestId>${randomUUID()}</RequestId></ErrorResponse>`;
+}
+
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}
+
+export class StartedFaultProxy {
+  private readonly log: ProxyCall[] = [];
+  private rules: Rule[] = [];
+  private readonly lookups = new Map<string, EC2Client>();
+  private blackhole: boolean;
+  private fillTargets: boolean;
+
+  constructor(
+    private readonly server: http.Server,
+    readonly endpoint: string,
+    private readonly options: FaultProxyOptions,
+  ) {
+    this.blackhole = options.blackholeStoppedTargets ?? true;
+    this.fillTargets = options.fillRouteTargets ?? false;
+  }
+
+  /** An endpoint whose calls are logged under `caller`. */
+  endpointFor(caller: string): string {
+    return `${this.endpoint}/caller/${encodeURIComponent(caller)}`;
+  }
+
+  /** Every call so far, oldest first; optionally only those matching. */
+  calls(filter?: { caller?: string; action?: string; mutating?: boolean }): ProxyCall[] {
+    return this.log.filter(
+      (c) => (filter?.caller === undefined || c.caller === filter.caller) && (filter?.action === undefined || c.action === filter.action) && (filter?.mutating === undefined || c.mutating === filter.mutating),
+    );
+  }
+
+  mutatingCalls(caller?: string): ProxyCall[] {
+    return this.calls({ mutating: true, ...(caller !== undefined ? { caller } : {}) });
+  }
+
+  clearLog(): void {
+    this.log.length = 0;
+  }
+
+  /** The next `count` calls of `action` get RequestLimitExceeded (HTTP 503), unforwarded. */
+  throttle(action: string, count: number): void {
+    this.failWith(action, count, { status: 503, code: "RequestLimitExceeded", message: "Request limit exceeded." }, "throttled");
+  }
+
+  /** The next `count` calls of `action` get this error, unforwarded (e.g. UnauthorizedOperation 403). */
+  failWith(action: string | undefined, count: number, error: InjectedError, label = error.code): void {
+    this.rules.push({ action, remaining: count, error, label });
+  }
+
+  /** The next `count` calls (of `action`, or of any action) get an HTTP 5xx, unforwarded. */
+  serverErrors(count: number, options: { action?: string; status?: number } = {}): void {
+    const status = options.status ?? 500;
+    this.failWith(options.action, count, { status, code: status === 503 ? "Unavailable" : "InternalError", message: "An internal error has occurred" }, "5xx");
+  }
+
+  clearFaults(): void {
+    this.rules = [];
+  }
+
+  setBlackholeStoppedTargets(on: boolean): void {
+    this.blackhole = on;
+  }
+
+  setFillRouteTargets(on: boolean): void {
+    this.fillTargets = on;
+  }
+
+  /** Parameters of every CompleteLifecycleAction the proxy answered. */
+  completedLifecycleActions(): Readonly<Record<string, string>>[] {
+    return this.calls({ action: "CompleteLifecycleAction" }).map((c) => c.params);
+  }
+
+  async stop(): Promise<void> {
+    for (const client of this.lookups.values()) client.destroy();
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  // ---------------------------------------------------------------- request handling
+
+  async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const time = Date.now();
+    const body = await readBody(req);
+    const url = new URL(req.url ?? "/", "http://proxy");
+    const pathCaller = /^\/caller\/([^/]+)/.exec(url.pathname)?.[1];
+    const caller = pathCaller ? decodeURIComponent(pathCaller) : String(req.headers["x-routeleader-caller"] ?? this.options.defaultCaller ?? "default");
+    const forwardPath = pathCaller ? url.pathname.replace(/^\/caller\/[^/]+/, "") || "/" : url.pathname;
+    const auth = String(req.headers.authorization ?? "");
+    const scope = /Credential=[^/]+\/\d+\/([^/]+)\/([^/]+)\/aws4_request/.exec(auth);
+    const region = scope?.[1] ?? "us-east-1";
+    const service = scope?.[2] ?? "unknown";
+    const params = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+    const action = params.Action ?? url.searchParams.get("Action") ?? "";
+    const record = (status: number, injected?: string) =>
+      this.log.push({ time, caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}) });
+
+    const rule = this.rules.find((r) => r.remaining > 0 && (r.action === undefined || r.action === action));
+    if (rule) {
+      rule.remaining--;
+      const text = service === "ec2" ? ec2ErrorBody(rule.error) : queryErrorBody(rule.error, service);
+      res.writeHead(rule.error.status, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+      record(rule.error.status, rule.label);
+      return;
+    }
+
+    if (service === "autoscaling" && (action === "CompleteLifecycleAction" || action === "RecordLifecycleActionHeartbeat")) {
+      const text = `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><${action}Result/><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></${action}Response>`;
+      res.writeHead(200, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+      record(200, "answered");
+      return;
+    }
+
+    const upstream = await this.forward(req, forwardPath + url.search, body);
+    let text = upstream.body;
+    let injected: string | undefined;
+    if (service === "ec2" && action === "DescribeRouteTables" && upstream.status === 200 && (this.blackhole || this.fillTargets)) {
+      const rewritten = await this.rewriteRoutes(text.toString("utf8"), region);
+      if (rewritten !== undefined) {
+        text = Buffer.from(rewritten, "utf8");
+        injected = "rewritten";
+      }
+    }
+    const headers = { ...upstream.headers, "content-length": String(text.length) };
+    delete headers["transfer-encoding"];
+    res.writeHead(upstream.status, headers);
+    res.end(text);
+    record(upstream.status, injected);
+  }
+
+  private forward(req: http.IncomingMessage, path: string, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {
+    const target = new URL(path, this.options.upstream);
+    return new Promise((resolve, reject) => {
+      const headers = { ...req.headers, host: target.host, "content-length": String(body.length) };
+      const up = http.request(target, { method: req.method, headers }, (r) => {
+        readBody(r).then((b) => resolve({ status: r.statusCode ?? 502, headers: r.headers, body: b }), reject);
+      });
+      up.on("error", reject);
+      up.end(body);
+    });
+  }
+
+  private lookupClient(region: string): EC2Client {
+    let client = this.lookups.get(region);
+    if (!client) {
+      client = new EC2Client({ region, endpoint: this.options.upstream, credentials: { accessKeyId: "testing", secretAccessKey: "testing" }, maxAttempts: 1 });
+      this.lookups.set(region, client);
+    }
+    return client;
+  }
+
+  /** Instance state and primary ENI by instance id, and the owning instance by ENI id. */
+  private async instanceFacts(region: string): Promise<{ byInstance: Map<string, InstanceFacts>; instanceOfEni: Map<string, string> }> {
+    const out = await this.lookupClient(region).send(new DescribeInstancesCommand({}));
+    const byInstance = new Map<string, InstanceFacts>();
+    const instanceOfEni = new Map<string, string>();
+    for (const instance of (out.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
+      if (!instance.InstanceId) continue;
+      const primary = instance.NetworkInterfaces?.find((n) => n.Attachment?.DeviceIndex === 0)?.NetworkInterfaceId;
+      byInstance.set(instance.InstanceId, { state: instance.State?.Name ?? "unknown", ...(primary ? { primaryEni: primary } : {}) });
+      for (const eni of instance.NetworkInterfaces ?? []) if (eni.NetworkInterfaceId) instanceOfEni.set(eni.NetworkInterfaceId, instance.InstanceId);
+    }
+    return { byInstance, instanceOfEni };
+  }
+
+  /** Route items carry no nested <item>, so the innermost <item>…</item> with a target is a route. */
+  private async rewriteRoutes(xml: string, region: string): Promise<string | undefined> {
+    if (!/<(instanceId|networkInterfaceId)>/.test(xml)) return undefined;
+    const { byInstance, instanceOfEni } = await this.instanceFacts(region);
+    let changed = false;
+    const result = xml.replace(/<item>((?:(?!<item>)[\s\S])*?)<\/item>/g, (whole, inner: string) => {
+      if (!/<state>active<\/state>/.test(inner) && !/<state>blackhole<\/state>/.test(inner)) return whole;
+      const instanceId = /<instanceId>([^<]+)<\/instanceId>/.exec(inner)?.[1];
+      const eniId = /<networkInterfaceId>([^<]+)<\/networkInterfaceId>/.exec(inner)?.[1];
+      const owner = instanceId ?? (eniId ? instanceOfEni.get(eniId) : undefined);
+      if (!owner) return whole;
+      let next = inner;
+      const state = byInstance.get(owner)?.state;
+      if (this.blackhole && (state === "stopped" || state === "terminated")) next = next.replace("<state>active</state>", "<state>blackhole</state>");
+      if (this.fillTargets) {
+        const eni = byInstance.get(owner)?.primaryEni;
+        if (!eniId && eni) next = next.replace(/<instanceId>/, `<networkInterfaceId>${eni}</networkInterfaceId><instanceId>`);
+        if (!instanceId) next = next.replace(/<networkInterfaceId>/, `<instanceId>${owner}</instanceId><networkInterfaceId>`);
+      }
+      if (next === inner) return whole;
+      changed = true;
+      return `<item>${next}</item>`;
+    });
+    return changed ? result : undefined;
+  }
+}
+
+/** Starts the proxy on a free loopback port. */
+export async function startFaultProxy(options: FaultProxyOptions): Promise<StartedFaultProxy> {
+  let proxy: StartedFaultProxy | undefined;
+  const server = http.createServer((req, res) => {
+    proxy!.handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
+      res.end(`fault proxy: ${(err as Error).message}`);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  proxy = new StartedFaultProxy(server, `http://127.0.0.1:${port}`, options);
+  return proxy;
+}
