@@ -1,0 +1,187 @@
+import pino from "pino";
+import { describe, expect, it } from "vitest";
+import type { Clock } from "../../agent/clock.js";
+import { checkSchema, type CheckConfig } from "../../agent/config/schema.js";
+import type { CheckStatus, ConsulApi } from "../../agent/consul/index.js";
+import { HealthMonitor, checkTtlMs } from "../../agent/health/monitor.js";
+import type { CheckRunner } from "../../agent/health/run.js";
+
+const log = pino({ level: "silent" });
+
+/** Lets every pending promise callback and I/O callback run. */
+const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/** Time moves only when the test says so; timers fire in order of their due time. */
+class FakeClock implements Clock {
+  private t = 0;
+  private timers: { at: number; resolve: () => void }[] = [];
+  now(): number {
+    return this.t;
+  }
+  wallNow(): number {
+    return this.t;
+  }
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const onAbort = () => {
+        this.timers = this.timers.filter((x) => x !== timer);
+        reject(signal?.reason);
+      };
+      const timer = {
+        at: this.t + ms,
+        resolve: () => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+      };
+      this.timers.push(timer);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+  async advance(ms: number): Promise<void> {
+    const end = this.t + ms;
+    for (;;) {
+      await settle();
+      const due = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((x) => x !== due);
+      this.t = due.at;
+      due.resolve();
+    }
+    this.t = end;
+    await settle();
+  }
+}
+
+interface Published {
+  at: number;
+  status: CheckStatus;
+  output: string;
+}
+
+function fakeConsul(clock: FakeClock): { api: ConsulApi; published: Published[] } {
+  const published: Published[] = [];
+  const api = {
+    updateTtlCheck: async (_id: string, status: CheckStatus, output: string) => {
+      published.push({ at: clock.now(), status, output });
+    },
+  } as unknown as ConsulApi;
+  return { api, published };
+}
+
+/** A runner that answers from a script (then repeats the last answer) and records run times. */
+function scriptedRunner(clock: FakeClock, script: boolean[]): CheckRunner & { runs: number[] } {
+  const runs: number[] = [];
+  const runner = (async () => {
+    const ok = script[Math.min(runs.length, script.length - 1)]!;
+    runs.push(clock.now());
+    return { ok, output: ok ? "probe ok" : "probe refused", latencyMs: 1 };
+  }) as unknown as CheckRunner & { runs: number[] };
+  runner.runs = runs;
+  return runner;
+}
+
+const probe = (raw: Record<string, unknown> = {}): CheckConfig => checkSchema.parse({ type: "tcp", host: "127.0.0.1", port: 9, ...raw });
+
+describe("HealthMonitor scheduling and ordering (fake clock)", () => {
+  it("runs every `every` from start to start and re-publishes every TTL/3", async () => {
+    const clock = new FakeClock();
+    const { api, published } = fakeConsul(clock);
+    const check = probe({ every: "1s", timeout: "500ms", rise: 1, fall: 1 });
+    expect(checkTtlMs(check)).toBe(4500);
+    const runner = scriptedRunner(clock, [true]);
+    const monitor = new HealthMonitor({ checks: { p: check }, consul: api, serviceId: "s", log, clock, runner, beforeFail: async () => undefined });
+    monitor.start();
+    await clock.advance(10_000);
+    expect(runner.runs).toEqual([0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
+    const refreshes = published.filter((p) => p.at % 1000 !== 0).map((p) => p.at);
+    expect(refreshes).toEqual([1500, 4500, 7500]);
+    expect(published).toHaveLength(11 + 6);
+    await monitor.stop();
+    await clock.advance(5000);
+    expect(runner.runs.length).toBe(11);
+  });
+
+  it("never contends before rise: passing, onPass and whenPassing come only after the rise-th pass", async () => {
+    const clock = new FakeClock();
+    const { api, published } = fakeConsul(clock);
+    const passed: number[] = [];
+    const monitor = new HealthMonitor({
+      checks: { p: probe({ rise: 3, fall: 2 }) },
+      consul: api,
+      serviceId: "s",
+      log,
+      clock,
+      runner: scriptedRunner(clock, [true, false, true, true, true]),
+      beforeFail: async () => undefined,
+      onPass: () => passed.push(clock.now()),
+    });
+    let resolvedAt: number | undefined;
+    void monitor.whenPassing(["p"]).then(() => (resolvedAt = clock.now()));
+    monitor.start();
+    await clock.advance(3000);
+    expect(monitor.allPassing(["p"])).toBe(false);
+    expect(resolvedAt).toBeUndefined();
+    await clock.advance(1000);
+    expect(monitor.allPassing(["p"])).toBe(true);
+    expect(resolvedAt).toBe(4000);
+    expect(passed).toEqual([4000]);
+    expect(published.filter((p) => p.at <= 3000).every((p) => p.status === "critical")).toBe(true);
+    expect(published.find((p) => p.at === 4000)).toMatchObject({ status: "passing", output: "p: 3/3 ok — probe ok" });
+    await monitor.stop();
+  });
+
+  it("on fall: passing drops at once, Consul stays passing until beforeFail resolves, then critical", async () => {
+    const clock = new FakeClock();
+    const { api, published } = fakeConsul(clock);
+    let release: () => void = () => undefined;
+    const calls: string[] = [];
+    const monitor = new HealthMonitor({
+      checks: { p: probe({ every: "1s", timeout: "500ms", rise: 1, fall: 2 }) },
+      consul: api,
+      serviceId: "s",
+      log,
+      clock,
+      runner: scriptedRunner(clock, [true, false, false]),
+      beforeFail: (name) => {
+        calls.push(name);
+        return new Promise<void>((resolve) => (release = resolve));
+      },
+    });
+    monitor.start();
+    await clock.advance(2000);
+    expect(calls).toEqual(["p"]);
+    expect(monitor.allPassing(["p"])).toBe(false);
+    expect(monitor.state("p")).toMatchObject({ passing: false, consulStatus: "passing", consecutiveFail: 2 });
+    await clock.advance(4000);
+    expect(published.map((p) => p.status)).not.toContain("critical");
+    expect(published.at(-1)).toMatchObject({ status: "passing", output: "p: failing, 2/2 failed — probe refused" });
+    release();
+    await settle();
+    expect(published.at(-1)).toMatchObject({ status: "critical", output: "p: failing, 2/2 failed — probe refused" });
+    expect(monitor.state("p")?.consulStatus).toBe("critical");
+    await monitor.stop();
+  });
+
+  it("a beforeFail that hangs is cut off at beforeFailTimeoutMs", async () => {
+    const clock = new FakeClock();
+    const { api, published } = fakeConsul(clock);
+    const monitor = new HealthMonitor({
+      checks: { p: probe({ every: "1s", rise: 1, fall: 1 }) },
+      consul: api,
+      serviceId: "s",
+      log,
+      clock,
+      runner: scriptedRunner(clock, [true, false]),
+      beforeFailTimeoutMs: 2500,
+      beforeFail: () => new Promise<void>(() => undefined),
+    });
+    monitor.start();
+    await clock.advance(3499);
+    expect(published.map((p) => p.status)).not.toContain("critical");
+    await clock.advance(1);
+    expect(published.at(-1)).toMatchObject({ at: 3500, status: "critical" });
+    await monitor.stop();
+  });
+});
