@@ -95,9 +95,9 @@ changed() { # changed PATH...: true when any PATH was written by this run
 }
 
 # ---------------------------------------------------------------- instance identity (IMDSv2)
-IMDS_TOKEN=$(curl -fsS --max-time 2 --retry 10 --retry-connrefused -X PUT \
+IMDS_TOKEN=$(curl -fsS --max-time 2 --retry 10 --retry-delay 1 --retry-connrefused -X PUT \
   -H "X-aws-ec2-metadata-token-ttl-seconds: 300" "$RL_IMDS_ENDPOINT/latest/api/token")
-imds() { curl -fsS --max-time 2 --retry 5 -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" "$RL_IMDS_ENDPOINT/latest/meta-data/$1"; }
+imds() { curl -fsS --max-time 2 --retry 5 --retry-delay 1 -H "X-aws-ec2-metadata-token: $IMDS_TOKEN" "$RL_IMDS_ENDPOINT/latest/meta-data/$1"; }
 INSTANCE_ID=$(imds instance-id)
 REGION=$(imds placement/region)
 PRIVATE_IP=$(imds local-ipv4)
@@ -251,21 +251,21 @@ WantedBy=multi-user.target"
     put_file "$RL_PREFIX/.installed" 0644 root:root "$RL_PACKAGE"
   fi
 
-  routes=""
   if [ -n "$RL_ROUTE_TABLE_IDS" ]; then
+    routes="
+  # One lock per table: each table has its own holder, preferably in the table's AZ."
     IFS=, read -r -a tables <<<"$RL_ROUTE_TABLE_IDS"
     for t in "${tables[@]}"; do
       t=${t//[[:space:]]/}
       [ -n "$t" ] || continue
       routes+="
-  # One lock per table: each table keeps its own holder, preferably in its own AZ.
   - name: nat-$t
     table: { id: $t }
     destination: $RL_DESTINATION
     checks: [egress, forwarding]"
     done
   else
-    routes+="
+    routes="
   # Every table with this tag shares one lock (one holder); list ids for per-AZ holders.
   - name: nat-default
     table: { tags: { \"$RL_ROUTE_TABLE_TAG_KEY\": \"$RL_ROUTE_TABLE_TAG_VALUE\" } }

@@ -1,0 +1,136 @@
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * A sandbox for scripts/bootstrap.sh: a temporary ROOT the script writes under, and a PATH
+ * holding only recorder stubs for every program that changes a machine (dnf, rpm, systemctl,
+ * sysctl, iptables, useradd, getent, chown, npm-20, aws, systemd-cat) plus links to a short
+ * list of harmless real tools (coreutils, cmp, curl for IMDS). A program the script calls and
+ * the sandbox does not know is "command not found": nothing can reach the real host.
+ *
+ * The stubs are stateful where the script asks questions (rpm -q, getent, systemctl
+ * is-enabled/is-active, iptables -C), so a second run sees what the first "installed".
+ */
+
+/** Real programs the script may run as themselves: file plumbing, and curl for IMDS. */
+const REAL_TOOLS = ["bash", "cat", "chmod", "cmp", "curl", "dirname", "basename", "mkdir", "mktemp", "mv", "rm", "stat", "grep", "tr", "sed", "env"];
+
+/** Programs replaced by the recorder. */
+export const STUBBED = ["dnf", "rpm", "systemctl", "sysctl", "iptables", "useradd", "getent", "chown", "npm-20", "aws", "systemd-cat"];
+
+/** The recorder every stub links to (a bash script next to this file). */
+const RECORDER = readFileSync(join(import.meta.dirname, "bootstrap-recorder.sh"), "utf8");
+
+export interface Call {
+  program: string;
+  args: string[];
+}
+
+export interface RunResult {
+  code: number | null;
+  output: string;
+  calls: Call[];
+}
+
+export class BootstrapSandbox {
+  readonly dir: string;
+  readonly root: string;
+  readonly bin: string;
+  readonly state: string;
+  private readonly log: string;
+  private runs = 0;
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), "rl-bootstrap-"));
+    this.root = join(this.dir, "root");
+    this.bin = join(this.dir, "bin");
+    this.state = join(this.dir, "state");
+    this.log = join(this.dir, "calls.log");
+    for (const d of [this.root, this.bin, this.state, join(this.state, "ssm")]) mkdirSync(d, { recursive: true });
+    const recorder = join(this.dir, "recorder");
+    writeFileSync(recorder, RECORDER);
+    chmodSync(recorder, 0o755);
+    for (const name of STUBBED) symlinkSync(recorder, join(this.bin, name));
+    for (const tool of REAL_TOOLS) {
+      const real = ["/usr/bin", "/bin"].map((d) => join(d, tool)).find((p) => existsSync(p));
+      if (!real) throw new Error(`the bootstrap sandbox needs ${tool} on this machine`);
+      symlinkSync(real, join(this.bin, tool));
+    }
+  }
+
+  /** An SSM SecureString value the aws stub returns for `get-parameter --name NAME`. */
+  putSsmParameter(name: string, value: string): void {
+    writeFileSync(join(this.state, "ssm", name.replaceAll("/", "_")), value);
+  }
+
+  /** Runs a bootstrap script (a file) with ROOT, the stub PATH and these variables. */
+  async run(script: string, env: Record<string, string>): Promise<RunResult> {
+    this.runs++;
+    writeFileSync(this.log, "");
+    const child = spawn("/bin/bash", [script], {
+      env: { ...env, ROOT: this.root, PATH: this.bin, HOME: this.dir, SANDBOX_LOG: this.log, SANDBOX_STATE: this.state, LANG: "C" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (b: Buffer) => (output += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (output += b.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+    const calls = readFileSync(this.log, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => {
+        const [program, ...args] = line.split("\x1f");
+        return { program: program!, args };
+      });
+    return { code, output, calls };
+  }
+
+  /** path (relative to ROOT) → sha256 and mode of every file under ROOT. */
+  snapshot(): Map<string, string> {
+    const out = new Map<string, string>();
+    const walk = (dir: string, rel: string) => {
+      for (const name of readdirSync(dir).sort()) {
+        const abs = join(dir, name);
+        const r = `${rel}/${name}`;
+        const st = lstatSync(abs);
+        if (st.isDirectory()) {
+          out.set(`${r}/`, (st.mode & 0o7777).toString(8));
+          walk(abs, r);
+        } else {
+          out.set(r, `${createHash("sha256").update(readFileSync(abs)).digest("hex")} ${(statSync(abs).mode & 0o7777).toString(8)} ${st.mtimeMs}`);
+        }
+      }
+    };
+    walk(this.root, "");
+    return out;
+  }
+
+  read(path: string): string {
+    return readFileSync(join(this.root, path), "utf8");
+  }
+
+  exists(path: string): boolean {
+    return existsSync(join(this.root, path));
+  }
+
+  mode(path: string): string {
+    return (statSync(join(this.root, path)).mode & 0o777).toString(8);
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Calls that change a machine (anything but questions and the journal wrapper). */
+export function mutatingCalls(calls: Call[]): Call[] {
+  return calls.filter((c) => {
+    if (c.program === "systemd-cat" || c.program === "rpm" || c.program === "getent" || c.program === "aws") return false;
+    if (c.program === "systemctl" && (c.args[0] === "is-enabled" || c.args[0] === "is-active")) return false;
+    if (c.program === "iptables" && c.args.includes("-C")) return false;
+    return true;
+  });
+}
