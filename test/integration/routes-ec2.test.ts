@@ -1,12 +1,13 @@
-import { CreateRouteCommand, DescribeInstanceAttributeCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, StopInstancesCommand, type Instance } from "@aws-sdk/client-ec2";
+import { CreateRouteCommand, DeleteRouteCommand, DescribeInstanceAttributeCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, StopInstancesCommand, type Instance } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createEc2Client } from "../../agent/aws/index.js";
+import { AwsCallError, createEc2Client } from "../../agent/aws/index.js";
 import type { Config } from "../../agent/config/index.js";
 import { ExitError, EXIT } from "../../agent/exit-codes.js";
 import { RouteController, SourceDestCheckError, type WriteGate } from "../../agent/routes/index.js";
 import { createSubnet, createTable, createVpc, identityOf, mainTableOf, memoryLogger, readRoute, runInstance, testConfig } from "../support/ec2-world.js";
 import { startFaultProxy, type StartedFaultProxy } from "../support/fault-proxy.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
+import { waitUntil } from "../support/process.js";
 
 const open: WriteGate = async () => true;
 const ROUTE_WRITES = new Set(["CreateRoute", "ReplaceRoute", "DeleteRoute"]);
@@ -225,6 +226,51 @@ describe("routes on EC2 (moto behind the fault proxy)", () => {
       expect((await readRoute(admin, w.tables["v4-foreign"]!, "0.0.0.0/0"))?.InstanceId).toBe(w.self.InstanceId);
       expect(proxy.calls({ caller: "node-a", action: "ReplaceRoute" }).map((c) => c.status)).toEqual([503, 503, 200]);
       expect(lines.filter((l) => l.msg === "route write failed, retrying").map((l) => l.code)).toEqual(["RequestLimitExceeded", "RequestLimitExceeded"]);
+    });
+
+    it("a 5xx costs one of the write attempts; two in a row give up", async () => {
+      const w = await claimWorld();
+      const { ctl } = controller("node-a", w.self, testConfig(w.routes));
+      await ctl.prepare();
+      proxy.serverErrors(1, { action: "ReplaceRoute" });
+      expect((await ctl.claim("v4-foreign", open)).action).toBe("replaced");
+      proxy.serverErrors(2, { action: "ReplaceRoute" });
+      const err = await ctl.claim("v6-foreign", open).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AwsCallError);
+      expect((err as Error).message).toMatch(/ec2:ReplaceRoute .*gave up after 2 attempts/);
+      expect(proxy.calls({ action: "ReplaceRoute" }).map((c) => c.status)).toEqual([500, 200, 500, 500]);
+    });
+
+    it("a write that hangs past aws.writeTimeout is abandoned at the deadline", async () => {
+      const w = await claimWorld();
+      const { ctl } = controller("node-a", w.self, testConfig(w.routes, { aws: { writeTimeout: "300ms" } }));
+      await ctl.prepare();
+      proxy.delay("ReplaceRoute", 1500);
+      const err = await ctl.claim("v4-foreign", open).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AwsCallError);
+      expect((err as Error).message).toMatch(/ec2:ReplaceRoute \(route v4-foreign .*\): no success within 300 ms/);
+      // The proxy still forwards the held request: the late write the lock-delay rule exists for.
+      await waitUntil("the held ReplaceRoute reaches moto", async () => (proxy.calls({ action: "ReplaceRoute" }).length === 1 ? true : undefined), { timeoutMs: 5000 });
+    });
+
+    it("a route created or deleted between the read and the write is written with the other call", async () => {
+      const w = await claimWorld();
+      const { ctl } = controller("node-a", w.self, testConfig(w.routes));
+      await ctl.prepare();
+      proxy.beforeForward("CreateRoute", async () => {
+        await admin.send(new CreateRouteCommand({ RouteTableId: w.tables["v4-absent"], DestinationCidrBlock: "0.0.0.0/0", InstanceId: w.other.InstanceId }));
+      });
+      const appeared = await ctl.claim("v4-absent", open);
+      expect(appeared).toMatchObject({ action: "replaced" });
+      proxy.beforeForward("ReplaceRoute", async () => {
+        await admin.send(new DeleteRouteCommand({ RouteTableId: w.tables["v4-foreign"], DestinationCidrBlock: "0.0.0.0/0" }));
+      });
+      const vanished = await ctl.claim("v4-foreign", open);
+      expect(vanished).toMatchObject({ action: "created" });
+      for (const table of [w.tables["v4-absent"]!, w.tables["v4-foreign"]!]) {
+        expect((await readRoute(admin, table, "0.0.0.0/0"))?.InstanceId).toBe(w.self.InstanceId);
+      }
+      expect(routeWrites("node-a").map((c) => `${c.action} ${c.status}`)).toEqual(["CreateRoute 400", "ReplaceRoute 200", "ReplaceRoute 400", "CreateRoute 200"]);
     });
 
     it("an AccessDenied names the missing permission", async () => {

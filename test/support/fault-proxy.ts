@@ -8,7 +8,7 @@ import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
  * adds what moto does not model and records every call:
  * - a log of every call (time, caller, service, action, params, status), mutating ones marked;
  * - RequestLimitExceeded (HTTP 503) or any other error for the first N calls of an action;
- * - 5xx bursts;
+ * - 5xx bursts, delayed answers, and hooks that change moto's state just before a call;
  * - DescribeRouteTables rewritten so a route whose target instance is stopped or terminated
  *   reads `blackhole`, as on AWS (moto always says `active`);
  * - optionally both InstanceId and NetworkInterfaceId on instance routes, as on AWS;
@@ -59,6 +59,18 @@ interface Rule {
   label: string;
 }
 
+interface Delay {
+  action: string;
+  remaining: number;
+  ms: number;
+}
+
+interface Hook {
+  action: string;
+  remaining: number;
+  run: (call: { caller: string; params: Readonly<Record<string, string>> }) => Promise<void>;
+}
+
 interface InstanceFacts {
   state: string;
   primaryEni?: string;
@@ -85,6 +97,8 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
 export class StartedFaultProxy {
   private readonly log: ProxyCall[] = [];
   private rules: Rule[] = [];
+  private delays: Delay[] = [];
+  private hooks: Hook[] = [];
   private readonly lookups = new Map<string, EC2Client>();
   private blackhole: boolean;
   private fillTargets: boolean;
@@ -134,8 +148,23 @@ export class StartedFaultProxy {
     this.failWith(options.action, count, { status, code: status === 503 ? "Unavailable" : "InternalError", message: "An internal error has occurred" }, "5xx");
   }
 
+  /** The next `count` calls of `action` are held `ms` before being forwarded (a slow or hung API). */
+  delay(action: string, ms: number, count = 1): void {
+    this.delays.push({ action, remaining: count, ms });
+  }
+
+  /**
+   * Runs `hook` before forwarding the next `count` calls of `action`: e.g. change moto's
+   * state between an agent's read and its write, to provoke a race.
+   */
+  beforeForward(action: string, hook: Hook["run"], count = 1): void {
+    this.hooks.push({ action, remaining: count, run: hook });
+  }
+
   clearFaults(): void {
     this.rules = [];
+    this.delays = [];
+    this.hooks = [];
   }
 
   setBlackholeStoppedTargets(on: boolean): void {
@@ -197,6 +226,16 @@ export class StartedFaultProxy {
       return;
     }
 
+    const delay = this.delays.find((d) => d.remaining > 0 && d.action === action);
+    if (delay) {
+      delay.remaining--;
+      await new Promise((resolve) => setTimeout(resolve, delay.ms));
+    }
+    const hook = this.hooks.find((h) => h.remaining > 0 && h.action === action);
+    if (hook) {
+      hook.remaining--;
+      await hook.run({ caller, params });
+    }
     const upstream = await this.forward(req, forwardPath + url.search, body);
     let text = upstream.body;
     let injected: string | undefined;
