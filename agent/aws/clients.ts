@@ -19,14 +19,13 @@ export interface AwsClientOptions {
   requestTimeoutMs?: number;
 }
 
-/** The section of the config the clients depend on, plus the region from identity. */
-export function awsClientOptions(
-  config: { region?: string; aws: { endpoint?: string } },
-  identity: { region: string },
-  env: NodeJS.ProcessEnv = process.env,
-): AwsClientOptions {
-  const endpoint = config.aws.endpoint ?? env.AWS_ENDPOINT_URL;
-  return { region: config.region ?? identity.region, ...(endpoint ? { endpoint } : {}) };
+/**
+ * Client options from the config and identity. An endpoint set in the config wins; else the
+ * SDK itself honours AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_AUTO_SCALING / AWS_ENDPOINT_URL
+ * (passing AWS_ENDPOINT_URL here would override the per-service variables).
+ */
+export function awsClientOptions(config: { region?: string; aws: { endpoint?: string } }, identity: { region: string }): AwsClientOptions {
+  return { region: config.region ?? identity.region, ...(config.aws.endpoint ? { endpoint: config.aws.endpoint } : {}) };
 }
 
 function common(options: AwsClientOptions) {

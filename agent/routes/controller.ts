@@ -1,5 +1,5 @@
 import type { EC2Client } from "@aws-sdk/client-ec2";
-import { classifyAwsError } from "../aws/errors.js";
+import { AwsCallError, classifyAwsError } from "../aws/errors.js";
 import { GateClosedError, withRetries, type RetryPolicy } from "../aws/retry.js";
 import type { Config } from "../config/index.js";
 import type { RouteConfig } from "../config/schema.js";
@@ -14,7 +14,7 @@ import { disableSourceDestCheck, readSourceDestCheck } from "./source-dest.js";
 /** Fencing: consistent lock check + lease deadline; false → do not write. */
 export type WriteGate = (routeName: string) => Promise<boolean>;
 
-export type TableAction = "created" | "replaced" | "unchanged" | "skipped-gate" | "dry-run" | "deleted" | "missing";
+export type TableAction = "created" | "replaced" | "unchanged" | "skipped-gate" | "dry-run" | "failed" | "missing";
 
 export interface ClaimResult {
   routeName: string;
@@ -108,10 +108,16 @@ export class RouteController {
     const route = this.route(routeName);
     await this.ensureSourceDestCheckOff(routeName);
     const tables = await this.describe(this.tablesOf(routeName), signal);
-    return this.converge(route, tables, gate, started, "claim", signal);
+    const { result, failure } = await this.converge(route, tables, gate, started, "claim", signal);
+    if (failure) throw failure;
+    return result;
   }
 
-  /** One DescribeRouteTables for every table of the held routes; repairs what drifted. */
+  /**
+   * One DescribeRouteTables for every table of the held routes; repairs what drifted. A
+   * failed write (throttled past its deadline, 5xx) does not stop the other repairs; the
+   * first such error is thrown at the end. A fatal one (ExitError) is thrown at once.
+   */
   async reconcile(heldRoutes: readonly string[], gate: WriteGate): Promise<ClaimResult[]> {
     if (heldRoutes.length === 0) return [];
     const started = performance.now();
@@ -119,7 +125,13 @@ export class RouteController {
     const ids = [...new Set(heldRoutes.flatMap((name) => this.tablesOf(name)))];
     const tables = await this.describe(ids);
     const results: ClaimResult[] = [];
-    for (const name of heldRoutes) results.push(await this.converge(this.route(name), tables, gate, started, "reconcile"));
+    let firstFailure: unknown;
+    for (const name of heldRoutes) {
+      const { result, failure } = await this.converge(this.route(name), tables, gate, started, "reconcile");
+      results.push(result);
+      firstFailure ??= failure;
+    }
+    if (firstFailure) throw firstFailure;
     return results;
   }
 
@@ -193,10 +205,19 @@ export class RouteController {
     return new Map(tables.map((t) => [t.id, t]));
   }
 
-  private async converge(route: RouteConfig, tables: Map<string, TableSnapshot>, gate: WriteGate, started: number, cause: "claim" | "reconcile", signal?: AbortSignal): Promise<ClaimResult> {
+  /** Brings one route's tables to this instance; non-fatal write failures are returned, after the other tables were tried. */
+  private async converge(
+    route: RouteConfig,
+    tables: Map<string, TableSnapshot>,
+    gate: WriteGate,
+    started: number,
+    cause: "claim" | "reconcile",
+    signal?: AbortSignal,
+  ): Promise<{ result: ClaimResult; failure?: unknown }> {
     const to = route.target === "eni" ? this.me.eniId : this.me.instanceId;
     const results: ClaimResult["tables"] = [];
     let gateClosed = false;
+    let failure: unknown;
     for (const tableId of this.tablesOf(route.name)) {
       const tableStarted = performance.now();
       const table = tables.get(tableId);
@@ -229,13 +250,20 @@ export class RouteController {
         this.deps.log.info({ ...line, ms: elapsed(tableStarted), ...(done !== decision.write ? { fallback: done } : {}) }, `route ${done === "create" ? "created" : "replaced"}`);
         results.push({ tableId, action: done === "create" ? "created" : "replaced", reason: decision.reason, ...previous });
       } catch (err) {
+        if (err instanceof AwsCallError) {
+          this.deps.log.error({ ...line, ms: elapsed(tableStarted), err: err.message }, "route write failed");
+          results.push({ tableId, action: "failed", reason: err.message, ...previous });
+          failure ??= err;
+          continue;
+        }
         if (!(err instanceof GateClosedError)) throw err;
         gateClosed = true;
         this.deps.log.warn({ ...line, ms: elapsed(tableStarted) }, "route not written: write gate closed");
         results.push({ tableId, action: "skipped-gate", reason: decision.reason, ...previous });
       }
     }
-    return { routeName: route.name, action: summarizeClaim(results.map((r) => r.action)), tables: results, ms: elapsed(started) };
+    const result: ClaimResult = { routeName: route.name, action: summarizeClaim(results.map((r) => r.action)), tables: results, ms: elapsed(started) };
+    return failure ? { result, failure } : { result };
   }
 
   /**

@@ -1,6 +1,6 @@
 import { CreateRouteCommand, DeleteRouteCommand, DescribeInstanceAttributeCommand, DescribeRouteTablesCommand, EC2Client, ModifyInstanceAttributeCommand, ReplaceRouteCommand, StopInstancesCommand, type Instance } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { AwsCallError, createEc2Client } from "../../agent/aws/index.js";
+import { AwsCallError, awsClientOptions, createEc2Client } from "../../agent/aws/index.js";
 import type { Config } from "../../agent/config/index.js";
 import { ExitError, EXIT } from "../../agent/exit-codes.js";
 import { RouteController, SourceDestCheckError, type WriteGate } from "../../agent/routes/index.js";
@@ -241,6 +241,26 @@ describe("routes on EC2 (moto behind the fault proxy)", () => {
       expect(proxy.calls({ action: "ReplaceRoute" }).map((c) => c.status)).toEqual([500, 200, 500, 500]);
     });
 
+    it("one table's failed write does not stop the others; the failure is reported after", async () => {
+      const w = await claimWorld();
+      const both = { or: [{ id: w.tables["v4-foreign"]! }, { id: w.tables["v4-blackhole"]! }] };
+      const { ctl, lines } = controller("node-a", w.self, testConfig([
+        { name: "both", table: both, destination: "0.0.0.0/0" },
+        { name: "v6", table: { id: w.tables["v6-foreign"]! }, destination: "::/0" },
+      ]));
+      await ctl.prepare();
+      proxy.serverErrors(2, { action: "ReplaceRoute" });
+      await expect(ctl.claim("both", open)).rejects.toBeInstanceOf(AwsCallError);
+      const written = await Promise.all([w.tables["v4-foreign"]!, w.tables["v4-blackhole"]!].map(async (t) => (await readRoute(admin, t, "0.0.0.0/0"))?.InstanceId));
+      expect(written.filter((id) => id === w.self.InstanceId)).toHaveLength(1);
+      expect(lines.filter((l) => l.msg === "route write failed")).toHaveLength(1);
+
+      proxy.serverErrors(2, { action: "ReplaceRoute" });
+      await expect(ctl.reconcile(["both", "v6"], open)).rejects.toBeInstanceOf(AwsCallError);
+      expect((await readRoute(admin, w.tables["v6-foreign"]!, "::/0"))?.InstanceId).toBe(w.self.InstanceId);
+      expect((await ctl.reconcile(["both", "v6"], open)).map((r) => r.action)).toEqual(["replaced", "unchanged"]);
+    });
+
     it("a write that hangs past aws.writeTimeout is abandoned at the deadline", async () => {
       const w = await claimWorld();
       const { ctl } = controller("node-a", w.self, testConfig(w.routes, { aws: { writeTimeout: "300ms" } }));
@@ -345,6 +365,23 @@ describe("routes on EC2 (moto behind the fault proxy)", () => {
       // The operator's fix is picked up by the verifying node on its next claim.
       expect((await verifying.claim("v4-absent", open)).action).toBe("created");
     });
+  });
+
+  it("the client factory honours AWS_ENDPOINT_URL when the config names no endpoint", async () => {
+    const saved = process.env.AWS_ENDPOINT_URL;
+    process.env.AWS_ENDPOINT_URL = proxy.endpointFor("from-env");
+    try {
+      const options = awsClientOptions({ aws: {} }, { region: EMULATOR_AWS.region });
+      expect(options.endpoint).toBeUndefined();
+      const client = createEc2Client({ ...options, credentials: EMULATOR_AWS.credentials });
+      clients.push(client);
+      await client.send(new DescribeRouteTablesCommand({}));
+      expect(proxy.calls({ caller: "from-env" }).map((c) => c.action)).toEqual(["DescribeRouteTables"]);
+      expect(awsClientOptions({ region: "eu-west-1", aws: { endpoint: "http://127.0.0.1:1" } }, { region: "us-east-1" })).toEqual({ region: "eu-west-1", endpoint: "http://127.0.0.1:1" });
+    } finally {
+      if (saved === undefined) delete process.env.AWS_ENDPOINT_URL;
+      else process.env.AWS_ENDPOINT_URL = saved;
+    }
   });
 
   describe("reconcile", () => {
