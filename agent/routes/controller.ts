@@ -236,7 +236,8 @@ export class RouteController {
         results.push({ tableId, action: "unchanged", reason: decision.reason, ...previous });
         continue;
       }
-      if (gateClosed) {
+      // The caller's signal aborting (leadership lost) closes the gate for the remaining tables too.
+      if (gateClosed || signal?.aborted) {
         results.push({ tableId, action: "skipped-gate", reason: decision.reason, ...previous });
         continue;
       }
@@ -250,7 +251,7 @@ export class RouteController {
         this.deps.log.info({ ...line, ms: elapsed(tableStarted), ...(done !== decision.write ? { fallback: done } : {}) }, `route ${done === "create" ? "created" : "replaced"}`);
         results.push({ tableId, action: done === "create" ? "created" : "replaced", reason: decision.reason, ...previous });
       } catch (err) {
-        if (err instanceof AwsCallError) {
+        if (err instanceof AwsCallError && !signal?.aborted) {
           this.deps.log.error({ ...line, ms: elapsed(tableStarted), err: err.message }, "route write failed");
           results.push({ tableId, action: "failed", reason: err.message, ...previous });
           failure ??= err;

@@ -261,6 +261,18 @@ describe("routes on EC2 (moto behind the fault proxy)", () => {
       expect((await ctl.reconcile(["both", "v6"], open)).map((r) => r.action)).toEqual(["replaced", "unchanged"]);
     });
 
+    it("the caller's signal (leadership lost) cancels the write in flight and the remaining tables", async () => {
+      const w = await claimWorld();
+      const both = { or: [{ id: w.tables["v4-foreign"]! }, { id: w.tables["v4-blackhole"]! }] };
+      const { ctl } = controller("node-a", w.self, testConfig([{ name: "both", table: both, destination: "0.0.0.0/0" }]));
+      await ctl.prepare();
+      const lost = new AbortController();
+      proxy.beforeForward("ReplaceRoute", async () => lost.abort(new Error("lock lost")));
+      await expect(ctl.claim("both", open, lost.signal)).rejects.toThrow(/cancelled by the caller/);
+      await waitUntil("the first ReplaceRoute is logged", async () => (proxy.calls({ action: "ReplaceRoute" }).length > 0 ? true : undefined), { timeoutMs: 5000 });
+      expect(proxy.calls({ action: "ReplaceRoute" })).toHaveLength(1);
+    });
+
     it("a write that hangs past aws.writeTimeout is abandoned at the deadline", async () => {
       const w = await claimWorld();
       const { ctl } = controller("node-a", w.self, testConfig(w.routes, { aws: { writeTimeout: "300ms" } }));
