@@ -1,30 +1,11 @@
 #!/usr/bin/env bash
-# routeleader instance bootstrap: the EC2 user data of the NAT nodes (RL_ROLE=nat) and of the
-# Consul servers (RL_ROLE=server) launched by cloudformation/routeleader-nat.yaml.
-#
-# Installs Node.js 20, Consul (pinned) and routeleader; turns on IPv4 forwarding and
-# MASQUERADE for the VPC CIDR; writes the Consul agent config, the routeleader config and the
-# systemd units; starts everything. Idempotent: a second run rewrites no file and restarts
-# nothing. Output goes to the journal (journalctl -t routeleader-bootstrap).
-#
-# Inputs (the stack's user data exports them before this script):
-#   RL_ROLE                    nat | server                                 (default nat)
-#   RL_CLUSTER                 cluster name (routeleader KV prefix, EC2 discovery tag)  (required)
-#   RL_VPC_CIDR                VPC CIDR allowed through the NAT             (required for nat)
-#   RL_ROUTE_TABLE_IDS         comma-separated rtb ids: one route (and one lock) per table
-#   RL_ROUTE_TABLE_TAG_KEY/_VALUE  or: the tables carrying this tag, one route for all
-#   RL_DESTINATION             managed destination CIDR                     (default 0.0.0.0/0)
-#   RL_PROFILE                 default | fast (election timing + Consul gossip_lan)
-#   RL_CHECK_HOST              address the egress ping check probes         (default 1.1.1.1)
-#   RL_CONSUL_JOIN_TAG_KEY/_VALUE  EC2 tag of the Consul servers (retry_join provider=aws)
-#   RL_CONSUL_DATACENTER       Consul datacenter                            (default dc1)
-#   RL_CONSUL_SERVERS          bootstrap_expect of a server                 (default 3)
-#   RL_GOSSIP_KEY_PARAM        SSM SecureString parameter holding the gossip key (optional)
-#   RL_ACL_TOKEN_PARAM         SSM SecureString parameter holding the ACL token  (optional)
-#   RL_PACKAGE                 npm spec of routeleader (name@version or tarball URL)
-#   RL_CONSUL_VERSION          default 1.19.2
-# Sandbox hooks (tests): ROOT prefixes every path written; every program is found through
-# PATH; RL_IMDS_ENDPOINT replaces http://169.254.169.254.
+# routeleader instance bootstrap: user data of the NAT nodes (RL_ROLE=nat) and the Consul
+# servers (RL_ROLE=server) of cloudformation/routeleader-nat.yaml. Installs Node.js 20, Consul
+# (pinned) and routeleader; IPv4 forwarding and MASQUERADE for the VPC CIDR; Consul and
+# routeleader configs; systemd units. Idempotent: a re-run writes nothing and restarts nothing.
+# Logs: journalctl -t routeleader-bootstrap. Inputs (RL_* below) are documented in
+# docs/deploy.md. Sandbox hooks: ROOT prefixes every path written, programs are found
+# through PATH, RL_IMDS_ENDPOINT replaces http://169.254.169.254.
 set -euo pipefail
 
 ROOT=${ROOT:-}
