@@ -212,6 +212,7 @@ export function step(s: RouteState, input: ElectionInput, now: number, timing: E
 /** Earliest time at which a `tick` could change something (for the runner's timer). */
 export function nextWake(s: RouteState, now: number): number | undefined {
   if (s.phase === "holding" && s.reassertAt.length) return s.reassertAt[0];
-  if (s.phase === "contending" && s.eligible && s.session && !s.acquireInFlight && isFree(s.observed) && s.retryAt > now) return s.retryAt;
+  // Also when already due: the retry is taken on the next tick.
+  if (s.phase === "contending" && s.eligible && s.session && !s.acquireInFlight && isFree(s.observed)) return Math.max(s.retryAt, now);
   return undefined;
 }

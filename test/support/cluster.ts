@@ -17,6 +17,7 @@ import {
 import { stringify } from "yaml";
 import { startAemm, type SimulatedIdentity, type StartedAemm } from "./aemm.js";
 import { consulHttp, startConsulCluster, type ConsulCluster, type StartedConsul } from "./consul.js";
+import { startFaultProxy, type StartedFaultProxy } from "./fault-proxy.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "./moto.js";
 import { ManagedProcess, waitUntil } from "./process.js";
 
@@ -43,8 +44,8 @@ export interface ClusterSpec {
   checks?: Record<string, unknown>;
   /** Extra top-level config merged into every agent's config. */
   extra?: Record<string, unknown>;
-  /** EC2 endpoint the agents use (a fault proxy in front of moto); default moto itself. */
-  ec2Endpoint?: (moto: StartedMoto) => string;
+  /** Put a fault-injection proxy in front of moto; each agent calls it as its node name. */
+  faultProxy?: boolean;
   /** Extra HCL for Consul client agents (e.g. faster gossip). */
   clientHcl?: string;
 }
@@ -127,6 +128,7 @@ export class SimCluster {
     readonly nodes: SimNode[],
     readonly tableIds: Map<string, string>,
     readonly vpcId: string,
+    readonly proxy: StartedFaultProxy | undefined,
   ) {}
 
   node(name: string): SimNode {
@@ -218,6 +220,7 @@ export class SimCluster {
     await Promise.all(this.nodes.map((n) => n.aemm.stop()));
     await this.consul.stop();
     this.ec2.destroy();
+    await this.proxy?.stop();
     await this.moto.stop();
     for (const n of this.nodes) rmSync(n.dir, { recursive: true, force: true });
   }
@@ -236,6 +239,7 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
   const moto = await startMoto();
   const ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: moto.endpoint, maxAttempts: 1 });
   let consul: ConsulCluster | undefined;
+  let proxy: StartedFaultProxy | undefined;
   const nodes: SimNode[] = [];
   try {
     const vpc = (await ec2.send(new CreateVpcCommand({ CidrBlock: "10.0.0.0/16" }))).Vpc!;
@@ -260,7 +264,7 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
       await ec2.send(new CreateRouteCommand({ RouteTableId: id, DestinationCidrBlock: "0.0.0.0/0", GatewayId: igw.InternetGatewayId }));
     }
     consul = await startConsulCluster({ clients: spec.nodes.map((n) => n.name), ...(spec.clientHcl ? { clientHcl: spec.clientHcl } : {}) });
-    const ec2Endpoint = spec.ec2Endpoint ? spec.ec2Endpoint(moto) : moto.endpoint;
+    if (spec.faultProxy) proxy = await startFaultProxy({ upstream: moto.endpoint });
     for (const [i, n] of spec.nodes.entries()) {
       const inst = (await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", MinCount: 1, MaxCount: 1, SubnetId: publicSubnet.get(n.az), InstanceType: "t4g.nano" }))).Instances![0]!;
       const eni = inst.NetworkInterfaces?.[0];
@@ -282,7 +286,7 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
         region: EMULATOR_AWS.region,
         consul: { address: consulAgent.httpAddr },
         imds: { endpoint: aemm.endpoint },
-        aws: { endpoint: ec2Endpoint },
+        aws: { endpoint: proxy ? proxy.endpointFor(n.name) : moto.endpoint },
         checks: substitute(spec.checks ?? {}, dir),
         routes: spec.routes,
         sourceDestCheck: "ignore",
@@ -293,10 +297,11 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
       writeFileSync(configPath, stringify(config));
       nodes.push(new SimNode(n, identity, aemm, consulAgent, dir, configPath));
     }
-    return new SimCluster(spec, cluster, moto, ec2, consul, nodes, tableIds, vpcId);
+    return new SimCluster(spec, cluster, moto, ec2, consul, nodes, tableIds, vpcId, proxy);
   } catch (err) {
     await Promise.all(nodes.map((n) => n.aemm.stop()));
     await consul?.stop();
+    await proxy?.stop();
     ec2.destroy();
     await moto.stop();
     throw err;

@@ -30,8 +30,9 @@ export class StartedConsul {
     readonly mode: ConsulMode,
     readonly httpAddr: string,
     readonly serfLanAddr: string,
-    readonly process: ManagedProcess,
+    public process: ManagedProcess,
     private readonly dataDir: string,
+    private readonly respawn: () => ManagedProcess,
   ) {}
 
   get pid(): number | undefined {
@@ -50,6 +51,18 @@ export class StartedConsul {
   async stop(): Promise<void> {
     await this.process.stop(10_000);
     rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  /** Stops the process but keeps its data, for `restart()` (a server outage, not a removal). */
+  async halt(): Promise<void> {
+    await this.process.stop(10_000);
+  }
+
+  /** Starts the agent again with the same node name, ports and data directory. */
+  async restart(): Promise<void> {
+    if (!this.process.hasExited) throw new Error(`consul ${this.node} is still running`);
+    this.process = this.respawn();
+    await waitUntil(`consul ${this.node} HTTP API after restart`, async () => ((await consulHttp("GET", `${this.httpAddr}/v1/agent/self`, undefined, 1000)).status === 200 ? true : undefined), { timeoutMs: 30_000 });
   }
 
   async kill(): Promise<void> {
@@ -122,12 +135,14 @@ export async function startConsul(options: ConsulAgentOptions): Promise<StartedC
   writeFileSync(configFile, hcl);
   const args = ["agent", ...(options.mode === "dev" ? ["-dev"] : []), `-config-file=${configFile}`];
   const [command, ...prefix] = options.wrap?.length ? [...options.wrap, bin] : [bin];
-  const proc = new ManagedProcess(command as string, [...prefix, ...args], {
-    name: `consul ${options.node}`,
-    env: { ...process.env, CHECKPOINT_DISABLE: "1" },
-  });
+  const spawnAgent = () =>
+    new ManagedProcess(command as string, [...prefix, ...args], {
+      name: `consul ${options.node}`,
+      env: { ...process.env, CHECKPOINT_DISABLE: "1" },
+    });
+  const proc = spawnAgent();
   const httpAddr = `http://${host}:${http}`;
-  const started = new StartedConsul(options.node, options.mode, httpAddr, `${host}:${serfLan}`, proc, dataDir);
+  const started = new StartedConsul(options.node, options.mode, httpAddr, `${host}:${serfLan}`, proc, dataDir, spawnAgent);
   try {
     await waitUntil(
       `consul ${options.node} HTTP API at ${httpAddr}`,

@@ -60,6 +60,7 @@ describe("election state machine (fake clock)", () => {
     ], undefined, 0);
     expect(contending.state.retryAt).toBe(10 + LOCK_DELAY_RETRY_MIN_MS);
     expect(nextWake(contending.state, 11)).toBe(10 + LOCK_DELAY_RETRY_MIN_MS);
+    expect(nextWake(contending.state, 400)).toBe(400);
     const early = step(contending.state, { type: "tick" }, 200, timing());
     expect(early.commands).toEqual([]);
     const due = step(contending.state, { type: "tick" }, 260, timing());
