@@ -1,0 +1,250 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
+import { allows, globMatch, scanSdkCalls, scanSdkCallsInTree, type PolicyDocument, type Request, type Statement } from "../support/iam.js";
+
+/**
+ * The NAT instance role in cloudformation/routeleader-nat.yaml, held against the AWS calls the
+ * agent really makes (scanned from agent/ at test time, so new code is checked as it lands).
+ */
+
+/** Calls the agent must be able to make even before its code for them lands. */
+const MINIMUM = [
+  "ec2:DescribeInstances",
+  "ec2:DescribeRouteTables",
+  "ec2:CreateRoute",
+  "ec2:ReplaceRoute",
+  "ec2:DeleteRoute",
+  "ec2:ModifyInstanceAttribute",
+  "autoscaling:CompleteLifecycleAction",
+];
+
+/** Actions in the role that the agent does not call, each with the reason it is there. */
+const NOT_FROM_AGENT: Record<string, string> = {
+  "ec2:DescribeInstances": "Consul's retry_join provider=aws finds the servers by EC2 tag",
+  "ssm:GetParameter": "bootstrap.sh reads the gossip key and ACL token (SecureString), only those two parameters",
+  "ssm:UpdateInstanceInformation": "the SSM agent registers the instance, for Session Manager port forwarding to the Consul UI",
+  "ssmmessages:CreateControlChannel": "Session Manager",
+  "ssmmessages:CreateDataChannel": "Session Manager",
+  "ssmmessages:OpenControlChannel": "Session Manager",
+  "ssmmessages:OpenDataChannel": "Session Manager",
+};
+
+/** Reads EC2/Auto Scaling cannot scope to a resource: "*" is the only possible Resource. */
+const UNSCOPABLE = /^(ec2:Describe|autoscaling:Describe|ssmmessages:|ssm:UpdateInstanceInformation$)/;
+
+const ACCOUNT = "123456789012";
+const REGION = "eu-west-1";
+const STACK = "prod-nat";
+const VPC = "vpc-0123456789abcdef0";
+const OTHER_VPC = "vpc-0fedcba9876543210";
+const GOSSIP = "/routeleader/prod/gossip-key";
+const TOKEN = "/routeleader/prod/acl-token";
+
+const PSEUDO = { "AWS::StackName": STACK, "AWS::Region": REGION, "AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com" };
+const BASE_PARAMS = {
+  ...PSEUDO,
+  ClusterName: "prod-nat",
+  VpcId: VPC,
+  VpcCidr: "10.42.0.0/16",
+  PublicSubnetA: "subnet-0a",
+  PublicSubnetB: "subnet-0b",
+  PublicSubnetC: "subnet-0c",
+  PrivateRouteTableIds: "rtb-0a,rtb-0b,rtb-0c",
+  ConsulGossipKeyParameter: GOSSIP,
+  ConsulAclTokenParameter: TOKEN,
+};
+
+const template = loadTemplate("routeleader-nat.yaml");
+
+function resolved(logical: string, params: Record<string, string>) {
+  const ctx = evaluateConditions(template, params);
+  return resolve(template.Resources[logical], ctx);
+}
+
+function rolePolicy(role: string, params: Record<string, string> = BASE_PARAMS): PolicyDocument {
+  const r = resolved(role, params);
+  expect(r.Properties.Policies).toHaveLength(1);
+  expect(r.Properties.ManagedPolicyArns).toBeUndefined(); // no AWS-managed policy rides along
+  return r.Properties.Policies[0].PolicyDocument as PolicyDocument;
+}
+
+const actionsOf = (p: PolicyDocument) => new Set(p.Statement.flatMap((s) => (Array.isArray(s.Action) ? s.Action : [s.Action])));
+const arn = {
+  routeTable: (id: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:route-table/${id}`,
+  vpc: (id: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:vpc/${id}`,
+  instance: (id: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/${id}`,
+  group: (name: string) => `arn:aws:autoscaling:${REGION}:${ACCOUNT}:autoScalingGroup:6d4b1bb4-1b1c-4f5a-9c0e-2f8f5b0c1d2e:autoScalingGroupName/${name}`,
+  parameter: (name: string) => `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${name}`,
+};
+
+/** A request the agent makes for its own resources, for each action it may call. */
+function ownRequest(action: string): Request {
+  if (UNSCOPABLE.test(action)) return { action, resource: "*" };
+  switch (action) {
+    case "ec2:CreateRoute":
+    case "ec2:ReplaceRoute":
+    case "ec2:DeleteRoute":
+      return { action, resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } };
+    case "ec2:ModifyInstanceAttribute":
+      return { action, resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-b` } };
+    case "autoscaling:CompleteLifecycleAction":
+    case "autoscaling:RecordLifecycleActionHeartbeat":
+      return { action, resource: arn.group(`${STACK}-nat-a`) };
+    case "ssm:GetParameter":
+      return { action, resource: arn.parameter(GOSSIP) };
+    default:
+      throw new Error(`the agent calls ${action}: add its own-resource request here and its statement to the NAT role (scoped)`);
+  }
+}
+
+const agentCalls = scanSdkCallsInTree(join(REPO, "agent"));
+const scanned = [...new Set(agentCalls.map((c) => c.action))].sort();
+const required = [...new Set([...scanned, ...MINIMUM])].sort();
+
+describe("the source scan finds the AWS calls", () => {
+  it("recognises SDK v3 commands (aliases, type imports, multi-line imports) and nothing else", () => {
+    const src = `
+      import { Command } from "commander";
+      import {
+        CreateRouteCommand,
+        ReplaceRouteCommand as Replace,
+        type DescribeRouteTablesCommandOutput,
+        EC2Client,
+      } from "@aws-sdk/client-ec2";
+      import { CompleteLifecycleActionCommand } from "@aws-sdk/client-auto-scaling";
+      import { GetThingCommand } from "@aws-sdk/client-made-up";
+      const program = new Command("routeleader");
+      const client = new EC2Client({});
+      await client.send(new CreateRouteCommand({}));
+      await client.send(new Replace({}));
+      await asg.send(new CompleteLifecycleActionCommand({}));
+      await x.send(new GetThingCommand({}));
+    `;
+    expect(scanSdkCalls(src).map((c) => c.action)).toEqual(["ec2:CreateRoute", "ec2:ReplaceRoute", "autoscaling:CompleteLifecycleAction", "?@aws-sdk/client-made-up:GetThing"]);
+  });
+
+  it("every client package the agent uses has a known IAM prefix", () => {
+    expect(agentCalls.filter((c) => c.action.startsWith("?"))).toEqual([]);
+  });
+
+  it("the agent source makes AWS calls today (a scan finding nothing would prove nothing)", () => {
+    expect(scanned.length).toBeGreaterThan(0);
+  });
+});
+
+describe("NAT instance role: every call the agent makes is allowed on its own resources", () => {
+  const policy = rolePolicy("NatRole");
+
+  it.each(required)("%s", (action) => {
+    expect(allows(policy, ownRequest(action))).toBe(true);
+  });
+
+  it("Consul retry_join, the secrets and Session Manager are allowed too", () => {
+    for (const action of Object.keys(NOT_FROM_AGENT)) expect(allows(policy, ownRequest(action)), action).toBe(true);
+    expect(allows(policy, { action: "ssm:GetParameter", resource: arn.parameter(TOKEN) })).toBe(true);
+  });
+});
+
+describe("NAT instance role: nothing broader than needed", () => {
+  const policy = rolePolicy("NatRole");
+
+  it("has no wildcard action, no NotAction/NotResource, no Deny to reason about", () => {
+    for (const s of policy.Statement) {
+      for (const a of Array.isArray(s.Action) ? s.Action : [s.Action]) expect(a, s.Sid).not.toMatch(/[*?]/);
+      expect(s.NotAction).toBeUndefined();
+      expect(s.NotResource).toBeUndefined();
+      expect(s.Effect).toBe("Allow");
+    }
+  });
+
+  it("allows only actions the agent calls or that have a written reason", () => {
+    const extra = [...actionsOf(policy)].filter((a) => !required.includes(a) && !(a in NOT_FROM_AGENT));
+    expect(extra).toEqual([]);
+  });
+
+  it("scopes every action that can be scoped: Resource '*' only for unscopable reads", () => {
+    for (const s of policy.Statement) {
+      const resources = Array.isArray(s.Resource) ? s.Resource : [s.Resource];
+      if (!resources.includes("*")) continue;
+      for (const a of Array.isArray(s.Action) ? s.Action : [s.Action]) expect(a, `${s.Sid} allows ${a} on *`).toMatch(UNSCOPABLE);
+    }
+  });
+
+  it("route writes: only route tables of this VPC", () => {
+    for (const action of ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"]) {
+      expect(allows(policy, { action, resource: arn.routeTable("rtb-0ff"), context: { "ec2:Vpc": arn.vpc(OTHER_VPC) } }), action).toBe(false);
+      expect(allows(policy, { action, resource: arn.routeTable("rtb-0ff") }), `${action} without ec2:Vpc`).toBe(false);
+      expect(allows(policy, { action, resource: `arn:aws:ec2:us-east-1:${ACCOUNT}:route-table/rtb-0a`, context: { "ec2:Vpc": arn.vpc(VPC) } }), `${action} other region`).toBe(false);
+    }
+    expect(allows(policy, { action: "ec2:CreateRouteTable", resource: arn.vpc(VPC) })).toBe(false);
+    expect(allows(policy, { action: "ec2:AssociateRouteTable", resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } })).toBe(false);
+  });
+
+  it("ModifyInstanceAttribute: only instances of this stack's NAT groups", () => {
+    const modify = (group?: string) =>
+      allows(policy, { action: "ec2:ModifyInstanceAttribute", resource: arn.instance("i-0ff"), context: group ? { "aws:ResourceTag/aws:autoscaling:groupName": group } : {} });
+    expect(modify(`${STACK}-nat-a`)).toBe(true);
+    expect(modify(`${STACK}-nat-c`)).toBe(true);
+    expect(modify(`${STACK}-consul`)).toBe(false);
+    expect(modify("web-servers")).toBe(false);
+    expect(modify(undefined)).toBe(false);
+    expect(allows(policy, { action: "ec2:TerminateInstances", resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-a` } })).toBe(false);
+  });
+
+  it("CompleteLifecycleAction: only this stack's NAT groups", () => {
+    expect(allows(policy, { action: "autoscaling:CompleteLifecycleAction", resource: arn.group(`${STACK}-nat-c`) })).toBe(true);
+    expect(allows(policy, { action: "autoscaling:CompleteLifecycleAction", resource: arn.group(`${STACK}-consul`) })).toBe(false);
+    expect(allows(policy, { action: "autoscaling:CompleteLifecycleAction", resource: arn.group("other-nat-a") })).toBe(false);
+  });
+
+  it("ssm:GetParameter: only the two named parameters", () => {
+    expect(allows(policy, { action: "ssm:GetParameter", resource: arn.parameter("/routeleader/prod/other") })).toBe(false);
+    expect(allows(policy, { action: "ssm:GetParameters", resource: arn.parameter(GOSSIP) })).toBe(false);
+  });
+
+  it("the scoping names exactly the groups and VPC the stack creates", () => {
+    const ctx = evaluateConditions(template, BASE_PARAMS);
+    const groupNames = ["NatGroupA", "NatGroupB", "NatGroupC"].map((g) => resolve(template.Resources[g].Properties.AutoScalingGroupName, ctx) as string);
+    const byAction = (a: string) => policy.Statement.find((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]).includes(a)) as Statement;
+    expect(byAction("ec2:ModifyInstanceAttribute").Condition).toEqual({ StringEquals: { "aws:ResourceTag/aws:autoscaling:groupName": groupNames } });
+    const lifecycle = byAction("autoscaling:CompleteLifecycleAction").Resource as string[];
+    expect(lifecycle.map((r) => r.split("autoScalingGroupName/")[1])).toEqual(groupNames);
+    expect(lifecycle.every((r) => globMatch(r, arn.group(r.split("autoScalingGroupName/")[1]!)))).toBe(true);
+    expect(byAction("ec2:CreateRoute").Condition).toEqual({ StringEquals: { "ec2:Vpc": arn.vpc(VPC) } });
+  });
+
+  it("with two AZs the third group is not named, and without secrets there is no ssm:GetParameter", () => {
+    const twoAz = rolePolicy("NatRole", { ...BASE_PARAMS, PublicSubnetC: "", ConsulGossipKeyParameter: "", ConsulAclTokenParameter: "" });
+    expect(allows(twoAz, { action: "ec2:ModifyInstanceAttribute", resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-c` } })).toBe(false);
+    expect(allows(twoAz, { action: "autoscaling:CompleteLifecycleAction", resource: arn.group(`${STACK}-nat-c`) })).toBe(false);
+    expect(allows(twoAz, ownRequest("ec2:ModifyInstanceAttribute"))).toBe(true);
+    expect(actionsOf(twoAz).has("ssm:GetParameter")).toBe(false);
+    const onlyToken = rolePolicy("NatRole", { ...BASE_PARAMS, ConsulGossipKeyParameter: "" });
+    expect(allows(onlyToken, { action: "ssm:GetParameter", resource: arn.parameter(TOKEN) })).toBe(true);
+    expect(allows(onlyToken, { action: "ssm:GetParameter", resource: arn.parameter(GOSSIP) })).toBe(false);
+  });
+});
+
+describe("Consul server role", () => {
+  const policy = rolePolicy("ConsulServerRole");
+
+  it("can find its peers and be reached through Session Manager, and nothing else", () => {
+    expect([...actionsOf(policy)].sort()).toEqual(
+      ["ec2:DescribeInstances", "ssm:GetParameter", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"].sort(),
+    );
+    expect(allows(policy, { action: "ec2:CreateRoute", resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } })).toBe(false);
+    expect(allows(policy, { action: "ssm:GetParameter", resource: arn.parameter("/other") })).toBe(false);
+  });
+});
+
+describe("docs/deploy.md", () => {
+  it("documents every action of the NAT role in its IAM table, and no other", () => {
+    const doc = readFileSync(join(REPO, "docs", "deploy.md"), "utf8");
+    const section = doc.slice(doc.indexOf("## IAM policy"));
+    const table = section.slice(0, section.indexOf("\n## ", 4) === -1 ? undefined : section.indexOf("\n## ", 4));
+    const documented = new Set([...table.matchAll(/^\| `([a-z0-9]+:[A-Za-z]+)`/gm)].map((m) => m[1]!));
+    expect([...documented].sort()).toEqual([...actionsOf(rolePolicy("NatRole"))].sort());
+  });
+});
