@@ -9,6 +9,7 @@
 set -euo pipefail
 
 ROOT=${ROOT:-}
+export HOME=${HOME:-/root} # cloud-init may run user data without HOME; npm needs one
 RL_ROLE=${RL_ROLE:-nat}
 RL_DESTINATION=${RL_DESTINATION:-0.0.0.0/0}
 RL_PROFILE=${RL_PROFILE:-default}
