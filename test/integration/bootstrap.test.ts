@@ -56,6 +56,15 @@ async function consulValidate(file: string): Promise<{ code: number; out: string
   }
 }
 
+/** `systemd-analyze verify` on unit files; its findings, one per line. */
+async function systemdVerify(files: string[]): Promise<string[]> {
+  const out = await run("systemd-analyze", ["verify", "--man=no", ...files]).then(
+    (r) => r.stdout + r.stderr,
+    (e: { stdout: string; stderr: string }) => e.stdout + e.stderr,
+  );
+  return out.split("\n").filter(Boolean);
+}
+
 const line = (c: Call) => [c.program, ...c.args].join(" ");
 
 describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, IMDSv2-only metadata mock)", () => {
@@ -154,6 +163,16 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(consul).toMatch(/^User=consul$/m);
       expect(consul).toMatch(/^Restart=always$/m);
       expect(consul).toMatch(/^ExecStart=\/usr\/bin\/consul agent -config-dir=\/etc\/consul\.d$/m);
+    });
+
+    it("writes systemd units that systemd-analyze verify accepts (apart from programs only the instance has)", async () => {
+      const units = ["consul.service", "routeleader-nat.service", "routeleader.service"].map((u) => join(sb.root, "etc/systemd/system", u));
+      const problems = (await systemdVerify(units)).filter((l) => !/: Command \S+ is not executable: No such file or directory$/.test(l));
+      expect(problems).toEqual([]);
+      // The check is real: a misspelt directive is reported.
+      const bad = join(sb.dir, "bad.service");
+      writeFileSync(bad, sb.read("/etc/systemd/system/routeleader.service").replace("Restart=always", "Restrat=always"));
+      expect((await systemdVerify([bad])).some((l) => l.includes("Unknown key 'Restrat'"))).toBe(true);
     });
 
     it("enables and starts consul, the NAT data plane and routeleader", () => {
