@@ -10,6 +10,7 @@ import { parse as parseYaml } from "yaml";
 import { startAemm, type SimulatedIdentity, type StartedAemm } from "../support/aemm.js";
 import { binaryPath } from "../support/binaries.js";
 import { BootstrapSandbox, mutatingCalls, type Call } from "../support/bootstrap-sandbox.js";
+import { ManagedProcess } from "../support/process.js";
 import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
 
 const run = promisify(execFile);
@@ -340,6 +341,80 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
     );
     expect(sc.code, sc.out).toBe(0);
+  });
+});
+
+describe("the NAT data plane it configures, for real in network namespaces", () => {
+  // private host (10.42.128.10) -> NAT node (10.42.128.1 | 198.51.100.1) -> internet host (198.51.100.2).
+  // The internet host has no route back to 10.42.0.0/16: a reply reaches the private host only
+  // if the NAT node masquerades. The sysctl file and the iptables rule are exactly the ones the
+  // bootstrap wrote and recorded.
+  const id = `rl${process.pid % 100000}`;
+  const ns = { host: `${id}h`, nat: `${id}n`, net: `${id}i` };
+  let aemm: StartedAemm;
+  let sb: BootstrapSandbox;
+  let masquerade: string[];
+  let server: ManagedProcess | undefined;
+  const sh = (args: string[]) => run("ip", args);
+  const inNs = (name: string, args: string[]) => run("ip", ["netns", "exec", name, ...args]);
+
+  beforeAll(async () => {
+    aemm = await startAemm({ ...IDENTITY, instanceId: "i-0da7a91a7e0000001" }, { imdsv2Only: true });
+    sb = new BootstrapSandbox();
+    const res = await sb.run(SCRIPT, { ...NAT_ENV, RL_IMDS_ENDPOINT: aemm.endpoint });
+    expect(res.code, res.output).toBe(0);
+    const append = res.calls.find((c) => c.program === "iptables" && c.args.includes("-A"));
+    masquerade = append!.args;
+
+    for (const n of Object.values(ns)) await sh(["netns", "add", n]);
+    await sh(["link", "add", `${id}a`, "netns", ns.host, "type", "veth", "peer", "name", `${id}b`, "netns", ns.nat]);
+    await sh(["link", "add", `${id}c`, "netns", ns.nat, "type", "veth", "peer", "name", `${id}d`, "netns", ns.net]);
+    const up = async (n: string, dev: string, addr: string) => {
+      await inNs(n, ["ip", "addr", "add", addr, "dev", dev]);
+      await inNs(n, ["ip", "link", "set", dev, "up"]);
+    };
+    await up(ns.host, `${id}a`, "10.42.128.10/20");
+    await up(ns.nat, `${id}b`, "10.42.128.1/20");
+    await up(ns.nat, `${id}c`, "198.51.100.1/24");
+    await up(ns.net, `${id}d`, "198.51.100.2/24");
+    await inNs(ns.host, ["ip", "route", "add", "default", "via", "10.42.128.1"]);
+    server = new ManagedProcess(
+      "ip",
+      ["netns", "exec", ns.net, process.execPath, "-e", `require("node:http").createServer((q, r) => r.end(q.socket.remoteAddress)).listen(8080, "198.51.100.2", () => console.log("listening"))`],
+      { name: "internet host" },
+    );
+    await server.waitForLine(/^listening$/, 10_000);
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    for (const n of Object.values(ns)) await sh(["netns", "del", n]).catch(() => undefined);
+    sb?.dispose();
+    await aemm?.stop();
+  });
+
+  /** What the internet host sees as the client address, or undefined when nothing comes back. */
+  const fetchFromPrivateHost = async (): Promise<string | undefined> =>
+    inNs(ns.host, ["curl", "-sS", "--max-time", "2", "http://198.51.100.2:8080/"]).then(
+      (r) => r.stdout,
+      () => undefined,
+    );
+
+  it("before the bootstrap's settings, the private host cannot reach the internet host", async () => {
+    await inNs(ns.nat, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"]);
+    expect(await fetchFromPrivateHost()).toBeUndefined();
+  });
+
+  it("forwarding alone is not enough: replies have no way back without MASQUERADE", async () => {
+    await inNs(ns.nat, ["sysctl", "-q", "-p", join(sb.root, "etc/sysctl.d/90-routeleader-nat.conf")]);
+    expect((await inNs(ns.nat, ["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe("1");
+    expect(await fetchFromPrivateHost()).toBeUndefined();
+  });
+
+  it("with the recorded rule the private host reaches the internet, seen as the NAT node's address", async () => {
+    expect(masquerade).toEqual(["-t", "nat", "-A", "POSTROUTING", "-s", "10.42.0.0/16", "!", "-d", "10.42.0.0/16", "-j", "MASQUERADE"]);
+    await inNs(ns.nat, ["iptables", ...masquerade]);
+    expect(await fetchFromPrivateHost()).toBe("198.51.100.1");
   });
 });
 
