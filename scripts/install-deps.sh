@@ -133,6 +133,7 @@ install_tools() {
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   command -v curl >/dev/null 2>&1 || missing+=(curl) # the bootstrap sandbox test reads IMDS with it
   command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd) # verifies the bootstrap's units
+  command -v sysctl >/dev/null 2>&1 || missing+=(procps) # applies the bootstrap's sysctl file in a namespace
   command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v keepalived >/dev/null 2>&1 || missing+=(keepalived)
@@ -144,7 +145,7 @@ install_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$cache/apt.log" 2>&1 ||
       { tail -n 20 "$cache/apt.log" >&2; die "apt-get install ${missing[*]} failed"; }
   fi
-  log "tools: ip, shellcheck, iptables, curl, systemd-analyze, ping, chromium, keepalived present"
+  log "tools: ip, shellcheck, iptables, curl, systemd-analyze, sysctl, ping, chromium, keepalived present"
 }
 
 components=("$@")
