@@ -166,6 +166,7 @@ export const configSchema = z
       .prefault({}),
     discovery: z
       .strictObject({
+        enabled: z.boolean().default(true).describe("Discover peers through EC2 and join them in Consul (off when Consul's own retry_join does it)."),
         tags: z.record(z.string(), z.string()).optional().describe("EC2 tag filters for peers; default: this instance's aws:autoscaling:groupName."),
         interval: duration(1_000, 3_600_000).prefault("30s").describe("How often peers are discovered and joined."),
       })
@@ -179,6 +180,14 @@ export const configSchema = z
         standbyDelay: duration(0, 3_600_000).prefault("10s").describe("How long a node outside the preferred AZ waits before contending when preferred nodes look healthy."),
         failbackAfter: duration(0, 3_600_000).prefault("30s").describe("A preferred-AZ node healthy this long gets the route back."),
         holdDown: duration(0, 3_600_000).prefault("60s").describe("Minimum time between two voluntary handovers of one route."),
+      })
+      .prefault({}),
+    lifecycle: z
+      .strictObject({
+        watch: z.boolean().default(true).describe("Watch IMDS autoscaling/target-lifecycle-state and spot interruption notices; drain on termination."),
+        pollInterval: duration(500, 60_000).prefault("5s").describe("How often instance metadata is polled for a termination."),
+        hookName: z.string().optional().describe("Termination lifecycle hook to complete (CONTINUE) after draining."),
+        autoScalingGroup: z.string().optional().describe("Group of that hook; default: this instance's aws:autoscaling:groupName tag."),
       })
       .prefault({}),
     hooks: z

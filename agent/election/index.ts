@@ -8,7 +8,7 @@
  * lock-delay window. Only local monotonic time is used.
  */
 export { Election, checkSetKey, livenessCheckId, HANDOVER_WAIT_MS } from "./runner.js";
-export type { ElectionDeps, RouteWriter, HealthView, ContendPolicy, WriteGate } from "./runner.js";
+export type { ElectionDeps, RouteWriter, HealthView, ElectionPolicy, WriteGate } from "./runner.js";
 export type { ElectionEvent, ElectionListener, HolderInfo, LossReason, ReleaseReason } from "./events.js";
 export { routeKey, routesPrefix, routeOfKey, parseHolder, encodeHolder } from "./holder.js";
 export { step, initialState } from "./machine.js";

@@ -26,8 +26,15 @@ export interface HealthView {
   allPassing(names: readonly string[]): boolean;
 }
 
-/** Whether policy (AZ preference, failback hold-downs) lets this node contend for a route now. */
-export type ContendPolicy = (route: RouteConfig, now: number) => boolean;
+/** Failover policy (AZ preference, failback hold-downs, operator handovers). */
+export interface ElectionPolicy {
+  /** May this node contend for the route now? `freeSince`: when the key was seen free. */
+  mayContend(route: RouteConfig, ctx: { now: number; freeSince?: number }): boolean;
+  /** Should this node, holding the route, hand it over now? */
+  handOver(route: RouteConfig, now: number): "failback" | "handover" | undefined;
+  /** Called after a voluntary handover's release. */
+  handedOver?(route: RouteConfig, reason: "failback" | "handover"): Promise<void>;
+}
 
 export interface ElectionDeps {
   api: ConsulApi;
@@ -41,7 +48,9 @@ export interface ElectionDeps {
   serviceId: string;
   /** Consul check id of a named health check. */
   checkId: (checkName: string) => string;
-  policy?: ContendPolicy;
+  policy?: ElectionPolicy;
+  /** Every snapshot of the routes prefix (the policy reads failback markers and handover requests). */
+  onSnapshot?: (entries: readonly KvEntry[]) => void;
   random?: () => number;
 }
 
@@ -170,7 +179,7 @@ export class Election {
       const state = this.states.get(route.name) as RouteState;
       const session = this.keepers.get(checkSetKey(route.checks))?.current;
       const healthy = this.deps.health.allPassing(route.checks);
-      const allowed = this.deps.policy ? this.deps.policy(route, now) : true;
+      const allowed = this.deps.policy ? this.deps.policy.mayContend(route, { now, ...(state.freeSince !== undefined && !state.observed?.session ? { freeSince: state.freeSince } : {}) }) : true;
       const eligible = !this.draining && healthy && allowed;
       if (state.phase === "holding" && !healthy) {
         this.dispatch(route.name, { type: "releaseRequested", reason: "checkFailed" });
@@ -290,13 +299,34 @@ export class Election {
   private tick(): void {
     const now = this.deps.clock.now();
     this.refreshEligibility();
+    this.considerHandovers(now);
     for (const state of this.states.values()) {
       const wake = nextWake(state, now);
       if (wake !== undefined && wake <= now) this.dispatch(state.route, { type: "tick" });
     }
   }
 
+  private readonly handingOver = new Set<string>();
+
+  /** A holder hands a route over (failback to its preferred AZ, or an operator's request). */
+  private considerHandovers(now: number): void {
+    const policy = this.deps.policy;
+    if (!policy || this.draining) return;
+    for (const state of this.states.values()) {
+      if (state.phase !== "holding" || this.handingOver.has(state.route)) continue;
+      const route = this.routesByName.get(state.route) as RouteConfig;
+      const reason = policy.handOver(route, now);
+      if (!reason) continue;
+      this.handingOver.add(state.route);
+      this.deps.log.info({ route: state.route, reason }, `${state.route}: handing over (${reason})`);
+      void this.releaseRoutes([state.route], reason)
+        .then(() => policy.handedOver?.(route, reason))
+        .finally(() => this.handingOver.delete(state.route));
+    }
+  }
+
   private onSnapshot(entries: readonly KvEntry[]): void {
+    this.deps.onSnapshot?.(entries);
     const byRoute = new Map<string, KvEntry>();
     for (const e of entries) {
       const route = routeOfKey(this.deps.config.cluster, e.key);

@@ -17,6 +17,8 @@ export interface StatusServerOptions {
   /** /healthz answers 200 when ok, else 503 with the reason. */
   health: () => Health;
   logger: Logger;
+  /** Operator actions on POST /drain, /undrain; accepted only from a loopback peer. */
+  control?: { drain(): Promise<unknown>; undrain(): Promise<unknown> };
 }
 
 export interface StatusServer {
@@ -58,8 +60,21 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
       send(res, health.ok ? 200 : 503, "text/plain; charset=utf-8", health.ok ? "ok\n" : `unhealthy: ${health.reason ?? "no reason given"}\n`);
     },
   };
+  const actions: Record<string, () => Promise<unknown>> = options.control ? { "/drain": options.control.drain, "/undrain": options.control.undrain } : {};
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
+    const action = actions[path];
+    if (action && req.method === "POST") {
+      const peer = req.socket.remoteAddress ?? "";
+      if (!/^(127\.|::1$|::ffff:127\.)/.test(peer)) return send(res, 403, "text/plain; charset=utf-8", `operator actions are accepted from loopback only (you are ${peer})\n`);
+      try {
+        const result = await action();
+        options.logger.info({ action: path.slice(1), peer }, `operator action ${path.slice(1)}`);
+        return send(res, 200, "application/json; charset=utf-8", `${JSON.stringify(result ?? { ok: true })}\n`);
+      } catch (err) {
+        return send(res, 500, "text/plain; charset=utf-8", `error: ${(err as Error).message}\n`);
+      }
+    }
     const handler = routes[path];
     if (!handler) return send(res, 404, "text/plain; charset=utf-8", `not found: ${path} (try /metrics, /status, /healthz)\n`);
     if (req.method !== "GET" && req.method !== "HEAD") {

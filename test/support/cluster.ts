@@ -290,6 +290,8 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
         checks: substitute(spec.checks ?? {}, dir),
         routes: spec.routes,
         sourceDestCheck: "ignore",
+        // Consul's retry_join joins the loopback agents; EC2 discovery would try moto's fake 10.x addresses.
+        discovery: { enabled: false },
         http: { listen: "" },
         ...(spec.extra ?? {}),
       };

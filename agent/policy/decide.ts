@@ -1,0 +1,100 @@
+/**
+ * Failover policy as pure functions of (state, now): AZ preference, standby delay, failback
+ * with hold-downs, operator handover requests. Times are milliseconds: `now` and
+ * `healthySince` on the local monotonic clock; `lastFailbackAt` and handover `until` are wall
+ * clock, because they are shared between nodes through Consul (EC2 instances keep NTP time).
+ */
+
+/** One peer's health for one route, as Consul's health API shows it. */
+export interface PeerRouteHealth {
+  readonly instanceId: string;
+  readonly az: string;
+  /** Liveness and every check the route names are passing. */
+  readonly healthy: boolean;
+}
+
+/** Per instance: its AZ and since when it has been healthy without a break (undefined: not healthy). */
+export type HealthHistory = ReadonlyMap<string, { readonly az: string; readonly healthySince?: number }>;
+
+/** Folds a new health observation into the history: a break resets `healthySince`. */
+export function updateHealthHistory(previous: HealthHistory, peers: readonly PeerRouteHealth[], now: number): HealthHistory {
+  const next = new Map<string, { az: string; healthySince?: number }>();
+  for (const peer of peers) {
+    const before = previous.get(peer.instanceId);
+    if (!peer.healthy) next.set(peer.instanceId, { az: peer.az });
+    else next.set(peer.instanceId, { az: peer.az, healthySince: before?.healthySince ?? now });
+  }
+  return next;
+}
+
+/** An operator's request that a route move (to one instance, or just away from its holder). */
+export interface HandoverRequest {
+  readonly to?: string;
+  readonly from?: string;
+  /** Wall-clock ms after which the request no longer binds anyone. */
+  readonly until: number;
+}
+
+export interface PolicyContext {
+  readonly myInstanceId: string;
+  readonly myAz: string;
+  /** The route's preferred AZ; undefined when it has none. */
+  readonly preferredAz: string | undefined;
+  readonly history: HealthHistory;
+  /** Monotonic now. */
+  readonly now: number;
+  /** Wall-clock now. */
+  readonly wallNow: number;
+  readonly standbyDelayMs: number;
+  readonly failbackAfterMs: number;
+  readonly holdDownMs: number;
+  /** When the key was seen free (monotonic), while it is free. */
+  readonly freeSince?: number;
+  /** Wall-clock time of the route's last voluntary failback (from Consul). */
+  readonly lastFailbackAt?: number;
+  readonly handover?: HandoverRequest;
+}
+
+function activeHandover(ctx: PolicyContext): HandoverRequest | undefined {
+  return ctx.handover && ctx.wallNow < ctx.handover.until ? ctx.handover : undefined;
+}
+
+/** A healthy node in the preferred AZ other than this one. */
+function preferredPeerHealthy(ctx: PolicyContext, minHealthyMs = 0): boolean {
+  for (const [instanceId, h] of ctx.history) {
+    if (instanceId === ctx.myInstanceId || h.az !== ctx.preferredAz || h.healthySince === undefined) continue;
+    if (ctx.now - h.healthySince >= minHealthyMs) return true;
+  }
+  return false;
+}
+
+export type ContendVerdict = { contend: true; reason: string } | { contend: false; reason: string };
+
+/**
+ * May this node try to acquire the route now? A node outside the preferred AZ waits while a
+ * preferred-AZ node is healthy, until the key has been free for `standbyDelay`. An operator's
+ * handover request binds everyone until it expires.
+ */
+export function mayContend(ctx: PolicyContext): ContendVerdict {
+  const handover = activeHandover(ctx);
+  if (handover?.to) return handover.to === ctx.myInstanceId ? { contend: true, reason: "handover target" } : { contend: false, reason: `handover to ${handover.to}` };
+  if (handover?.from === ctx.myInstanceId) return { contend: false, reason: "handed over by operator" };
+  if (!ctx.preferredAz || ctx.preferredAz === ctx.myAz) return { contend: true, reason: ctx.preferredAz ? "in preferred AZ" : "no AZ preference" };
+  if (!preferredPeerHealthy(ctx)) return { contend: true, reason: `no healthy node in ${ctx.preferredAz}` };
+  if (ctx.freeSince !== undefined && ctx.now - ctx.freeSince >= ctx.standbyDelayMs) return { contend: true, reason: `free for standbyDelay (${ctx.standbyDelayMs} ms)` };
+  return { contend: false, reason: `standby: ${ctx.preferredAz} has a healthy node` };
+}
+
+/**
+ * Should this holder hand the route back (release, no lock-delay)? Only a holder outside the
+ * preferred AZ, only when a preferred-AZ node has been healthy without a break for
+ * `failbackAfter`, and never twice within `holdDown` (alterNAT#90: no flapping).
+ */
+export function shouldHandOver(ctx: PolicyContext): { handOver: true; reason: "failback" | "handover" } | { handOver: false } {
+  const handover = activeHandover(ctx);
+  if (handover?.to === ctx.myInstanceId) return { handOver: false };
+  if (handover && (handover.from === ctx.myInstanceId || (handover.to && handover.to !== ctx.myInstanceId))) return { handOver: true, reason: "handover" };
+  if (!ctx.preferredAz || ctx.preferredAz === ctx.myAz) return { handOver: false };
+  if (ctx.lastFailbackAt !== undefined && ctx.wallNow - ctx.lastFailbackAt < ctx.holdDownMs) return { handOver: false };
+  return preferredPeerHealthy(ctx, ctx.failbackAfterMs) ? { handOver: true, reason: "failback" } : { handOver: false };
+}

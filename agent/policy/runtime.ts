@@ -1,0 +1,139 @@
+import type { Clock } from "../clock.js";
+import type { Config, RouteConfig } from "../config/index.js";
+import type { ConsulApi, KvEntry } from "../consul/index.js";
+import type { Identity } from "../identity/index.js";
+import type { Logger } from "../observe/log.js";
+import { routesPrefix } from "../election/holder.js";
+import { mayContend, shouldHandOver, updateHealthHistory, type HandoverRequest, type HealthHistory, type PeerRouteHealth, type PolicyContext } from "./decide.js";
+
+/** How often peers' health is read from Consul's health API. */
+const HEALTH_POLL_MS = 1000;
+/** How long an operator's handover request binds the cluster. */
+export const HANDOVER_REQUEST_TTL_MS = 30_000;
+
+export function failbackKey(cluster: string, route: string): string {
+  return `${routesPrefix(cluster)}${route}/failback`;
+}
+
+export function handoverKey(cluster: string, route: string): string {
+  return `${routesPrefix(cluster)}${route}/handover`;
+}
+
+/** Parses a handover request value leniently; undefined for anything malformed. */
+export function parseHandover(value: string | null): HandoverRequest | undefined {
+  if (!value) return undefined;
+  try {
+    const raw = JSON.parse(value) as Record<string, unknown>;
+    if (typeof raw.until !== "number") return undefined;
+    return { until: raw.until, ...(typeof raw.to === "string" ? { to: raw.to } : {}), ...(typeof raw.from === "string" ? { from: raw.from } : {}) };
+  } catch {
+    return undefined;
+  }
+}
+
+export interface FailoverPolicyDeps {
+  api: ConsulApi;
+  config: Config;
+  identity: Identity;
+  clock: Clock;
+  log: Logger;
+  /** Each route's preferred AZ (resolved from 'auto', 'none' or a name). */
+  preferredAz: ReadonlyMap<string, string | undefined>;
+}
+
+/**
+ * Holds what the policy decisions need (peers' health history, failback markers, handover
+ * requests) and answers the election's two questions: may this node contend for a route,
+ * and should the holder hand it over.
+ */
+export class FailoverPolicy {
+  private readonly history = new Map<string, HealthHistory>();
+  private readonly lastFailbackAt = new Map<string, number>();
+  private readonly handovers = new Map<string, HandoverRequest>();
+  private readonly verdicts = new Map<string, string>();
+  private healthKnown = false;
+
+  constructor(private readonly deps: FailoverPolicyDeps) {}
+
+  /** Reads failback markers and handover requests from the routes-prefix watch. */
+  observe(entries: readonly KvEntry[]): void {
+    const { cluster } = this.deps.config;
+    this.handovers.clear();
+    for (const route of this.deps.config.routes) {
+      const failback = entries.find((e) => e.key === failbackKey(cluster, route.name));
+      if (failback?.value && Number.isFinite(Number(failback.value))) this.lastFailbackAt.set(route.name, Number(failback.value));
+      const handover = parseHandover(entries.find((e) => e.key === handoverKey(cluster, route.name))?.value ?? null);
+      if (handover) this.handovers.set(route.name, handover);
+    }
+  }
+
+  private context(route: RouteConfig, now: number, freeSince?: number): PolicyContext {
+    const { config, identity, clock } = this.deps;
+    return {
+      myInstanceId: identity.instanceId,
+      myAz: identity.az,
+      preferredAz: this.deps.preferredAz.get(route.name),
+      history: this.history.get(route.name) ?? new Map(),
+      now,
+      wallNow: clock.wallNow(),
+      standbyDelayMs: config.policy.standbyDelay,
+      failbackAfterMs: config.policy.failbackAfter,
+      holdDownMs: config.policy.holdDown,
+      ...(freeSince !== undefined ? { freeSince } : {}),
+      ...(this.lastFailbackAt.has(route.name) ? { lastFailbackAt: this.lastFailbackAt.get(route.name) as number } : {}),
+      ...(this.handovers.has(route.name) ? { handover: this.handovers.get(route.name) as HandoverRequest } : {}),
+    };
+  }
+
+  mayContend(route: RouteConfig, ctx: { now: number; freeSince?: number }): boolean {
+    // Until peers' health is known, a node outside the preferred AZ cannot tell: it waits.
+    if (!this.healthKnown && this.deps.preferredAz.get(route.name) && this.deps.preferredAz.get(route.name) !== this.deps.identity.az) return false;
+    const verdict = mayContend(this.context(route, ctx.now, ctx.freeSince));
+    if (this.verdicts.get(route.name) !== verdict.reason) {
+      this.verdicts.set(route.name, verdict.reason);
+      this.deps.log.info({ route: route.name, contend: verdict.contend, reason: verdict.reason, preferredAz: this.deps.preferredAz.get(route.name) ?? null }, `${route.name}: ${verdict.contend ? "contending" : "standing by"} (${verdict.reason})`);
+    }
+    return verdict.contend;
+  }
+
+  handOver(route: RouteConfig, now: number): "failback" | "handover" | undefined {
+    if (!this.healthKnown) return undefined;
+    const decision = shouldHandOver(this.context(route, now));
+    return decision.handOver ? decision.reason : undefined;
+  }
+
+  /** Records a voluntary failback in Consul, so the hold-down binds whoever holds next. */
+  async handedOver(route: RouteConfig, reason: "failback" | "handover"): Promise<void> {
+    const { api, config, clock, log } = this.deps;
+    if (reason === "failback") {
+      const at = clock.wallNow();
+      this.lastFailbackAt.set(route.name, at);
+      await api.kvPut(failbackKey(config.cluster, route.name), String(at)).catch((err: Error) => log.warn({ route: route.name, err: err.message }, "could not record failback time"));
+    }
+  }
+
+  /** Polls Consul's health API for the routeleader service until the signal aborts. */
+  async run(signal: AbortSignal): Promise<void> {
+    const { api, config, clock, log } = this.deps;
+    while (!signal.aborted) {
+      try {
+        const instances = await api.healthService(config.consul.serviceName, { timeoutMs: 2000 });
+        const now = clock.now();
+        for (const route of config.routes) {
+          const peers: PeerRouteHealth[] = instances
+            .filter((i) => i.meta.cluster === config.cluster && i.meta.instanceId)
+            .map((i) => {
+              const status = new Map(i.checks.map((c) => [c.id, c.status]));
+              const healthy = status.get(`${i.serviceId}:liveness`) === "passing" && route.checks.every((c) => status.get(`${i.serviceId}:check:${c}`) === "passing");
+              return { instanceId: i.meta.instanceId as string, az: i.meta.az ?? "", healthy };
+            });
+          this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now));
+        }
+        this.healthKnown = true;
+      } catch (err) {
+        log.debug({ err: (err as Error).message }, "peer health unavailable");
+      }
+      await clock.sleep(HEALTH_POLL_MS, signal).catch(() => undefined);
+    }
+  }
+}
