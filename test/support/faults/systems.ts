@@ -1,0 +1,350 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { stringify } from "yaml";
+import { binaryPath } from "../binaries.js";
+import { consulHttp } from "../consul.js";
+import { EMULATOR_AWS } from "../moto.js";
+import { nsWrap } from "../netns.js";
+import { ManagedProcess } from "../process.js";
+import { DESTINATION, type Host, type World } from "./world.js";
+
+/**
+ * The systems compared, each started once per host: routeleader (default and fast profile),
+ * keepalived with a notify script, `consul lock` around a route-replacing child, and the same
+ * lock loop with a tuned session lock-delay. Each reports claims (when a host believed it held
+ * the route), which the invariants compare with the proxy's log of route writes.
+ */
+
+export interface Claim {
+  host: string;
+  t: number;
+  kind: "acquire" | "release";
+  detail?: string;
+}
+
+export interface FailoverSystem {
+  readonly name: string;
+  /** Consul gossip settings this system is measured with. */
+  readonly gossip: "default" | "fast";
+  start(h: Host): Promise<void>;
+  /** The host runs the system and is ready to take over (a follower or the holder). */
+  ready(h: Host): Promise<boolean>;
+  running(h: Host): boolean;
+  /** SIGTERM: a graceful stop. */
+  terminate(h: Host): void;
+  /** SIGKILL of the system's own process (the node stays up). */
+  kill(h: Host): Promise<void>;
+  stop(h: Host): Promise<void>;
+  claims(): Claim[];
+  /** The host holding the route according to Consul, for lock-based systems. */
+  consulHolder?(): Promise<string | undefined>;
+}
+
+const REPO = join(import.meta.dirname, "..", "..", "..");
+const BASELINE = join(import.meta.dirname, "baseline");
+const CLUSTER = "faults";
+
+function python(): string {
+  return join(dirname(binaryPath("moto")), "python");
+}
+
+const awsEnv = (h: Host) => ({
+  ...process.env,
+  AWS_ACCESS_KEY_ID: "testing",
+  AWS_SECRET_ACCESS_KEY: "testing",
+  AWS_REGION: EMULATOR_AWS.region,
+  AWS_EC2_METADATA_SERVICE_ENDPOINT: h.aemm?.endpoint ?? "",
+});
+
+/** Claims appended by the baseline scripts, one `<epoch ms> acquire|release <detail>` a line. */
+function readClaimFile(host: string, path: string): Claim[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [t, kind, detail] = line.split(" ");
+      return { host, t: Number(t), kind: kind === "acquire" ? "acquire" : "release", ...(detail ? { detail } : {}) } as Claim;
+    });
+}
+
+/** Which host's Consul session holds `key`, read with ?consistent from a live server. */
+async function lockHolder(world: World, key: string): Promise<string | undefined> {
+  const server = world.liveServer();
+  const kv = await consulHttp("GET", `${server.httpAddr}/v1/kv/${key}?consistent`, undefined, 2000).catch((err: Error) => {
+    if (/HTTP 404/.test(err.message)) return { json: [] };
+    throw err;
+  });
+  const session = (kv.json as { Session?: string }[] | undefined)?.[0]?.Session;
+  if (!session) return undefined;
+  const info = await consulHttp("GET", `${server.httpAddr}/v1/session/info/${session}?consistent`, undefined, 2000);
+  return (info.json as { Node?: string }[] | undefined)?.[0]?.Node;
+}
+
+async function hasSession(world: World, h: Host): Promise<boolean> {
+  const res = await consulHttp("GET", `${world.liveServer().httpAddr}/v1/session/node/${h.name}`, undefined, 2000);
+  return ((res.json as unknown[] | undefined) ?? []).length > 0;
+}
+
+abstract class ProcessSystem implements FailoverSystem {
+  abstract readonly name: string;
+  abstract readonly gossip: "default" | "fast";
+  protected readonly procs = new Map<string, ManagedProcess>();
+  protected readonly startedAt = new Map<string, number>();
+
+  constructor(protected readonly world: World) {}
+
+  protected abstract spawn(h: Host): ManagedProcess;
+  abstract ready(h: Host): Promise<boolean>;
+  abstract claims(): Claim[];
+
+  async start(h: Host): Promise<void> {
+    if (this.running(h)) throw new Error(`${this.name} already runs on ${h.name}`);
+    this.startedAt.set(h.name, Date.now());
+    this.procs.set(h.name, this.spawn(h));
+  }
+
+  running(h: Host): boolean {
+    const p = this.procs.get(h.name);
+    return !!p && !p.hasExited;
+  }
+
+  terminate(h: Host): void {
+    this.procs.get(h.name)?.signal("SIGTERM");
+  }
+
+  async kill(h: Host): Promise<void> {
+    await this.procs.get(h.name)?.kill();
+  }
+
+  async stop(h: Host): Promise<void> {
+    await this.procs.get(h.name)?.stop(10_000);
+  }
+
+  output(h: Host): string {
+    return this.procs.get(h.name)?.output(20) ?? "";
+  }
+}
+
+/** The routeleader agent, one process per host, with a command check on the host's health file. */
+export class Routeleader extends ProcessSystem {
+  readonly name: string;
+  readonly gossip: "default" | "fast";
+  private readonly events: Claim[] = [];
+  private readonly sessionSince = new Map<string, boolean>();
+
+  constructor(
+    world: World,
+    readonly profile: "default" | "fast",
+  ) {
+    super(world);
+    this.name = `routeleader-${profile}`;
+    this.gossip = profile;
+  }
+
+  protected spawn(h: Host): ManagedProcess {
+    const config = {
+      cluster: CLUSTER,
+      region: EMULATOR_AWS.region,
+      consul: { address: h.consul?.httpAddr },
+      imds: { endpoint: h.aemm?.endpoint },
+      aws: { endpoint: this.world.endpointFor(h) },
+      election: { profile: this.profile },
+      discovery: { enabled: false },
+      lifecycle: { watch: false },
+      http: { listen: "" },
+      sourceDestCheck: "ignore",
+      // A short reconcile interval, so a holder that was not fenced would visibly write.
+      reconcileInterval: "2s",
+      // keepalived's track_script timings: every 1 s, fall 3, rise 1.
+      checks: { healthy: { type: "command", command: ["test", "-e", h.healthFile], every: "1s", timeout: "500ms", rise: 1, fall: 3 } },
+      routes: [{ name: "default", table: { tags: { Name: "private-a" } }, destination: DESTINATION, checks: ["healthy"] }],
+    };
+    const path = h.file(`routeleader-${this.profile}.yaml`);
+    writeFileSync(path, stringify(config));
+    this.sessionSince.set(h.name, false);
+    const proc = new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), process.execPath, "--import", "tsx", join(REPO, "agent", "cli.ts"), "run", "--config", path], {
+      name: `${this.name} ${h.name}`,
+      cwd: REPO,
+      env: awsEnv(h),
+      keepLines: 300,
+    });
+    proc.onLine((line) => {
+      if (!line.startsWith("{")) return;
+      let e: { time?: string; event?: string; step?: string; msg?: string; route?: string; reason?: string };
+      try {
+        e = JSON.parse(line) as typeof e;
+      } catch {
+        return;
+      }
+      if (e.step === "session" && e.msg === "session created") this.sessionSince.set(h.name, true);
+      if (e.event === "acquired" || e.event === "released" || e.event === "lost") {
+        this.events.push({ host: h.name, t: Date.parse(e.time ?? ""), kind: e.event === "acquired" ? "acquire" : "release", detail: e.reason ?? e.event });
+      }
+    });
+    return proc;
+  }
+
+  async ready(h: Host): Promise<boolean> {
+    return this.running(h) && this.sessionSince.get(h.name) === true;
+  }
+
+  claims(): Claim[] {
+    return [...this.events];
+  }
+
+  async consulHolder(): Promise<string | undefined> {
+    const server = this.world.liveServer();
+    const kv = await consulHttp("GET", `${server.httpAddr}/v1/kv/routeleader/${CLUSTER}/routes/default?consistent`, undefined, 2000).catch((err: Error) => {
+      if (/HTTP 404/.test(err.message)) return { json: [] };
+      throw err;
+    });
+    const entry = (kv.json as { Session?: string; Value?: string }[] | undefined)?.[0];
+    if (!entry?.Session || !entry.Value) return undefined;
+    const instanceId = (JSON.parse(Buffer.from(entry.Value, "base64").toString()) as { instanceId?: string }).instanceId;
+    return this.world.hostByInstance(instanceId)?.name;
+  }
+}
+
+/** keepalived: VRRP unicast between the host namespaces, advert 1 s, track_script interval 1 fall 3. */
+export class Keepalived extends ProcessSystem {
+  readonly name = "keepalived";
+  readonly gossip = "default" as const;
+
+  private claimFile(h: Host): string {
+    return h.file("keepalived-claims.log");
+  }
+
+  protected spawn(h: Host): ManagedProcess {
+    const peers = this.world.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
+    const notify = [python(), join(BASELINE, "keepalived_notify.py"), this.claimFile(h), this.world.endpointFor(h), this.world.tableId, DESTINATION, h.instanceId].join(" ");
+    const conf = `global_defs {
+  router_id ${h.name}
+  script_user root
+}
+vrrp_script chk_health {
+  script "/usr/bin/test -e ${h.healthFile}"
+  interval 1
+  fall 3
+  rise 1
+}
+vrrp_instance nat {
+  state BACKUP
+  nopreempt
+  interface eth0
+  virtual_router_id 51
+  priority ${100 + this.world.hosts.indexOf(h)}
+  advert_int 1
+  unicast_src_ip ${h.node.addr}
+  unicast_peer {
+${peers.join("\n")}
+  }
+  track_script {
+    chk_health
+  }
+  notify "${notify}"
+}
+`;
+    const path = h.file("keepalived.conf");
+    writeFileSync(path, conf);
+    const pid = (n: string) => h.file(`keepalived-${n}.pid`);
+    return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), "/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", path, "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], {
+      name: `keepalived ${h.name}`,
+      cwd: BASELINE,
+      env: awsEnv(h),
+    });
+  }
+
+  async ready(h: Host): Promise<boolean> {
+    const since = this.startedAt.get(h.name) ?? Infinity;
+    return this.running(h) && readClaimFile(h.name, this.claimFile(h)).some((c) => c.t >= since);
+  }
+
+  claims(): Claim[] {
+    return this.world.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+  }
+}
+
+/** `consul lock` (the real binary) around lock_child.py, with Consul's default 15 s lock-delay. */
+export class ConsulLock extends ProcessSystem {
+  readonly name: string = "consul-lock";
+  readonly gossip: "default" | "fast" = "default";
+  static readonly KEY = "rl-baseline/default/.lock";
+
+  protected claimFile(h: Host): string {
+    return h.file(`${this.name}-claims.log`);
+  }
+
+  protected childArgs(h: Host): string[] {
+    return [python(), join(BASELINE, "lock_child.py"), this.claimFile(h), this.world.endpointFor(h), this.world.tableId, DESTINATION, h.instanceId, h.healthFile];
+  }
+
+  protected spawn(h: Host): ManagedProcess {
+    return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), binaryPath("consul"), "lock", `-http-addr=${h.consul?.httpAddr}`, "-name=nat-route", "rl-baseline/default", ...this.childArgs(h)], {
+      name: `consul lock ${h.name}`,
+      cwd: BASELINE,
+      env: awsEnv(h),
+    });
+  }
+
+  async ready(h: Host): Promise<boolean> {
+    return this.running(h) && (await hasSession(this.world, h));
+  }
+
+  claims(): Claim[] {
+    return this.world.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+  }
+
+  async consulHolder(): Promise<string | undefined> {
+    return lockHolder(this.world, ConsulLock.KEY);
+  }
+}
+
+/** The `consul lock` loop with a session LockDelay of 1 s (tuned_lock.py). */
+export class TunedConsulLock extends ConsulLock {
+  override readonly name: string = "consul-lock-tuned";
+  override readonly gossip: "default" | "fast" = "fast";
+  static readonly TUNED_KEY = "rl-baseline/tuned/.lock";
+
+  protected override spawn(h: Host): ManagedProcess {
+    return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), python(), join(BASELINE, "tuned_lock.py"), h.consul?.httpAddr ?? "", TunedConsulLock.TUNED_KEY, "1s", ...this.childArgs(h)], {
+      name: `tuned lock ${h.name}`,
+      cwd: BASELINE,
+      env: awsEnv(h),
+    });
+  }
+
+  override async consulHolder(): Promise<string | undefined> {
+    return lockHolder(this.world, TunedConsulLock.TUNED_KEY);
+  }
+}
+
+export const SYSTEM_NAMES = ["routeleader-default", "routeleader-fast", "keepalived", "consul-lock", "consul-lock-tuned"] as const;
+export type SystemName = (typeof SYSTEM_NAMES)[number];
+
+export function makeSystem(world: World, name: SystemName): FailoverSystem {
+  switch (name) {
+    case "routeleader-default":
+      return new Routeleader(world, "default");
+    case "routeleader-fast":
+      return new Routeleader(world, "fast");
+    case "keepalived":
+      return new Keepalived(world);
+    case "consul-lock":
+      return new ConsulLock(world);
+    case "consul-lock-tuned":
+      return new TunedConsulLock(world);
+  }
+}
+
+/** Who holds the route by the claims: the latest acquire whose host has not released since. */
+export function holderAt(claims: Claim[], t: number): string | undefined {
+  let holder: Claim | undefined;
+  for (const c of claims) {
+    if (c.t > t) continue;
+    if (c.kind === "acquire" && (!holder || c.t >= holder.t)) holder = c;
+  }
+  if (!holder) return undefined;
+  const released = claims.some((c) => c.host === holder!.host && c.kind === "release" && c.t >= holder!.t && c.t <= t);
+  return released ? undefined : holder.host;
+}

@@ -1,0 +1,103 @@
+import { existsSync } from "node:fs";
+import { routeChanges, routeWrites, splitBrainWrites } from "./invariants.js";
+import type { Scenario } from "./scenarios.js";
+import { holderAt, type FailoverSystem } from "./systems.js";
+import type { Host, World } from "./world.js";
+
+/**
+ * One trial: wait for a steady state, inject the fault into the holder, poll moto every 20 ms
+ * until the route points at another live, healthy host, keep the fault for its hold time, heal,
+ * wait for a steady state again, then check the invariants over the whole trial.
+ */
+
+export interface TrialResult {
+  /** Fault → route converged, ms; undefined when the scenario keeps the route in place or it never converged. */
+  ms?: number;
+  splitBrainWrites: number;
+  routeChanges: number;
+  violations: string[];
+  /** Times relative to the fault, for the timeline chart. */
+  timeline: { t: number; what: string }[];
+}
+
+const POLL_MS = 20;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A host that could hold the route now: powered, connected, healthy, running the system. */
+export function usable(world: World, system: FailoverSystem, h: Host | undefined): boolean {
+  return !!h && !h.poweredOff && !h.partitioned && existsSync(h.healthFile) && system.running(h);
+}
+
+/**
+ * Every usable host is ready, one host holds the route by its own claims (and by Consul for
+ * lock-based systems), and the route table points at it. Returns the holder.
+ */
+export async function steady(world: World, system: FailoverSystem, timeoutMs: number): Promise<Host> {
+  const deadline = Date.now() + timeoutMs;
+  let why = "";
+  while (Date.now() < deadline) {
+    try {
+      const notReady = [];
+      for (const h of world.hosts) if (!(await system.ready(h))) notReady.push(h.name);
+      const claimed = holderAt(system.claims(), Date.now());
+      const target = await world.routeTarget();
+      const holder = world.hostByInstance(target);
+      const consul = system.consulHolder ? await system.consulHolder() : claimed;
+      why = `not ready: [${notReady.join(",")}], claims: ${claimed}, consul: ${consul}, route: ${holder?.name ?? target}`;
+      if (notReady.length === 0 && holder && claimed === holder.name && consul === holder.name && usable(world, system, holder)) return holder;
+    } catch (err) {
+      why = (err as Error).message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${system.name}: no steady state within ${timeoutMs} ms (${why})`);
+}
+
+export async function runTrial(world: World, system: FailoverSystem, scenario: Scenario, steadyTimeoutMs = 90_000): Promise<TrialResult> {
+  const holder = await steady(world, system, steadyTimeoutMs);
+  const before = holder.instanceId;
+  const logStart = world.proxy.calls().length;
+  const violations: string[] = [];
+  const timeline: { t: number; what: string }[] = [];
+  const fault = await scenario.inject(world, system, holder);
+  let ms: number | undefined;
+  let faultWrites = 0;
+  if (scenario.failover) {
+    const deadline = fault.t0 + 90_000;
+    for (;;) {
+      const target = await world.routeTarget();
+      const now = Date.now();
+      if (target !== before && usable(world, system, world.hostByInstance(target))) {
+        ms = now - fault.t0;
+        timeline.push({ t: ms, what: `route → ${world.hostByInstance(target)?.name}` });
+        break;
+      }
+      if (now > deadline) {
+        violations.push(`route did not move to a live, healthy host within 90 s (points at ${target})`);
+        break;
+      }
+      await sleep(POLL_MS);
+    }
+  }
+  if (fault.holdMs) await sleep(fault.holdMs);
+  if (scenario.noWritesDuringFault) faultWrites = routeWrites(world.proxy.calls().slice(logStart), world.tableId).length;
+  const healedAt = Date.now();
+  await fault.heal();
+  try {
+    const after = await steady(world, system, steadyTimeoutMs);
+    if (!scenario.failover && after.instanceId !== before) violations.push(`route moved from ${holder.name} to ${after.name} although the holder stayed healthy`);
+  } catch (err) {
+    violations.push((err as Error).message);
+  }
+  const writes = routeWrites(world.proxy.calls().slice(logStart), world.tableId);
+  const stray = splitBrainWrites(writes, system.claims());
+  const changes = routeChanges(writes, before);
+  for (const w of writes) timeline.push({ t: w.time - fault.t0, what: `${w.action} by ${w.caller} (${w.status})` });
+  for (const c of system.claims()) if (c.t >= fault.t0 - 1000 && c.t <= Date.now()) timeline.push({ t: c.t - fault.t0, what: `${c.host} ${c.kind}${c.detail ? ` (${c.detail})` : ""}` });
+  timeline.push({ t: healedAt - fault.t0, what: "healed" });
+  timeline.sort((a, b) => a.t - b.t);
+  if (stray.length) violations.push(`${stray.length} route write(s) by a host that did not hold the route: ${stray.map((w) => `${w.caller}@${w.time - fault.t0}ms`).join(", ")}`);
+  if (changes > scenario.maxRouteChanges) violations.push(`${changes} route changes (at most ${scenario.maxRouteChanges} allowed): ping-pong`);
+  if (faultWrites) violations.push(`${faultWrites} route write(s) while Consul had no quorum`);
+  return { ...(ms !== undefined ? { ms } : {}), splitBrainWrites: stray.length, routeChanges: changes, violations, timeline };
+}

@@ -1,0 +1,269 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  AttachInternetGatewayCommand,
+  CreateInternetGatewayCommand,
+  CreateRouteCommand,
+  DescribeRouteTablesCommand,
+  EC2Client,
+  ReplaceRouteCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+} from "@aws-sdk/client-ec2";
+import { startAemm, type SimulatedIdentity, type StartedAemm } from "../aemm.js";
+import { binaryPath } from "../binaries.js";
+import { consulHttp, startConsul, waitForConsulReady, type StartedConsul } from "../consul.js";
+import { createSubnet, createTable, createVpc } from "../ec2-world.js";
+import { StartedFaultProxy } from "../fault-proxy.js";
+import { EMULATOR_AWS } from "../moto.js";
+import type { NetnsNode, Topology } from "../netns.js";
+import { nsPids, nsWrap } from "../netns.js";
+import { ManagedProcess, waitUntil } from "../process.js";
+
+/**
+ * What runs in the hub namespace (this process): moto and the fault proxy bound to the hub's
+ * bridge address, the VPC in moto, the Consul servers in their namespaces, and per host a
+ * Consul client agent and a metadata mock inside the host's namespace.
+ */
+
+export const DESTINATION = "0.0.0.0/0";
+const AZ = `${EMULATOR_AWS.region}a`;
+const MOTO_PORT = 5000;
+const PROXY_PORT = 5001;
+
+/** Consul's gossip as the bootstrap writes it for the `fast` profile (scripts/bootstrap.sh). */
+export const FAST_GOSSIP_HCL = `gossip_lan {\n  probe_interval = "500ms"\n  probe_timeout = "250ms"\n  suspicion_mult = 3\n}`;
+
+export class Host {
+  aemm: StartedAemm | undefined;
+  consul: StartedConsul | undefined;
+  /** Powered off: its processes were frozen and killed, its link is down. */
+  poweredOff = false;
+  partitioned = false;
+
+  constructor(
+    readonly node: NetnsNode,
+    readonly dir: string,
+    public identity: SimulatedIdentity,
+    /** A stable Consul node id, so a restarted agent is the same node. */
+    readonly nodeId: string,
+  ) {}
+
+  get name(): string {
+    return this.node.role;
+  }
+
+  get ns(): string {
+    return this.node.ns;
+  }
+
+  get instanceId(): string {
+    return this.identity.instanceId;
+  }
+
+  file(name: string): string {
+    return join(this.dir, name);
+  }
+
+  get healthFile(): string {
+    return this.file("healthy");
+  }
+
+  setHealthy(ok: boolean): void {
+    if (ok) writeFileSync(this.healthFile, "ok");
+    else rmSync(this.healthFile, { force: true });
+  }
+}
+
+async function startMotoAt(addr: string): Promise<ManagedProcess> {
+  const proc = new ManagedProcess(binaryPath("moto"), ["-H", addr, "-p", String(MOTO_PORT)], { name: "moto" });
+  const endpoint = `http://${addr}:${MOTO_PORT}`;
+  await waitUntil(
+    `moto at ${endpoint}`,
+    async () => {
+      if (proc.hasExited) throw new Error(`moto exited early:\n${proc.output(20)}`);
+      return (await consulHttp("POST", `${endpoint}/moto-api/reset`, undefined, 1000)).status === 200 ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 200 },
+  );
+  return proc;
+}
+
+async function startProxyAt(addr: string, upstream: string): Promise<StartedFaultProxy> {
+  let proxy: StartedFaultProxy | undefined;
+  const server = http.createServer((req, res) => {
+    proxy!.handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
+      res.end(`fault proxy: ${(err as Error).message}`);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(PROXY_PORT, addr, () => resolve());
+  });
+  proxy = new StartedFaultProxy(server, `http://${addr}:${PROXY_PORT}`, { upstream, blackholeStoppedTargets: false });
+  return proxy;
+}
+
+export class World {
+  servers: StartedConsul[] = [];
+  private gossipHcl = "";
+
+  private constructor(
+    readonly topology: Topology,
+    readonly moto: ManagedProcess,
+    readonly motoEndpoint: string,
+    readonly proxy: StartedFaultProxy,
+    readonly ec2: EC2Client,
+    readonly vpcId: string,
+    readonly subnetId: string,
+    readonly tableId: string,
+    readonly igwTarget: string,
+    readonly hosts: Host[],
+  ) {}
+
+  static async start(topology: Topology): Promise<World> {
+    const hub = topology.hub.addr;
+    const moto = await startMotoAt(hub);
+    const motoEndpoint = `http://${hub}:${MOTO_PORT}`;
+    const ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: motoEndpoint, maxAttempts: 1 });
+    const proxy = await startProxyAt(hub, motoEndpoint);
+    const { vpcId } = await createVpc(ec2, "10.0.0.0/16");
+    const publicSubnet = await createSubnet(ec2, vpcId, "10.0.0.0/24", AZ);
+    const privateSubnet = await createSubnet(ec2, vpcId, "10.0.1.0/24", AZ);
+    const tableId = await createTable(ec2, vpcId, { tags: { Name: "private-a", "routeleader/managed": "faults" }, subnets: [privateSubnet] });
+    const igw = (await ec2.send(new CreateInternetGatewayCommand({}))).InternetGateway!.InternetGatewayId as string;
+    await ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: igw, VpcId: vpcId }));
+    await ec2.send(new CreateRouteCommand({ RouteTableId: tableId, DestinationCidrBlock: DESTINATION, GatewayId: igw }));
+    const hosts: Host[] = [];
+    for (const [i, node] of topology.hosts.entries()) {
+      const dir = mkdtempSync(join(tmpdir(), `${topology.prefix}-${node.role}-`));
+      const identity = await World.newIdentity(ec2, vpcId, publicSubnet, i);
+      hosts.push(new Host(node, dir, identity, `00000000-0000-4000-8000-${String(i + 1).padStart(12, "0")}`));
+    }
+    return new World(topology, moto, motoEndpoint, proxy, ec2, vpcId, publicSubnet, tableId, igw, hosts);
+  }
+
+  private static async newIdentity(ec2: EC2Client, vpcId: string, subnetId: string, i: number): Promise<SimulatedIdentity> {
+    const inst = (await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", MinCount: 1, MaxCount: 1, SubnetId: subnetId, InstanceType: "t4g.nano" }))).Instances![0]!;
+    const eni = inst.NetworkInterfaces?.[0];
+    return {
+      instanceId: inst.InstanceId as string,
+      az: AZ,
+      region: EMULATOR_AWS.region,
+      vpcId,
+      subnetId,
+      eniId: eni?.NetworkInterfaceId as string,
+      mac: eni?.MacAddress ?? `0a:00:00:00:01:${String(i).padStart(2, "0")}`,
+      privateIp: inst.PrivateIpAddress as string,
+    };
+  }
+
+  host(name: string): Host {
+    const h = this.hosts.find((x) => x.name === name);
+    if (!h) throw new Error(`no host ${name}`);
+    return h;
+  }
+
+  hostByInstance(instanceId: string | undefined): Host | undefined {
+    return this.hosts.find((h) => h.instanceId === instanceId);
+  }
+
+  /** The proxy endpoint a host's EC2 calls go to; the path names the caller in the proxy log. */
+  endpointFor(host: Host): string {
+    return this.proxy.endpointFor(host.name);
+  }
+
+  /** Starts (or restarts with new gossip settings) the 3 servers and every host's client agent. */
+  async startConsul(gossipHcl: string): Promise<void> {
+    await this.stopConsul();
+    this.gossipHcl = gossipHcl;
+    const servers: StartedConsul[] = [];
+    for (const [i, s] of this.topology.servers.entries()) {
+      servers.push(
+        await startConsul({
+          mode: "server",
+          node: s.role,
+          bindAddress: s.addr,
+          wrap: nsWrap(s.ns),
+          bootstrapExpect: 3,
+          ...(i > 0 ? { join: [servers[0]!.serfLanAddr] } : {}),
+          extraHcl: gossipHcl,
+        }),
+      );
+    }
+    this.servers = servers;
+    await Promise.all(servers.map((s) => waitForConsulReady(s)));
+    await Promise.all(this.hosts.map((h) => this.startHostConsul(h)));
+  }
+
+  async startHostConsul(h: Host): Promise<void> {
+    h.consul = await startConsul({
+      mode: "client",
+      node: h.name,
+      bindAddress: h.node.addr,
+      wrap: nsWrap(h.ns),
+      join: this.servers.map((s) => s.serfLanAddr),
+      extraHcl: `node_id = "${h.nodeId}"\n${this.gossipHcl}`,
+    });
+    await waitForConsulReady(h.consul);
+  }
+
+  async startHostAemm(h: Host): Promise<void> {
+    await h.aemm?.stop();
+    h.aemm = await startAemm(h.identity, { host: h.node.addr, wrap: nsWrap(h.ns) });
+  }
+
+  async stopConsul(): Promise<void> {
+    await Promise.all(this.hosts.map((h) => h.consul?.stop()));
+    await Promise.all(this.servers.map((s) => s.stop()));
+    for (const h of this.hosts) h.consul = undefined;
+    this.servers = [];
+  }
+
+  /** A Consul server that is running and not cut off, for reads of Consul's truth. */
+  liveServer(): StartedConsul {
+    const s = this.servers.find((x) => !x.process.hasExited && !this.isolatedServers.has(x.node));
+    if (!s) throw new Error("no Consul server running");
+    return s;
+  }
+
+  readonly isolatedServers = new Set<string>();
+
+  /** Where the route table points the destination, read from moto directly. */
+  async routeTarget(): Promise<string | undefined> {
+    const res = await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.tableId] }));
+    const route = res.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === DESTINATION);
+    return route?.InstanceId ?? route?.NetworkInterfaceId ?? route?.GatewayId;
+  }
+
+  /** Points the route back at the internet gateway (a foreign target) before a system starts. */
+  async resetRoute(): Promise<void> {
+    await this.ec2.send(new ReplaceRouteCommand({ RouteTableId: this.tableId, DestinationCidrBlock: DESTINATION, GatewayId: this.igwTarget }));
+  }
+
+  /** Terminates the host's instance in moto and gives the host a new instance (a replacement). */
+  async terminateInstance(h: Host): Promise<void> {
+    await this.ec2.send(new TerminateInstancesCommand({ InstanceIds: [h.instanceId] }));
+  }
+
+  async replaceInstance(h: Host): Promise<void> {
+    h.identity = await World.newIdentity(this.ec2, this.vpcId, this.subnetId, this.hosts.indexOf(h));
+  }
+
+  /** Every pid in a host's namespace (what a power-off freezes and kills). */
+  pidsOf(h: Host): number[] {
+    return nsPids(h.ns);
+  }
+
+  async stop(): Promise<void> {
+    for (const h of this.hosts) await h.aemm?.stop();
+    await this.stopConsul();
+    this.ec2.destroy();
+    await this.proxy.stop();
+    await this.moto.stop();
+    for (const h of this.hosts) rmSync(h.dir, { recursive: true, force: true });
+  }
+}
