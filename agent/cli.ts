@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type Config } from "./config/index.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { createLogger } from "./observe/log.js";
 import { runAgent } from "./agent.js";
+import { postToAgent, printStatus, requestHandover } from "./commands/operator.js";
 import { VERSION } from "./version.js";
 
 function load(file: string): Config {
@@ -55,6 +56,40 @@ export function buildCli(): Command {
     });
 
   program
+    .command("status")
+    .description("routes, their holders in Consul and their actual targets in EC2; DRIFT where they disagree (exit 7)")
+    .addOption(configOption())
+    .option("--json", "print JSON")
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const config = load(opts.config);
+      const code = await printStatus(config, createLogger("warn", { pretty: false, destination: process.stderr }), opts.json ?? false);
+      if (code !== EXIT.ok) throw new ExitError("drift between Consul and the route tables (see DRIFT above)", code);
+    });
+
+  for (const action of ["drain", "undrain"] as const) {
+    program
+      .command(action)
+      .description(action === "drain" ? "release every route this node holds and stop contending (until undrain or restart)" : "contend for routes again after a drain")
+      .addOption(configOption())
+      .action(async (opts: { config: string }) => {
+        const config = load(opts.config);
+        process.stdout.write(`${await postToAgent(config, action)}\n`);
+      });
+  }
+
+  program
+    .command("handover")
+    .description("move a route away from its holder now (to INSTANCE if given); waits for the new holder")
+    .argument("<route>", "route name")
+    .addOption(configOption())
+    .option("--to <instance>", "instance id that should take the route")
+    .action(async (route: string, opts: { config: string; to?: string }) => {
+      const config = load(opts.config);
+      const result = await requestHandover(config, route, opts.to);
+      process.stdout.write(`${route}: ${result.from ?? "nobody"} → ${result.to ?? "nobody"} in ${result.ms} ms\n`);
+    });
+
+  program
     .command("version")
     .description("print the version")
     .action(() => {
@@ -89,7 +124,7 @@ export async function main(argv: string[]): Promise<number> {
 
 const invokedDirectly = process.argv[1] && /cli\.(ts|js)$/.test(process.argv[1]);
 if (invokedDirectly) {
-  main(process.argv).then((code) => {
-    process.exitCode = code;
-  });
+  // Exit explicitly: SDK and metadata clients may keep idle keep-alive sockets open, and a
+  // stopped agent must not linger after it has released its routes and deregistered.
+  main(process.argv).then((code) => process.exit(code));
 }

@@ -448,6 +448,9 @@ export class Election {
     const started = this.deps.clock.now();
     const state = this.states.get(route);
     try {
+      // A write that passed the gate before the release was asked for may still be in flight:
+      // let it end (it is bounded by aws.writeTimeout) so it cannot land after a peer's.
+      await this.writes.get(route)?.running;
       // onRelease: delete removes the route while this node still holds the lock.
       await this.deps.routes.release(route, (name) => this.releaseGate(name, session)).catch((err: Error) => log.warn({ route, err: err.message }, "route delete on release failed"));
       const lockIndex = state?.held?.lockIndex ?? 0;

@@ -28,6 +28,8 @@ export interface AemmOptions {
   spotNoticeDelaySec?: number;
   /** Bind address; 127.0.0.1 unless inside a namespace. */
   host?: string;
+  /** Listen on this port (a restart keeps the agent's configured endpoint valid); default: a free one. */
+  port?: number;
   wrap?: string[];
 }
 
@@ -103,7 +105,7 @@ function get(url: string, headers: Record<string, string> = {}): Promise<number>
 export async function startAemm(identity: SimulatedIdentity, options: AemmOptions = {}): Promise<StartedAemm> {
   const bin = binaryPath("aemm");
   const host = options.host ?? "127.0.0.1";
-  const port = await freePort(host === "127.0.0.1" ? host : "127.0.0.1");
+  const port = options.port ?? (await freePort(host === "127.0.0.1" ? host : "127.0.0.1"));
   const dir = mkdtempSync(join(tmpdir(), `rl-aemm-${identity.instanceId}-`));
   const configFile = join(dir, "aemm-config.json");
   writeFileSync(configFile, JSON.stringify(aemmConfig(identity)));

@@ -15,7 +15,8 @@ import {
   RunInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { stringify } from "yaml";
-import { startAemm, type SimulatedIdentity, type StartedAemm } from "./aemm.js";
+import { startAemm, type AemmOptions, type SimulatedIdentity, type StartedAemm } from "./aemm.js";
+import { freePort } from "./ports.js";
 import { consulHttp, startConsulCluster, type ConsulCluster, type StartedConsul } from "./consul.js";
 import { startFaultProxy, type StartedFaultProxy } from "./fault-proxy.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "./moto.js";
@@ -31,6 +32,10 @@ import { ManagedProcess, waitUntil } from "./process.js";
 export interface SimNodeSpec {
   name: string;
   az: string;
+  /** Serve the agent's HTTP endpoint (status, drain) on a free loopback port. */
+  http?: boolean;
+  /** Extra top-level config for this node only (merged over the cluster's `extra`). */
+  extra?: Record<string, unknown>;
 }
 
 export interface ClusterSpec {
@@ -66,11 +71,20 @@ export class SimNode {
   constructor(
     readonly spec: SimNodeSpec,
     readonly identity: SimulatedIdentity,
-    readonly aemm: StartedAemm,
+    public aemm: StartedAemm,
     readonly consul: StartedConsul,
     readonly dir: string,
     readonly configPath: string,
+    /** The agent's HTTP endpoint, when `spec.http`. */
+    readonly httpUrl: string | undefined,
   ) {}
+
+  /** Restarts this node's metadata mock on the same port with other options (e.g. a termination). */
+  async restartAemm(options: AemmOptions): Promise<void> {
+    const port = Number(new URL(this.aemm.endpoint).port);
+    await this.aemm.stop();
+    this.aemm = await startAemm(this.identity, { ...options, port });
+  }
 
   get name(): string {
     return this.spec.name;
@@ -295,9 +309,11 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
         http: { listen: "" },
         ...(spec.extra ?? {}),
       };
+      const httpPort = n.http ? await freePort() : undefined;
+      const nodeConfig = { ...config, ...(httpPort ? { http: { listen: `127.0.0.1:${httpPort}` } } : {}), ...(n.extra ?? {}) };
       const configPath = join(dir, "routeleader.yaml");
-      writeFileSync(configPath, stringify(config));
-      nodes.push(new SimNode(n, identity, aemm, consulAgent, dir, configPath));
+      writeFileSync(configPath, stringify(nodeConfig));
+      nodes.push(new SimNode(n, identity, aemm, consulAgent, dir, configPath, httpPort ? `http://127.0.0.1:${httpPort}` : undefined));
     }
     return new SimCluster(spec, cluster, moto, ec2, consul, nodes, tableIds, vpcId, proxy);
   } catch (err) {
