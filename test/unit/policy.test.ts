@@ -1,0 +1,123 @@
+import { describe, expect, it } from "vitest";
+import { mayContend, shouldHandOver, singleAz, updateHealthHistory, type PolicyContext } from "../../agent/policy/index.js";
+import { parseHandover } from "../../agent/policy/runtime.js";
+import { renderStatusTable, statusRows } from "../../agent/commands/status.js";
+import { parseConfig } from "../../agent/config/index.js";
+
+const base = (over: Partial<PolicyContext> = {}): PolicyContext => ({
+  myInstanceId: "i-b1",
+  myAz: "b",
+  preferredAz: "a",
+  history: new Map(),
+  now: 100_000,
+  wallNow: 1_700_000_000_000,
+  standbyDelayMs: 10_000,
+  failbackAfterMs: 30_000,
+  holdDownMs: 60_000,
+  ...over,
+});
+
+describe("AZ preference (fake clock)", () => {
+  it("a node in the preferred AZ, or a route without preference, always contends", () => {
+    expect(mayContend(base({ myAz: "a" })).contend).toBe(true);
+    expect(mayContend(base({ preferredAz: undefined })).contend).toBe(true);
+  });
+
+  it("a node outside the preferred AZ contends when no preferred node is healthy", () => {
+    const history = new Map([["i-a1", { az: "a" }]]);
+    expect(mayContend(base({ history }))).toEqual({ contend: true, reason: "no healthy node in a" });
+  });
+
+  it("stands by while a preferred node is healthy, until the key has been free for standbyDelay", () => {
+    const history = new Map([["i-a1", { az: "a", healthySince: 50_000 }]]);
+    expect(mayContend(base({ history })).contend).toBe(false);
+    expect(mayContend(base({ history, freeSince: 95_000 })).contend).toBe(false);
+    expect(mayContend(base({ history, freeSince: 90_000 })).contend).toBe(true);
+  });
+
+  it("health history: continuous health keeps its start, any break resets it", () => {
+    let h = updateHealthHistory(new Map(), [{ instanceId: "i-a1", az: "a", healthy: true }], 1000);
+    h = updateHealthHistory(h, [{ instanceId: "i-a1", az: "a", healthy: true }], 2000);
+    expect(h.get("i-a1")?.healthySince).toBe(1000);
+    h = updateHealthHistory(h, [{ instanceId: "i-a1", az: "a", healthy: false }], 3000);
+    expect(h.get("i-a1")?.healthySince).toBeUndefined();
+    h = updateHealthHistory(h, [{ instanceId: "i-a1", az: "a", healthy: true }], 4000);
+    expect(h.get("i-a1")?.healthySince).toBe(4000);
+    expect(updateHealthHistory(h, [], 5000).has("i-a1")).toBe(false);
+  });
+});
+
+describe("failback and hold-down", () => {
+  const healthyFor = (ms: number, now = 100_000) => new Map([["i-a1", { az: "a", healthySince: now - ms }]]);
+
+  it("hands back only after a preferred node has been healthy for failbackAfter", () => {
+    expect(shouldHandOver(base({ history: healthyFor(29_999) })).handOver).toBe(false);
+    expect(shouldHandOver(base({ history: healthyFor(30_000) }))).toEqual({ handOver: true, reason: "failback" });
+  });
+
+  it("never hands back twice within the hold-down", () => {
+    const wallNow = 1_700_000_000_000;
+    expect(shouldHandOver(base({ history: healthyFor(40_000), lastFailbackAt: wallNow - 59_000 })).handOver).toBe(false);
+    expect(shouldHandOver(base({ history: healthyFor(40_000), lastFailbackAt: wallNow - 60_000 })).handOver).toBe(true);
+  });
+
+  it("a holder in the preferred AZ never fails back", () => {
+    expect(shouldHandOver(base({ myAz: "a", history: healthyFor(90_000) })).handOver).toBe(false);
+  });
+});
+
+describe("operator handover requests", () => {
+  const wallNow = 1_700_000_000_000;
+
+  it("bind everyone but the target until they expire", () => {
+    const handover = { to: "i-x", from: "i-b1", until: wallNow + 10_000 };
+    expect(mayContend(base({ myAz: "a", handover })).contend).toBe(false);
+    expect(mayContend(base({ myInstanceId: "i-x", handover })).contend).toBe(true);
+    expect(shouldHandOver(base({ handover }))).toEqual({ handOver: true, reason: "handover" });
+    expect(shouldHandOver(base({ myInstanceId: "i-x", history: new Map([["i-a1", { az: "a", healthySince: 0 }]]), handover })).handOver).toBe(false);
+    expect(mayContend(base({ myAz: "a", handover: { ...handover, until: wallNow - 1 } })).contend).toBe(true);
+  });
+
+  it("without a target, only the old holder stays back", () => {
+    const handover = { from: "i-b1", until: wallNow + 10_000 };
+    expect(mayContend(base({ handover })).contend).toBe(false);
+    expect(mayContend(base({ myInstanceId: "i-b2", myAz: "a", handover })).contend).toBe(true);
+  });
+
+  it("parses requests leniently", () => {
+    expect(parseHandover('{"to":"i-1","until":5}')).toEqual({ to: "i-1", until: 5 });
+    expect(parseHandover('{"to":"i-1"}')).toBeUndefined();
+    expect(parseHandover("garbage")).toBeUndefined();
+  });
+
+  it("preferred AZ: one shared AZ, else none", () => {
+    expect(singleAz(["a", "a"])).toBe("a");
+    expect(singleAz(["a", "b"])).toBeUndefined();
+    expect(singleAz([])).toBeUndefined();
+  });
+});
+
+describe("status rows", () => {
+  const config = parseConfig("cluster: c\nroutes:\n  - name: r1\n    table: {main: true}\n    destination: 0.0.0.0/0\n  - name: r2\n    table: {main: true}\n    destination: 10.9.0.0/16\n", "t.yaml");
+  const holder = (instanceId: string) => JSON.stringify({ instanceId, az: "a", eni: `eni-${instanceId}`, privateIp: "", session: "s", lockIndex: 1, acquiredAt: "2026-11-21T00:00:00Z", agentVersion: "0" });
+  const entry = (route: string, instanceId: string, session?: string) => ({ key: `routeleader/c/routes/${route}`, value: holder(instanceId), lockIndex: 1, modifyIndex: 2, createIndex: 1, flags: 0, ...(session ? { session } : {}) });
+
+  it("flags drift when the table disagrees with the holder, not when the key is free", () => {
+    const rows = statusRows(
+      config,
+      [
+        { routeName: "r1", tableId: "rtb-1", destination: "0.0.0.0/0", target: "i-other", state: "active" },
+        { routeName: "r2", tableId: "rtb-1", destination: "10.9.0.0/16", target: "i-old", state: "active" },
+      ],
+      [entry("r1", "i-a", "s1"), entry("r2", "i-old")],
+    );
+    expect(rows[0]).toMatchObject({ holder: "i-a", drift: true, driftReason: "table points at i-other, holder is i-a" });
+    expect(rows[1]).toMatchObject({ holder: null, drift: false });
+    expect(renderStatusTable(rows)).toMatch(/r1 .*DRIFT: table points at i-other/);
+  });
+
+  it("accepts the holder's ENI as its target, and flags a blackhole", () => {
+    const rows = statusRows(config, [{ routeName: "r1", tableId: "rtb-1", destination: "0.0.0.0/0", target: "eni-i-a", state: "active" }, { routeName: "r2", tableId: "rtb-1", destination: "10.9.0.0/16", target: "i-a", state: "blackhole" }], [entry("r1", "i-a", "s1"), entry("r2", "i-a", "s1")]);
+    expect(rows.map((r) => r.drift)).toEqual([false, true]);
+  });
+});
