@@ -1,0 +1,107 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { LabSpec } from "../test/support/faults/lab.js";
+import { figures, markdownTable, ratioTable, splitBrainTable, svgChart } from "../test/support/faults/report.js";
+import { runFaultLab } from "../test/support/faults/run.js";
+import { SCENARIOS } from "../test/support/faults/scenarios.js";
+import { SYSTEM_NAMES, type SystemName } from "../test/support/faults/systems.js";
+
+/**
+ * Failover benchmark: routeleader (default and fast profile), keepalived and `consul lock`
+ * (default and tuned lock-delay), side by side in the same network namespaces against the same
+ * moto. Writes docs/benchmarks/failover.json, docs/benchmarks/failover-timeline.svg and
+ * docs/benchmarks.md, and prints the table.
+ *
+ *   npm run bench:failover -- [--trials 20] [--scenarios a,b] [--systems a,b] [--slow-trials N]
+ */
+
+const { values } = parseArgs({
+  options: {
+    trials: { type: "string", default: "20" },
+    scenarios: { type: "string", default: SCENARIOS.map((s) => s.name).join(",") },
+    systems: { type: "string", default: SYSTEM_NAMES.join(",") },
+    "slow-trials": { type: "string" },
+    "out-dir": { type: "string", default: join(import.meta.dirname, "..", "docs") },
+  },
+});
+
+const systems = values.systems.split(",") as SystemName[];
+for (const s of systems) if (!SYSTEM_NAMES.includes(s)) throw new Error(`unknown system ${s} (known: ${SYSTEM_NAMES.join(", ")})`);
+const spec: LabSpec = {
+  systems,
+  scenarios: values.scenarios.split(","),
+  trials: Number(values.trials),
+  ...(values["slow-trials"] ? { trialsBySystem: { "consul-lock": Number(values["slow-trials"]) } } : {}),
+};
+const command = `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim();
+const started = Date.now();
+const result = await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
+const table = figures(result);
+
+const outDir = values["out-dir"];
+mkdirSync(join(outDir, "benchmarks"), { recursive: true });
+writeFileSync(join(outDir, "benchmarks", "failover.json"), `${JSON.stringify(table, null, 2)}\n`);
+writeFileSync(join(outDir, "benchmarks", "failover-timeline.svg"), `${svgChart(result, table)}\n`);
+writeFileSync(join(outDir, "benchmarks", "failover-trials.json"), `${JSON.stringify(result, null, 1)}\n`);
+
+const violations = result.runs.flatMap((r) => [...r.trials.flatMap((t) => t.violations.map((v) => `${r.scenario} / ${r.system}: ${v}`)), ...(r.error ? [`${r.scenario} / ${r.system}: ${r.error}`] : [])]);
+const md = `# Failover benchmark
+
+Produced by \`${command}\` (${Math.round((Date.now() - started) / 60_000)} min, ${result.startedAt} – ${result.finishedAt}).
+Raw figures: [failover.json](benchmarks/failover.json); every trial with its timeline: [failover-trials.json](benchmarks/failover-trials.json).
+
+## Setup
+
+- 3 hosts, each a network namespace with a Consul client agent, its own metadata mock and the system
+  under test; 3 Consul servers in their own namespaces; moto and the fault proxy in a hub namespace
+  that holds the bridge (198.18.0.0/24). Every route write goes through the proxy, which logs the caller.
+- Time = from the fault to the first 20 ms poll of moto where the route points at another live,
+  healthy host. p50 / p95 / max in seconds; n = trials.
+- Same health check everywhere: a command check on a file, every 1 s, fall 3, rise 1
+  (routeleader \`checks\`; keepalived \`track_script\`; the \`consul lock\` child polls it and exits).
+- **routeleader-default**: defaults (lock-delay 3 s, write timeout 2 s), Consul's default gossip.
+  **routeleader-fast**: \`election.profile: fast\` (lock-delay 1 s, write timeout 500 ms) and the fast
+  gossip the bootstrap writes (probe 500 ms, timeout 250 ms, suspicion_mult 3).
+- **keepalived** 2.2: VRRP unicast between the namespaces, advert 1 s, \`nopreempt\`, a \`notify\`
+  script (Python + boto3, ~0.4 s to start like the AWS CLI) calling ReplaceRoute through the proxy.
+- **consul-lock**: the real \`consul lock\` (Consul 1.19) around the same route-replacing child;
+  session defaults (lock-delay 15 s, serfHealth), default gossip.
+- **consul-lock-tuned**: \`consul lock\` has no lock-delay flag, so a small script runs the same loop
+  as its Go \`api.Lock\` with a session LockDelay of 1 s, a 500 ms lock-delay retry (api.Lock: 5 s),
+  and the fast gossip.
+- Scenarios measured for routeleader only (no baseline equivalent): agent SIGKILL, Consul agent
+  SIGKILL, Consul minority partition and quorum loss (the route must stay), EC2 throttling and 5xx
+  bursts during a health-check failover, instance terminated in moto (and powered off).
+
+## Fault → route converged (p50 / p95 / max, seconds)
+
+${markdownTable(table)}
+
+"stays": the scenario must not move the route (it did not, unless violations are listed).
+
+## ours / baseline
+
+${ratioTable(table)}
+
+## Split-brain writes
+
+Route writes by a host that did not hold the route at that moment (it had not acquired it, had
+released it, or another host had acquired it since), from the proxy's log against each system's
+own claims (routeleader's acquired/released/lost events, keepalived's notify states, the lock
+child's start and exit). The holder partition keeps the old holder cut off (but able to reach the
+EC2 API) for 6 s after the failover.
+
+${splitBrainTable(table)}
+
+## Invariant violations
+
+${violations.length ? violations.map((v) => `- ${v}`).join("\n") : "None: one holder per route in Consul, the route on a live healthy holder after every trial, no write from a non-holder, at most one route change per failover."}
+
+## Timeline
+
+![failover timeline](benchmarks/failover-timeline.svg)
+`;
+writeFileSync(join(outDir, "benchmarks.md"), md);
+process.stdout.write(`${markdownTable(table)}\n\n${ratioTable(table)}\n\n${splitBrainTable(table)}\n`);
+if (violations.length) process.stdout.write(`\nviolations:\n${violations.join("\n")}\n`);

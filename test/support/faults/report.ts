@@ -1,0 +1,144 @@
+import type { LabResult } from "./lab.js";
+
+/** Figures of a lab run: percentiles per scenario and system, the markdown page and the SVG chart. */
+
+export interface Figures {
+  trials: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  max_ms: number | null;
+  split_brain_writes: number;
+  route_changes_max: number;
+  violations: number;
+}
+
+export type FigureTable = Record<string, Record<string, Figures>>;
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: number[], p: number): number | null {
+  if (!sorted.length) return null;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+export function figures(result: LabResult): FigureTable {
+  const out: FigureTable = {};
+  for (const run of result.runs) {
+    const ms = run.trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])).sort((a, b) => a - b);
+    (out[run.scenario] ??= {})[run.system] = {
+      trials: run.trials.length,
+      p50_ms: percentile(ms, 50),
+      p95_ms: percentile(ms, 95),
+      max_ms: ms.length ? ms[ms.length - 1]! : null,
+      split_brain_writes: run.trials.reduce((n, t) => n + t.splitBrainWrites, 0),
+      route_changes_max: Math.max(0, ...run.trials.map((t) => t.routeChanges)),
+      violations: run.trials.reduce((n, t) => n + t.violations.length, 0) + (run.error ? 1 : 0),
+    };
+  }
+  return out;
+}
+
+const SYSTEM_ORDER = ["routeleader-default", "routeleader-fast", "keepalived", "consul-lock", "consul-lock-tuned"];
+const COLORS: Record<string, string> = {
+  "routeleader-default": "#1f77b4",
+  "routeleader-fast": "#17becf",
+  keepalived: "#d62728",
+  "consul-lock": "#7f7f7f",
+  "consul-lock-tuned": "#ff7f0e",
+};
+const OURS = ["routeleader-default", "routeleader-fast"];
+const BASELINES = ["keepalived", "consul-lock", "consul-lock-tuned"];
+
+const sec = (ms: number | null) => (ms === null ? "–" : (ms / 1000).toFixed(2));
+const ordered = (systems: string[]) => SYSTEM_ORDER.filter((s) => systems.includes(s));
+
+export function markdownTable(table: FigureTable): string {
+  const systems = ordered([...new Set(Object.values(table).flatMap((r) => Object.keys(r)))]);
+  const lines = [
+    `| scenario | ${systems.join(" | ")} |`,
+    `|---|${systems.map(() => "---").join("|")}|`,
+    ...Object.entries(table).map(([scenario, row]) => {
+      const cells = systems.map((s) => {
+        const f = row[s];
+        if (!f) return "";
+        const timing = f.p50_ms === null ? "stays" : `${sec(f.p50_ms)} / ${sec(f.p95_ms)} / ${sec(f.max_ms)}`;
+        return `${timing} (n=${f.trials}${f.split_brain_writes ? `, **${f.split_brain_writes} split-brain**` : ""}${f.violations ? `, ${f.violations} violations` : ""})`;
+      });
+      return `| ${scenario} | ${cells.join(" | ")} |`;
+    }),
+  ];
+  return lines.join("\n");
+}
+
+export function ratioTable(table: FigureTable): string {
+  const lines = ["| scenario | ours | vs | p50 ratio | p95 ratio |", "|---|---|---|---|---|"];
+  for (const [scenario, row] of Object.entries(table)) {
+    for (const ours of OURS) {
+      for (const base of BASELINES) {
+        const a = row[ours];
+        const b = row[base];
+        if (!a || !b || a.p50_ms === null || b.p50_ms === null || !b.p50_ms || !b.p95_ms) continue;
+        lines.push(`| ${scenario} | ${ours} | ${base} | ${(a.p50_ms / b.p50_ms).toFixed(2)} | ${((a.p95_ms ?? 0) / b.p95_ms).toFixed(2)} |`);
+      }
+    }
+  }
+  return lines.join("\n");
+}
+
+export function splitBrainTable(table: FigureTable): string {
+  const systems = ordered([...new Set(Object.values(table).flatMap((r) => Object.keys(r)))]);
+  const lines = [`| scenario | ${systems.join(" | ")} |`, `|---|${systems.map(() => "---").join("|")}|`];
+  for (const [scenario, row] of Object.entries(table)) lines.push(`| ${scenario} | ${systems.map((s) => (row[s] ? String(row[s]!.split_brain_writes) : "")).join(" | ")} |`);
+  return lines.join("\n");
+}
+
+/** Per scenario, per system: every trial as a dot on a fault → converged time axis, the p50–p95 box and max whisker. */
+export function svgChart(result: LabResult, table: FigureTable): string {
+  const scenarios = Object.keys(table).filter((s) => Object.values(table[s]!).some((f) => f.max_ms !== null));
+  const rows = scenarios.flatMap((sc) => ordered(Object.keys(table[sc]!)).map((sys) => ({ sc, sys })));
+  const maxMs = Math.max(1000, ...rows.map((r) => table[r.sc]![r.sys]!.max_ms ?? 0));
+  const axisMax = Math.ceil(maxMs / 2000) * 2000;
+  const left = 330;
+  const width = 1100;
+  const plotW = width - left - 30;
+  const rowH = 22;
+  const top = 50;
+  const groupGap = 14;
+  const x = (ms: number) => left + (ms / axisMax) * plotW;
+  const parts: string[] = [];
+  let y = top;
+  let lastSc = "";
+  for (const { sc, sys } of rows) {
+    if (sc !== lastSc) {
+      y += groupGap;
+      parts.push(`<text x="10" y="${y + 4}" font-weight="bold">${sc}</text>`);
+      y += rowH - 6;
+      lastSc = sc;
+    }
+    const f = table[sc]![sys]!;
+    const samples = result.runs.find((r) => r.scenario === sc && r.system === sys)?.trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])) ?? [];
+    const color = COLORS[sys] ?? "#000";
+    parts.push(`<text x="24" y="${y + 4}">${sys} (p50 ${sec(f.p50_ms)} s, p95 ${sec(f.p95_ms)} s)</text>`);
+    if (f.p50_ms !== null && f.p95_ms !== null && f.max_ms !== null) {
+      parts.push(`<line x1="${x(f.p50_ms)}" x2="${x(f.max_ms)}" y1="${y}" y2="${y}" stroke="${color}" stroke-width="1.5"/>`);
+      parts.push(`<rect x="${x(f.p50_ms)}" y="${y - 6}" width="${Math.max(2, x(f.p95_ms) - x(f.p50_ms))}" height="12" fill="${color}" fill-opacity="0.35" stroke="${color}"/>`);
+    }
+    for (const ms of samples) parts.push(`<circle cx="${x(ms).toFixed(1)}" cy="${y}" r="2.5" fill="${color}"/>`);
+    y += rowH;
+  }
+  const height = y + 40;
+  const ticks: string[] = [];
+  const step = axisMax <= 10_000 ? 1000 : axisMax <= 30_000 ? 2000 : 5000;
+  for (let t = 0; t <= axisMax; t += step) {
+    ticks.push(`<line x1="${x(t)}" x2="${x(t)}" y1="${top}" y2="${y}" stroke="#ddd"/>`);
+    ticks.push(`<text x="${x(t)}" y="${y + 16}" text-anchor="middle">${t / 1000} s</text>`);
+  }
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    `<text x="10" y="22" font-size="15" font-weight="bold">Failover timeline: fault → route table points at a live, healthy host (each dot one trial; box p50–p95; line to max)</text>`,
+    `<text x="10" y="40" fill="#555">${result.startedAt} – ${result.finishedAt}, 3 hosts in network namespaces, moto behind the fault proxy, 3 Consul servers</text>`,
+    ...ticks,
+    ...parts,
+    `</svg>`,
+  ].join("\n");
+}
