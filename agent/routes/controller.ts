@@ -7,7 +7,7 @@ import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
 import { decideClaim, decideRelease } from "./decide.js";
 import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, type RouteWrite } from "./ec2-tables.js";
-import { resolveRouteTables } from "./resolve.js";
+import { assertOneRoutePerEntry, resolveRouteTables } from "./resolve.js";
 import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
 import { disableSourceDestCheck, readSourceDestCheck } from "./source-dest.js";
 
@@ -86,14 +86,24 @@ export class RouteController {
     this.writePolicy = { attempts: deps.config.aws.writeAttempts, deadlineMs: deps.config.aws.writeTimeout };
   }
 
-  /** Resolves every route's tables (own VPC only) and applies the source/dest check mode. Throws ExitError(EXIT.aws). */
+  /** `resolve()`, then `applySourceDestCheckMode()`. Throws ExitError (EXIT.aws, EXIT.config). */
   async prepare(): Promise<void> {
+    await this.resolve();
+    await this.applySourceDestCheckMode();
+  }
+
+  /**
+   * Resolves every route's tables (own VPC only) and refuses two routes on one table and
+   * destination. Reads only: safe before Consul is known to work. Throws ExitError
+   * (EXIT.aws: refused call, unknown id, other VPC; EXIT.config: two routes on one entry).
+   */
+  async resolve(): Promise<void> {
     const resolved = await resolveRouteTables(this.deps.ec2, this.deps.config.routes, this.deps.identity.vpcId, this.readPolicy);
+    assertOneRoutePerEntry(this.deps.config.routes, resolved);
     for (const [name, ids] of resolved) {
       this.tablesByRoute.set(name, ids);
       this.deps.log.info({ route: name, tables: ids }, "route tables resolved");
     }
-    await this.applySourceDestCheckMode();
   }
 
   /** The tables `prepare()` resolved for a route. */
@@ -299,7 +309,8 @@ export class RouteController {
     });
   }
 
-  private async applySourceDestCheckMode(): Promise<void> {
+  /** Reads the source/dest check and, in `fix` mode, turns it off: the one write at start. Throws ExitError(EXIT.aws). */
+  async applySourceDestCheckMode(): Promise<void> {
     const mode = this.deps.config.sourceDestCheck;
     if (mode === "ignore") return;
     const { ec2, identity, log } = this.deps;

@@ -7,7 +7,6 @@ import {
   type EC2Client,
   type Filter,
 } from "@aws-sdk/client-ec2";
-import { toAwsError } from "../aws/errors.js";
 import { parseCidr } from "../config/cidr.js";
 import { toTableSnapshot, type TableSnapshot } from "./route-state.js";
 
@@ -37,7 +36,8 @@ export async function vpcOfTable(ec2: EC2Client, tableId: string, signal?: Abort
     return out.RouteTables?.[0]?.VpcId;
   } catch (err) {
     if ((err as { name?: string }).name === "InvalidRouteTableID.NotFound") return undefined;
-    throw toAwsError(err, "ec2:DescribeRouteTables", `route table ${tableId}`);
+    // Raw, so the caller's withRetries classifies it (an ExitError would read as transient there).
+    throw err;
   }
 }
 
@@ -48,7 +48,7 @@ export async function vpcOfSubnet(ec2: EC2Client, subnetId: string, signal?: Abo
     return out.Subnets?.[0]?.VpcId;
   } catch (err) {
     if ((err as { name?: string }).name === "InvalidSubnetID.NotFound") return undefined;
-    throw toAwsError(err, "ec2:DescribeSubnets", `subnet ${subnetId}`);
+    throw err;
   }
 }
 

@@ -6,4 +6,4 @@ export { canonicalCidr, findRoute, isOurs, targetText, toTableSnapshot } from ".
 export type { OwnTarget, RouteEntry, TableSnapshot } from "./route-state.js";
 export { describeSelector, matchesSelector, selectorIds, selectorSubnets } from "./selector.js";
 export type { SelectorContext } from "./selector.js";
-export { resolveRouteTables, selectTables } from "./resolve.js";
+export { assertOneRoutePerEntry, resolveRouteTables, selectTables } from "./resolve.js";

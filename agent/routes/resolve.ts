@@ -56,6 +56,28 @@ export async function resolveRouteTables(ec2: EC2Client, routes: readonly RouteC
   return resolved;
 }
 
+/**
+ * Two routes resolving to the same table and destination would fight over one route entry
+ * (each holder pointing it at itself): refused, naming both routes. Destinations are compared
+ * in their canonical form. Throws ExitError(EXIT.config).
+ */
+export function assertOneRoutePerEntry(routes: readonly Pick<RouteConfig, "name" | "destination">[], tablesOf: ReadonlyMap<string, readonly string[]>): void {
+  const owner = new Map<string, string>();
+  for (const route of routes) {
+    for (const tableId of tablesOf.get(route.name) ?? []) {
+      const key = `${tableId} ${route.destination}`;
+      const prior = owner.get(key);
+      if (prior !== undefined) {
+        throw new ExitError(
+          `routes "${prior}" and "${route.name}" both manage ${route.destination} in ${tableId} (their table selectors resolve to the same table): give each table and destination one route`,
+          EXIT.config,
+        );
+      }
+      owner.set(key, route.name);
+    }
+  }
+}
+
 export function selectTables(tables: readonly TableSnapshot[], route: Pick<RouteConfig, "table">, ctx: SelectorContext): string[] {
   return tables.filter((t) => matchesSelector(t, route.table, ctx)).map((t) => t.id).sort();
 }
