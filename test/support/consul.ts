@@ -3,6 +3,7 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { binaryPath } from "./binaries.js";
+import { chooseConsulBackend } from "./container-runtime.js";
 import { freePorts } from "./ports.js";
 import { ManagedProcess, waitUntil } from "./process.js";
 
@@ -175,9 +176,28 @@ export async function waitForConsulReady(agent: StartedConsul, timeoutMs = 60_00
 
 /** A single dev agent (server + client in one, in-memory), ready for use. */
 export async function startConsulDev(node = "dev"): Promise<StartedConsul> {
-  const agent = await startConsul({ mode: "dev", node });
+  const agent = (await chooseConsulBackend()) === "container" ? await startConsulDevContainer(node) : await startConsul({ mode: "dev", node });
   await waitForConsulReady(agent);
   return agent;
+}
+
+/**
+ * A dev agent in a container, for laptops with a Docker engine (ROUTELEADER_CONSUL_CONTAINERS=1).
+ * `docker run` stays in the foreground, so the container lives and dies with a process we own
+ * (--rm, signals proxied), and publishes the HTTP port on loopback only.
+ */
+async function startConsulDevContainer(node: string): Promise<StartedConsul> {
+  const [http] = await freePorts(1);
+  const dataDir = mkdtempSync(join(tmpdir(), `rl-consul-${node}-`));
+  const image = process.env.ROUTELEADER_CONSUL_IMAGE ?? "hashicorp/consul:1.19";
+  const args = ["run", "--rm", "--name", `rl-consul-${node}-${http}`, "-p", `127.0.0.1:${http}:8500`, image, "agent", "-dev", "-client", "0.0.0.0", `-node=${node}`];
+  const spawnAgent = () => new ManagedProcess("docker", args, { name: `consul ${node} (container)` });
+  const started = new StartedConsul(node, "dev", `http://127.0.0.1:${http}`, "", spawnAgent(), dataDir, spawnAgent);
+  await waitUntil(`consul ${node} container at 127.0.0.1:${http}`, async () => {
+    if (started.process.hasExited) throw new Error(`docker run exited:\n${started.process.output(20)}`);
+    return (await consulHttp("GET", `${started.httpAddr}/v1/agent/self`, undefined, 1000)).status === 200 ? true : undefined;
+  }, { timeoutMs: 120_000 });
+  return started;
 }
 
 export interface ConsulCluster {

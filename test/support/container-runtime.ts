@@ -30,9 +30,9 @@ export function dockerEngineAvailable(env: NodeJS.ProcessEnv = process.env, time
 export type ConsulBackend = "container" | "binary";
 
 /**
- * Which way the Consul fixture starts Consul: through testcontainers where an engine answers
- * and ROUTELEADER_CONSUL_CONTAINERS=1 asks for it, else the locally built binary (always the
- * case on machines with no engine, such as CI here).
+ * Which way the Consul fixture starts a dev agent: in a container where an engine answers and
+ * ROUTELEADER_CONSUL_CONTAINERS=1 asks for it, else the locally built binary (always the case
+ * on machines with no engine, such as CI here).
  */
 export async function chooseConsulBackend(env: NodeJS.ProcessEnv = process.env): Promise<ConsulBackend> {
   if (env.ROUTELEADER_CONSUL_CONTAINERS !== "1") return "binary";
