@@ -2,7 +2,7 @@ import http from "node:http";
 import https from "node:https";
 import { formatDuration } from "../config/duration.js";
 import type { ConsulConnection } from "./connection.js";
-import { ConsulUnavailableError, toConsulError } from "./errors.js";
+import { ConsulUnavailableError, describeConnectionError, toConsulError } from "./errors.js";
 
 /** One KV entry as Consul returns it, with the value decoded from base64. */
 export interface KvEntry {
@@ -131,7 +131,7 @@ export class ConsulApi {
       req.setTimeout(timeoutMs, () => req.destroy(new ConsulUnavailableError(`consul ${method} ${url.pathname}: no answer within ${timeoutMs} ms`)));
       req.on("error", (err) => {
         if (err instanceof ConsulUnavailableError || err.name === "AbortError") reject(err);
-        else reject(new ConsulUnavailableError(`consul ${method} ${url.pathname} at ${this.conn.url.origin}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+        else reject(new ConsulUnavailableError(`consul ${method} ${url.pathname} at ${this.conn.url.origin}: ${describeConnectionError(err)}`));
       });
       if (options.body !== undefined) req.write(options.body);
       req.end();

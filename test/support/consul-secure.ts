@@ -69,6 +69,15 @@ export class StartedSecureConsul {
     return rawCall(this.address, method, path, this.options, body);
   }
 
+  /** Deregisters every service, destroys every session, deletes KV under routeleader/. */
+  async reset(): Promise<void> {
+    const services = await this.call("GET", "/v1/agent/services");
+    for (const id of Object.keys((services.json as Record<string, unknown>) ?? {})) await this.call("PUT", `/v1/agent/service/deregister/${id}`);
+    const sessions = await this.call("GET", "/v1/session/list");
+    for (const s of (sessions.json as { ID: string }[]) ?? []) await this.call("PUT", `/v1/session/destroy/${s.ID}`);
+    await this.call("DELETE", "/v1/kv/routeleader/?recurse");
+  }
+
   /** What an agent can write: KV under routeleader/ (key@ModifyIndex), service ids, session ids. */
   async writable(): Promise<ConsulWritable> {
     const kv = await this.call("GET", "/v1/kv/routeleader/?recurse");

@@ -1,0 +1,345 @@
+/**
+ * Bounded soak: 3 agents, 20 routes in 4 tables, a 3-server Consul cluster, moto behind the
+ * fault proxy. Random faults one after another (a holder's check failing, SIGKILL + restart,
+ * SIGTERM + restart, throttling bursts, drift written behind the agents' backs); after each,
+ * the invariants are checked:
+ *   1. every route has one holder in Consul, and the holder's session belongs to the Consul
+ *      node of the instance its value names;
+ *   2. every table converges to its route's holder;
+ *   3. no route write (CreateRoute/ReplaceRoute executed by moto) from a node that was not
+ *      the route's latest acquirer at that moment, nor after its own hold ended;
+ *   4. SIGTERM ends an agent with exit code 0; no agent exits unasked;
+ *   5. agent RSS stays under the stated bound.
+ *
+ *   npm run soak [-- --minutes 20 --seed 42 --rss-bound-mib 300]    (writes docs/benchmarks/soak.json)
+ */
+import { rmSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { DescribeInternetGatewaysCommand, ReplaceRouteCommand } from "@aws-sdk/client-ec2";
+import { consulHttp } from "../test/support/consul.js";
+import { startSimCluster, type SimCluster, type SimNode } from "../test/support/cluster.js";
+import { waitUntil } from "../test/support/process.js";
+
+const { values: args } = parseArgs({
+  options: {
+    minutes: { type: "string", default: "20" },
+    seed: { type: "string" },
+    "rss-bound-mib": { type: "string", default: "300" },
+  },
+});
+const MINUTES = Number(args.minutes);
+const SEED = args.seed ? Number(args.seed) : Date.now() % 1_000_000;
+const RSS_BOUND_MIB = Number(args["rss-bound-mib"]);
+/** aws.writeTimeout (2 s) + margin: how long after its hold ends a node's in-flight write may still arrive. */
+const WRITE_GRACE_MS = 2500;
+/** ISO log timestamps carry milliseconds; the proxy uses Date.now(). */
+const CLOCK_SLACK_MS = 5;
+
+const TABLES = ["soak-a1", "soak-a2", "soak-b1", "soak-b2"];
+const DESTINATIONS = ["0.0.0.0/0", "198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24", "100.64.0.0/16"];
+const ROUTES = TABLES.flatMap((table, t) => DESTINATIONS.map((destination, d) => ({ name: `r${t}-${d}`, table: { tags: { Name: table } }, destination, checks: ["alive"] })));
+const ROUTE_NAMES = ROUTES.map((r) => r.name);
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const random = mulberry32(SEED);
+const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+
+function rssMiB(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Math.round(Number(m[1]) / 102.4) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function healthy(node: SimNode, ok: boolean): void {
+  if (ok) writeFileSync(node.file("healthy"), "ok");
+  else rmSync(node.file("healthy"), { force: true });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+type FaultKind = "checkFail" | "sigkill" | "sigterm" | "throttle" | "drift";
+const FAULTS: FaultKind[] = ["checkFail", "sigkill", "sigterm", "throttle", "drift"];
+
+interface Violation {
+  round: number;
+  invariant: string;
+  detail: string;
+}
+
+class Soak {
+  readonly violations: Violation[] = [];
+  /** Per node: times its agent process ended (SIGKILL, SIGTERM). */
+  private readonly exits = new Map<string, number[]>();
+  private readonly expectingExit = new Set<string>();
+  readonly rssMax = new Map<string, number>();
+  readonly convergeMs: Record<string, number[]> = {};
+  readonly faultCounts: Record<string, number> = {};
+  private checkedWrites = 0;
+
+  constructor(private readonly sim: SimCluster) {}
+
+  violation(round: number, invariant: string, detail: string): void {
+    this.violations.push({ round, invariant, detail });
+    console.log(`  VIOLATION round ${round}: ${invariant}: ${detail}`);
+  }
+
+  async start(node: SimNode): Promise<void> {
+    await this.sim.startAgent(node.name, ["--log-level", "info"]);
+    await node.process!.waitForLine(/"step":"ready"/, 60_000);
+  }
+
+  async stopAgent(node: SimNode, how: "SIGKILL" | "SIGTERM", round: number): Promise<void> {
+    this.expectingExit.add(node.name);
+    const proc = node.process!;
+    if (how === "SIGKILL") await proc.kill();
+    else {
+      proc.signal("SIGTERM");
+      const exit = await proc.waitForExit(30_000);
+      if (exit.code !== 0) this.violation(round, "SIGTERM ends with exit 0", `${node.name} exited ${JSON.stringify(exit)}`);
+    }
+    this.exits.set(node.name, [...(this.exits.get(node.name) ?? []), Date.now()]);
+    this.expectingExit.delete(node.name);
+  }
+
+  sampleRss(): void {
+    for (const n of this.sim.nodes) {
+      const mib = rssMiB(n.process?.pid);
+      if (mib !== undefined) this.rssMax.set(n.name, Math.max(this.rssMax.get(n.name) ?? 0, mib));
+    }
+  }
+
+  /** Invariants 1 and 2: resolves with the time it took, or records a violation. */
+  async converge(round: number, fault: string, since: number): Promise<void> {
+    const server = this.sim.consul.servers[0]!;
+    const consulNodeOf = new Map(this.sim.nodes.map((n) => [n.instanceId, n.consul.node]));
+    try {
+      await waitUntil(
+        "routes held by running agents and tables converged",
+        async () => {
+          const holders = await this.sim.holders();
+          for (const r of ROUTES) {
+            const h = holders.get(r.name)?.instanceId;
+            const node = this.sim.nodeByInstance(h);
+            if (!node?.process || node.process.hasExited) return undefined;
+            if ((await this.sim.routeTarget(r.table.tags.Name, r.destination)) !== h) return undefined;
+          }
+          return true;
+        },
+        { timeoutMs: 120_000, intervalMs: 200 },
+      );
+      (this.convergeMs[fault] ??= []).push(Date.now() - since);
+    } catch (err) {
+      this.violation(round, "tables converge to the holders", (err as Error).message);
+      return;
+    }
+    const kv = (await consulHttp("GET", `${server.httpAddr}/v1/kv/routeleader/${this.sim.cluster}/routes/?recurse&consistent`)).json as { Key: string; Session?: string; Value?: string }[];
+    for (const e of kv) {
+      if (!e.Session) continue;
+      const holder = JSON.parse(Buffer.from(e.Value ?? "", "base64").toString() || "{}") as { instanceId?: string };
+      const info = (await consulHttp("GET", `${server.httpAddr}/v1/session/info/${e.Session}`)).json as { Node: string }[] | null;
+      const expected = consulNodeOf.get(holder.instanceId ?? "");
+      if (!info?.[0] || info[0].Node !== expected) {
+        this.violation(round, "one holder per route", `${e.Key}: session ${e.Session} on node ${info?.[0]?.Node ?? "(none)"}, value names ${holder.instanceId} (node ${expected})`);
+      }
+    }
+  }
+
+  /** Invariant 4, second half: every agent is running between faults; one that died is recorded and restarted. */
+  async checkUnexpectedExits(round: number): Promise<void> {
+    for (const n of this.sim.nodes) {
+      if (!n.process?.hasExited || this.expectingExit.has(n.name)) continue;
+      this.violation(round, "no agent exits unasked", `${n.name} exited ${JSON.stringify(n.process.exit)}: ${n.process.output(10)}`);
+      this.exits.set(n.name, [...(this.exits.get(n.name) ?? []), Date.now()]);
+      await this.start(n);
+    }
+  }
+
+  /** Invariant 3 over every route write moto executed so far. */
+  checkWrites(round: number): void {
+    const routeOf = new Map(ROUTES.map((r) => [`${this.sim.tableIds.get(r.table.tags.Name)} ${r.destination}`, r.name]));
+    const holds = this.holdIntervals();
+    const writes = this.sim.proxy!.calls({ mutating: true }).filter((c) => !c.injected && (c.action === "CreateRoute" || c.action === "ReplaceRoute"));
+    for (const w of writes.slice(this.checkedWrites)) {
+      const route = routeOf.get(`${w.params.RouteTableId} ${w.params.DestinationCidrBlock}`);
+      if (!route) continue;
+      const ofRoute = holds.filter((h) => h.route === route && h.from <= w.time - CLOCK_SLACK_MS).sort((a, b) => a.from - b.from);
+      const latest = ofRoute[ofRoute.length - 1];
+      if (!latest || latest.node !== w.caller) {
+        this.violation(round, "no write from a non-holder", `${w.action} ${route} by ${w.caller} at ${new Date(w.time).toISOString()}; latest acquirer ${latest?.node ?? "none"}`);
+      } else if (w.time > latest.to + WRITE_GRACE_MS) {
+        this.violation(round, "no write after the hold ended", `${w.action} ${route} by ${w.caller} at ${new Date(w.time).toISOString()}, hold ended ${new Date(latest.to).toISOString()}`);
+      }
+    }
+    this.checkedWrites = writes.length;
+  }
+
+  /** [acquired, released | lost | process end] per node and route, from the agents' own logs. */
+  private holdIntervals(): { node: string; route: string; from: number; to: number }[] {
+    const out: { node: string; route: string; from: number; to: number }[] = [];
+    for (const n of this.sim.nodes) {
+      const ends = [...(this.exits.get(n.name) ?? [])].sort((a, b) => a - b);
+      const open = new Map<string, number>();
+      const closeAllBefore = (t: number) => {
+        while (ends.length && ends[0]! <= t) {
+          const end = ends.shift()!;
+          for (const [route, from] of open) out.push({ node: n.name, route, from, to: end });
+          open.clear();
+        }
+      };
+      for (const e of n.events) {
+        if (!e.route || !e.event) continue;
+        const t = Date.parse(e.time);
+        closeAllBefore(t);
+        if (e.event === "acquired") open.set(e.route, t);
+        if ((e.event === "released" || e.event === "lost") && open.has(e.route)) {
+          out.push({ node: n.name, route: e.route, from: open.get(e.route)!, to: t });
+          open.delete(e.route);
+        }
+      }
+      closeAllBefore(Number.MAX_SAFE_INTEGER);
+      for (const [route, from] of open) out.push({ node: n.name, route, from, to: Number.MAX_SAFE_INTEGER });
+    }
+    return out;
+  }
+
+  get writesChecked(): number {
+    return this.checkedWrites;
+  }
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
+}
+
+async function main(): Promise<void> {
+  console.log(`soak: ${MINUTES} min, seed ${SEED}, 3 agents × ${ROUTES.length} routes in ${TABLES.length} tables, RSS bound ${RSS_BOUND_MIB} MiB`);
+  const sim = await startSimCluster({
+    cluster: "soak",
+    nodes: [
+      { name: "n1", az: "us-east-1a" },
+      { name: "n2", az: "us-east-1b" },
+      { name: "n3", az: "us-east-1a" },
+    ],
+    tables: TABLES.map((name) => ({ name, az: name.includes("-a") ? "us-east-1a" : "us-east-1b" })),
+    routes: ROUTES,
+    checks: { alive: { type: "command", command: ["test", "-e", "{dir}/healthy"], every: "500ms", timeout: "400ms", rise: 1, fall: 2 } },
+    extra: { reconcileInterval: "2s", logLevel: "info", policy: { standbyDelay: "5s", failbackAfter: "10s", holdDown: "20s" } },
+    faultProxy: true,
+  });
+  const soak = new Soak(sim);
+  const started = Date.now();
+  const deadline = started + MINUTES * 60_000;
+  let round = 0;
+  try {
+    for (const n of sim.nodes) healthy(n, true);
+    await Promise.all(sim.nodes.map((n) => soak.start(n)));
+    await soak.converge(0, "coldStart", started);
+    soak.sampleRss();
+    while (Date.now() < deadline) {
+      round++;
+      const fault = pick(FAULTS);
+      soak.faultCounts[fault] = (soak.faultCounts[fault] ?? 0) + 1;
+      const holders = await sim.holders();
+      const target = sim.nodeByInstance(pick(ROUTE_NAMES.map((r) => holders.get(r)?.instanceId).filter(Boolean))) ?? pick(sim.nodes);
+      const faultAt = Date.now();
+      let detail = "";
+      switch (fault) {
+        case "checkFail": {
+          const ms = 2000 + Math.floor(random() * 6000);
+          detail = `${target.name} check fails for ${ms} ms`;
+          healthy(target, false);
+          await sleep(ms);
+          healthy(target, true);
+          break;
+        }
+        case "sigkill": {
+          detail = `${target.name} SIGKILL, restart`;
+          await soak.stopAgent(target, "SIGKILL", round);
+          await sleep(1000 + Math.floor(random() * 4000));
+          await soak.start(target);
+          break;
+        }
+        case "sigterm": {
+          detail = `${target.name} SIGTERM, restart`;
+          await soak.stopAgent(target, "SIGTERM", round);
+          await sleep(500 + Math.floor(random() * 3000));
+          await soak.start(target);
+          break;
+        }
+        case "throttle": {
+          const n = 5 + Math.floor(random() * 30);
+          detail = `throttle ${n} DescribeRouteTables, ${Math.ceil(n / 3)} ReplaceRoute/CreateRoute`;
+          sim.proxy!.throttle("DescribeRouteTables", n);
+          sim.proxy!.throttle("ReplaceRoute", Math.ceil(n / 3));
+          sim.proxy!.throttle("CreateRoute", Math.ceil(n / 3));
+          // The burst is spent by the agents' own traffic, plus a drift so writes are needed.
+          await sim.ec2.send(new ReplaceRouteCommand({ RouteTableId: sim.tableIds.get(pick(TABLES)), DestinationCidrBlock: pick(DESTINATIONS), GatewayId: await igwOf(sim) }));
+          await sleep(3000);
+          sim.proxy!.clearFaults();
+          break;
+        }
+        case "drift": {
+          const table = pick(TABLES);
+          const dest = pick(DESTINATIONS);
+          detail = `${table} ${dest} pointed at the internet gateway behind the agents' backs`;
+          await sim.ec2.send(new ReplaceRouteCommand({ RouteTableId: sim.tableIds.get(table), DestinationCidrBlock: dest, GatewayId: await igwOf(sim) }));
+          break;
+        }
+      }
+      await soak.converge(round, fault, faultAt);
+      await soak.checkUnexpectedExits(round);
+      soak.checkWrites(round);
+      soak.sampleRss();
+      for (const [name, mib] of soak.rssMax) if (mib > RSS_BOUND_MIB) soak.violation(round, `RSS under ${RSS_BOUND_MIB} MiB`, `${name} reached ${mib} MiB`);
+      const last = soak.convergeMs[fault]?.at(-1);
+      console.log(`  round ${round} (${((Date.now() - started) / 60_000).toFixed(1)} min): ${fault}: ${detail}; converged in ${last ?? "—"} ms; writes checked ${soak.writesChecked}; RSS ${JSON.stringify(Object.fromEntries(soak.rssMax))}`);
+    }
+  } finally {
+    const result = {
+      benchmark: "soak",
+      date: new Date().toISOString(),
+      seed: SEED,
+      minutes: Math.round(((Date.now() - started) / 60_000) * 10) / 10,
+      setup: { agents: 3, routes: ROUTES.length, tables: TABLES.length, consul: "3 servers + 1 client per node", check: "command, every 500ms, rise 1, fall 2", reconcileInterval: "2s" },
+      rounds: round,
+      faults: soak.faultCounts,
+      violations: soak.violations,
+      routeWritesChecked: soak.writesChecked,
+      ec2Calls: sim.proxy!.calls().length,
+      convergeMs: Object.fromEntries(Object.entries(soak.convergeMs).map(([k, v]) => [k, { n: v.length, p50: percentile(v, 50), p95: percentile(v, 95), max: Math.max(...v) }])),
+      rss: { boundMiB: RSS_BOUND_MIB, maxMiB: Object.fromEntries(soak.rssMax) },
+    };
+    const out = join(dirname(fileURLToPath(import.meta.url)), "..", "docs", "benchmarks", "soak.json");
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`soak: ${round} rounds, ${soak.violations.length} violation(s), ${soak.writesChecked} route writes checked; max RSS ${JSON.stringify(Object.fromEntries(soak.rssMax))} MiB; written to ${out}`);
+    await sim.stop();
+  }
+  if (soak.violations.length) process.exitCode = 1;
+}
+
+let igw: string | undefined;
+async function igwOf(sim: SimCluster): Promise<string> {
+  if (igw) return igw;
+  const out = await sim.ec2.send(new DescribeInternetGatewaysCommand({ Filters: [{ Name: "attachment.vpc-id", Values: [sim.vpcId] }] }));
+  igw = out.InternetGateways?.[0]?.InternetGatewayId as string;
+  return igw;
+}
+
+await main();

@@ -1,0 +1,223 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { networkInterfaces, tmpdir } from "node:os";
+import { join } from "node:path";
+import { EC2Client } from "@aws-sdk/client-ec2";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { EXIT } from "../../agent/exit-codes.js";
+import { startAemm, type SimulatedIdentity, type StartedAemm } from "../support/aemm.js";
+import { runCli, spawnCli, type CliOptions } from "../support/agent-cli.js";
+import { makeTlsMaterial, startSecureConsul, type StartedSecureConsul, type TlsMaterial } from "../support/consul-secure.js";
+import { createSubnet, createTable, createVpc, runInstance } from "../support/ec2-world.js";
+import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
+import type { ManagedProcess } from "../support/process.js";
+
+/**
+ * Secrets and transport, on real components: a Consul dev agent serving HTTPS only (client
+ * certificates required, made with `consul tls`) with ACLs denying by default; the agent
+ * runs the real CLI at debug level. The ACL token must reach Consul (the agent gets to
+ * "ready") and must appear nowhere: not in any log line, not in /proc/<pid>/cmdline.
+ */
+
+const MANAGEMENT = "5f0e3a55-8d4c-4c39-9f0e-2b8f4a1c9e01";
+const AGENT_RULES = [
+  'agent_prefix "" { policy = "read" }',
+  'node_prefix "" { policy = "write" }',
+  'service_prefix "" { policy = "write" }',
+  'session_prefix "" { policy = "write" }',
+  'key_prefix "routeleader/" { policy = "write" }',
+].join("\n");
+
+let moto: StartedMoto;
+let admin: EC2Client;
+let aemm: StartedAemm;
+let tls: TlsMaterial;
+let otherCa: TlsMaterial;
+let consul: StartedSecureConsul;
+let agentToken: string;
+let dir: string;
+
+function config(id: string, consulSection: Record<string, unknown>, extra: Record<string, unknown> = {}): string {
+  const file = join(dir, `${id}.yaml`);
+  writeFileSync(
+    file,
+    stringify({
+      cluster: "sec",
+      region: EMULATOR_AWS.region,
+      consul: consulSection,
+      imds: { endpoint: aemm.endpoint },
+      aws: { endpoint: moto.endpoint },
+      sourceDestCheck: "ignore",
+      discovery: { enabled: false },
+      lifecycle: { watch: false },
+      routes: [{ name: "default-v4", table: { tags: { Name: "private-sec" } }, destination: "0.0.0.0/0" }],
+      ...extra,
+    }),
+  );
+  chmodSync(file, 0o644);
+  return file;
+}
+
+const tlsFiles = () => ({ caFile: tls.caFile, certFile: tls.clientCert, keyFile: tls.clientKey });
+
+/** Starts the agent, keeps every output line, waits for "ready". */
+async function startAgent(file: string, options: CliOptions = {}): Promise<{ proc: ManagedProcess; lines: string[] }> {
+  const proc = spawnCli(["run", "--config", file, "--log-level", "debug"], options);
+  const lines: string[] = [];
+  proc.onLine((l) => lines.push(l));
+  await proc.waitForLine(/"step":"ready"/, 60_000);
+  return { proc, lines };
+}
+
+async function stopAndCollect(agent: { proc: ManagedProcess; lines: string[] }): Promise<string> {
+  await agent.proc.stop(15_000);
+  expect(agent.proc.exit?.code).toBe(EXIT.ok);
+  return agent.lines.join("\n");
+}
+
+function cmdline(pid: number): string {
+  return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "rl-security-"));
+  chmodSync(dir, 0o755);
+  tls = makeTlsMaterial();
+  otherCa = makeTlsMaterial();
+  for (const d of [tls.dir]) chmodSync(d, 0o755);
+  for (const f of [tls.caFile, tls.clientCert, tls.clientKey]) chmodSync(f, 0o644);
+  moto = await startMoto();
+  admin = new EC2Client({ ...EMULATOR_AWS, endpoint: moto.endpoint, maxAttempts: 1 });
+  const { vpcId } = await createVpc(admin, "10.0.0.0/16");
+  const subnet = await createSubnet(admin, vpcId, "10.0.1.0/24");
+  await createTable(admin, vpcId, { tags: { Name: "private-sec" }, subnets: [subnet] });
+  const instance = await runInstance(admin, subnet);
+  const eni = instance.NetworkInterfaces![0]!;
+  const identity: SimulatedIdentity = {
+    instanceId: instance.InstanceId!,
+    az: instance.Placement?.AvailabilityZone ?? "us-east-1a",
+    region: EMULATOR_AWS.region,
+    vpcId,
+    subnetId: subnet,
+    eniId: eni.NetworkInterfaceId!,
+    mac: eni.MacAddress ?? "0a:00:00:00:00:01",
+    privateIp: instance.PrivateIpAddress!,
+  };
+  [aemm, consul] = await Promise.all([startAemm(identity), startSecureConsul({ managementToken: MANAGEMENT, tls })]);
+  const policy = await consul.call("PUT", "/v1/acl/policy", JSON.stringify({ Name: "routeleader", Rules: AGENT_RULES }));
+  expect(policy.status).toBe(200);
+  const token = await consul.call("PUT", "/v1/acl/token", JSON.stringify({ Description: "routeleader agent", Policies: [{ Name: "routeleader" }] }));
+  agentToken = (token.json as { SecretID: string }).SecretID;
+  expect(agentToken).toMatch(/^[0-9a-f-]{36}$/);
+}, 180_000);
+
+afterAll(async () => {
+  await consul?.stop();
+  await aemm?.stop();
+  admin?.destroy();
+  await moto?.stop();
+  for (const d of [dir, tls?.dir, otherCa?.dir]) if (d) rmSync(d, { recursive: true, force: true });
+}, 60_000);
+
+describe("the Consul ACL token is used and never disclosed", () => {
+  it("from consul.tokenFile, over HTTPS with a client certificate: ready, and the token is in no log line and not in the command line", async () => {
+    const tokenFile = join(dir, "token-file");
+    writeFileSync(tokenFile, `${agentToken}\n`, { mode: 0o600 });
+    const agent = await startAgent(config("token-file", { address: consul.address, tokenFile, ...tlsFiles() }));
+    expect(cmdline(agent.proc.pid!)).not.toContain(agentToken);
+    // The token reached Consul: the service is registered under the agent's policy.
+    const services = await consul.call("GET", "/v1/agent/services");
+    expect(Object.keys(services.json as object).some((id) => id.startsWith("routeleader-"))).toBe(true);
+    const output = await stopAndCollect(agent);
+    expect(output).toMatch(/"level":20/);
+    expect(output).not.toContain(agentToken);
+  });
+
+  it("from CONSUL_HTTP_TOKEN, run as an unprivileged user (uid 65534): ready, token in no log line, not in the command line", async () => {
+    const agent = await startAgent(config("token-env", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN: agentToken }, asUser: { uid: 65534, gid: 65534 } });
+    const pid = agent.proc.pid!;
+    // setpriv execs node in place, so the pid is the agent's own.
+    expect(readFileSync(`/proc/${pid}/status`, "utf8")).toMatch(/^Uid:\s+65534\s/m);
+    expect(cmdline(pid)).not.toContain(agentToken);
+    const output = await stopAndCollect(agent);
+    expect(output).not.toContain(agentToken);
+  });
+
+  it("from CONSUL_HTTP_TOKEN_FILE: ready, token in no log line", async () => {
+    const tokenFile = join(dir, "token-env-file");
+    writeFileSync(tokenFile, agentToken, { mode: 0o600 });
+    const agent = await startAgent(config("token-env-file", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN_FILE: tokenFile } });
+    expect(cmdline(agent.proc.pid!)).not.toContain(agentToken);
+    expect(await stopAndCollect(agent)).not.toContain(agentToken);
+  });
+
+  it("a refused token is not echoed in the error either", async () => {
+    const wrong = "9d1c7e2a-1111-4222-8333-444455556666";
+    const result = await runCli(["run", "--config", config("token-wrong", { address: consul.address, ...tlsFiles() }), "--log-level", "debug"], { env: { CONSUL_HTTP_TOKEN: wrong } });
+    expect(result.code).toBe(EXIT.consul);
+    expect(result.output).toMatch(/refused the ACL token: .*ACL not found/);
+    expect(result.output).not.toContain(wrong);
+  });
+});
+
+describe("TLS to Consul", () => {
+  it("a CA that did not sign Consul's certificate: exit 5 naming the CA setting", async () => {
+    const result = await runCli(["run", "--config", config("wrong-ca", { address: consul.address, caFile: otherCa.caFile, certFile: tls.clientCert, keyFile: tls.clientKey }), "--log-level", "debug"], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    expect(result.code).toBe(EXIT.consul);
+    expect(result.output).toMatch(/routeleader: Consul agent unreachable at https:\/\/127\.0\.0\.1:\d+: .*TLS: Consul's certificate is not signed by the configured CA \(consul\.caFile \/ CONSUL_CACERT\)/);
+  });
+
+  it("a server name the certificate does not hold: exit 5 naming the name setting", async () => {
+    const result = await runCli(["run", "--config", config("wrong-name", { address: consul.address, ...tlsFiles(), tlsServerName: "consul.example.org" })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    expect(result.code).toBe(EXIT.consul);
+    expect(result.output).toMatch(/TLS: Consul's certificate does not match the server name \(set consul\.tlsServerName \/ CONSUL_TLS_SERVER_NAME .*consul\.example\.org/);
+  });
+
+  it("the right server name (server.dc1.consul) verifies", async () => {
+    const agent = await startAgent(config("right-name", { address: consul.address, ...tlsFiles(), tlsServerName: "server.dc1.consul" }), { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    await stopAndCollect(agent);
+  });
+
+  it("no client certificate while Consul verifies incoming: exit 5", async () => {
+    const result = await runCli(["run", "--config", config("no-client-cert", { address: consul.address, caFile: tls.caFile })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    expect(result.code).toBe(EXIT.consul);
+    expect(result.output).toMatch(/Consul agent unreachable at https:.*TLS: Consul refused the handshake; does it require a client certificate/);
+  });
+
+  it("http:// to the HTTPS port: exit 5 saying so", async () => {
+    const result = await runCli(["run", "--config", config("http-to-https", { address: consul.address.replace("https:", "http:"), ...tlsFiles() })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    expect(result.code).toBe(EXIT.consul);
+    expect(result.output).toMatch(/(use https:\/\/|is consul\.address http:\/\/ for an HTTPS port)/);
+  });
+});
+
+describe("the local HTTP endpoint", () => {
+  function get(host: string, port: number, path: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host, port, path, timeout: 2000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", reject);
+      req.end();
+    });
+  }
+
+  it("binds to loopback by default: answers on 127.0.0.1, refuses on the machine's other addresses", async () => {
+    const agent = await startAgent(config("http-default", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    try {
+      const line = agent.lines.find((l) => l.includes("http endpoint listening"));
+      expect(line).toContain('"listen":"127.0.0.1:9731"');
+      expect(await get("127.0.0.1", 9731, "/healthz")).toBe(200);
+      const external = Object.values(networkInterfaces())
+        .flat()
+        .filter((a) => a && !a.internal && a.family === "IPv4")
+        .map((a) => a!.address);
+      for (const address of external) await expect(get(address, 9731, "/healthz")).rejects.toThrow(/ECONNREFUSED/);
+    } finally {
+      await stopAndCollect(agent);
+    }
+  });
+});
