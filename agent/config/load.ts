@@ -47,13 +47,55 @@ export function formatPath(path: readonly PropertyKey[]): string {
   }, "");
 }
 
+/** A short rendering of an offending value for messages: `"abc"`, `42`, `a list`, `a mapping`. */
+export function describeValue(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (typeof value === "object") return "a mapping";
+  if (typeof value === "string") return JSON.stringify(value.length > 60 ? `${value.slice(0, 57)}...` : value);
+  return String(value);
+}
+
+/** YAML words for zod's type names. */
+const EXPECTED_NAMES: Record<string, string> = { object: "a mapping", record: "a mapping", array: "a list", int: "an integer", string: "a string", number: "a number", boolean: "true or false" };
+
+const SELECTOR_FORMS = "{id: rtb-...}, {tags: {...}}, {subnet: subnet-...}, {main: true}, {and: [...]}, {or: [...]}, {not: {...}}";
+
+/** zod's issue in words that name the offending value and what is allowed instead. */
 function issueMessage(issue: z.core.$ZodIssue): string {
-  if (issue.code === "unrecognized_keys") return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
-  if (issue.code === "invalid_type" && issue.input === undefined) return `required field is missing (expected ${issue.expected})`;
-  if (issue.code === "invalid_union" && "errors" in issue && issue.errors.length > 0) {
-    return "does not match any allowed form (see docs/configuration.md)";
+  const input = (issue as { input?: unknown }).input;
+  const got = input === undefined ? "" : `, got ${describeValue(input)}`;
+  switch (issue.code) {
+    case "unrecognized_keys":
+      return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}`;
+    case "invalid_type":
+      if (input === undefined) return `required field is missing (expected ${EXPECTED_NAMES[issue.expected] ?? issue.expected})`;
+      return `expected ${EXPECTED_NAMES[issue.expected] ?? issue.expected}${got}`;
+    case "invalid_union": {
+      const discriminator = (issue as { discriminator?: string; options?: unknown[] }).discriminator;
+      if (discriminator) {
+        const options = ((issue as { options?: unknown[] }).options ?? []).map((o) => JSON.stringify(o)).join(", ");
+        const value = input && typeof input === "object" ? (input as Record<string, unknown>)[discriminator] : undefined;
+        return value === undefined ? `${discriminator} is missing (one of ${options})` : `unknown ${discriminator} ${describeValue(value)} (one of ${options})`;
+      }
+      if (issue.path.includes("table")) return input === undefined ? `required field is missing (a table selector: ${SELECTOR_FORMS})` : `a table selector is one of ${SELECTOR_FORMS}${got}`;
+      return `does not match any allowed form (see docs/configuration.md)${got}`;
+    }
+    case "invalid_value":
+      return `expected ${issue.values.map((v) => JSON.stringify(v)).join(" or ")}${got}`;
+    case "invalid_key": {
+      const inner = (issue as { issues?: { message: string }[] }).issues?.[0]?.message;
+      return `invalid name ${describeValue(input)}${inner ? `: ${inner}` : ""}`;
+    }
+    case "invalid_format":
+      if (issue.format === "url") return `expected an http:// or https:// URL${got}`;
+      return input === undefined || (typeof input === "string" && input !== "" && issue.message.includes(input)) ? issue.message : `${issue.message}${got}`;
+    case "too_small":
+    case "too_big":
+      return `${issue.message.replace(/^Too (small|big): /, "")}${got}`;
+    default:
+      return issue.message;
   }
-  return issue.message;
 }
 
 /** Rules between fields that a per-field schema cannot state. Reject, never adjust. */
@@ -84,14 +126,14 @@ function crossFieldProblems(cfg: Config): ConfigProblem[] {
 
 /** Validates an already-parsed object (YAML or JSON). Throws ConfigError. */
 export function validateConfig(input: unknown, source: string, locate: (path: readonly PropertyKey[]) => number | undefined = () => undefined): Config {
-  const result = configSchema.safeParse(input);
+  const result = configSchema.safeParse(input, { reportInput: true });
   if (!result.success) {
     throw new ConfigError(
       source,
       result.error.issues.map((issue) => {
         // For an unknown key, point at the key's own line rather than its parent's.
         const line = locate(issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0] as string] : issue.path);
-        return { path: formatPath(issue.path), message: issueMessage(issue), ...(line ? { line } : {}) };
+        return { path: formatPath(issue.path) || "(top level)", message: issueMessage(issue), ...(line ? { line } : {}) };
       }),
     );
   }
@@ -129,7 +171,14 @@ export function parseConfig(text: string, source: string): Config {
     }
     return undefined;
   };
-  return validateConfig(doc.toJS() ?? {}, source, locate);
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (err) {
+    // An alias without its anchor, or an alias bomb past the parser's alias limit.
+    throw new ConfigError(source, [{ path: "(yaml)", message: `malformed YAML: ${(err as Error).message}` }]);
+  }
+  return validateConfig(value ?? {}, source, locate);
 }
 
 /** Reads and validates a config file. Throws ConfigError (unreadable, YAML, schema, rules). */

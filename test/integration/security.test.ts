@@ -215,6 +215,7 @@ describe("the local HTTP endpoint", () => {
         .flat()
         .filter((a) => a && !a.internal && a.family === "IPv4")
         .map((a) => a!.address);
+      expect(external.length, "a non-loopback address to probe").toBeGreaterThan(0);
       for (const address of external) await expect(get(address, 9731, "/healthz")).rejects.toThrow(/ECONNREFUSED/);
     } finally {
       await stopAndCollect(agent);
