@@ -122,6 +122,7 @@ export async function startConsul(options: ConsulAgentOptions): Promise<StartedC
     `advertise_addr = "${host}"`,
     `disable_update_check = true`,
     `log_level = "info"`,
+    `ui_config { enabled = true }`,
     `ports { http = ${http}, serf_lan = ${serfLan}, serf_wan = ${serfWan}, server = ${server}, dns = -1, grpc = -1, grpc_tls = -1 }`,
     options.mode === "server" ? `server = true\nbootstrap_expect = ${options.bootstrapExpect ?? 3}` : "",
     options.mode === "client" ? `server = false\nleave_on_terminate = true` : "",
