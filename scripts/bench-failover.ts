@@ -13,7 +13,8 @@ import { SYSTEM_NAMES, type SystemName } from "../test/support/faults/systems.js
  * moto. Writes docs/benchmarks/failover.json, docs/benchmarks/failover-timeline.svg and
  * docs/benchmarks.md, and prints the table.
  *
- *   npm run bench:failover -- [--trials 20] [--scenarios a,b] [--systems a,b] [--slow-trials N]
+ *   npm run bench:failover -- [--trials 20] [--scenarios a,b] [--systems a,b]
+ *     [--trials-for consul-lock/host-power-off=10,agent-kill=5]   (by system/scenario, system or scenario)
  */
 
 const { values } = parseArgs({
@@ -21,7 +22,7 @@ const { values } = parseArgs({
     trials: { type: "string", default: "20" },
     scenarios: { type: "string", default: SCENARIOS.map((s) => s.name).join(",") },
     systems: { type: "string", default: SYSTEM_NAMES.join(",") },
-    "slow-trials": { type: "string" },
+    "trials-for": { type: "string", default: "" },
     "out-dir": { type: "string", default: join(import.meta.dirname, "..", "docs") },
   },
 });
@@ -32,7 +33,15 @@ const spec: LabSpec = {
   systems,
   scenarios: values.scenarios.split(","),
   trials: Number(values.trials),
-  ...(values["slow-trials"] ? { trialsBySystem: { "consul-lock": Number(values["slow-trials"]) } } : {}),
+  trialsFor: Object.fromEntries(
+    values["trials-for"]
+      .split(",")
+      .filter(Boolean)
+      .map((kv) => {
+        const [k, v] = kv.split("=");
+        return [k as string, Number(v)];
+      }),
+  ),
 };
 const command = `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim();
 const started = Date.now();
@@ -90,7 +99,7 @@ Route writes by a host that did not hold the route at that moment (it had not ac
 released it, or another host had acquired it since), from the proxy's log against each system's
 own claims (routeleader's acquired/released/lost events, keepalived's notify states, the lock
 child's start and exit). The holder partition keeps the old holder cut off (but able to reach the
-EC2 API) for 6 s after the failover.
+EC2 API) for 3 s after the failover.
 
 ${splitBrainTable(table)}
 

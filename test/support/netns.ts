@@ -32,6 +32,8 @@ export interface Topology {
 
 export interface TopologySpec {
   hosts: number;
+  /** Consul server namespaces (default 3). */
+  servers?: number;
   /** Run the 3 Consul servers in the first three host namespaces instead of their own. */
   serversOnHosts?: boolean;
 }
@@ -154,12 +156,13 @@ export function createTopology(spec: TopologySpec): Topology {
     ip(["-n", t.hub.ns, "link", "add", "br0", "type", "bridge"]);
     ip(["-n", t.hub.ns, "addr", "add", `${HUB_ADDR}/24`, "dev", "br0"]);
     ip(["-n", t.hub.ns, "link", "set", "br0", "up"]);
-    for (let i = 1; i <= spec.hosts; i++) t.hosts.push(attach(t, `h${i}`, `${SUBNET}.${20 + i}`));
+    for (let i = 1; i <= spec.hosts; i++) t.hosts.push(attach(t, `h${i}`, `${SUBNET}.${30 + i}`));
+    const servers = spec.servers ?? 3;
     if (spec.serversOnHosts) {
-      if (spec.hosts < 3) throw new Error("serversOnHosts needs at least 3 hosts");
-      t.servers = t.hosts.slice(0, 3).map((h, i) => ({ ...h, role: `s${i + 1}` }));
+      if (spec.hosts < servers) throw new Error(`serversOnHosts needs at least ${servers} hosts`);
+      t.servers = t.hosts.slice(0, servers).map((h, i) => ({ ...h, role: `s${i + 1}` }));
     } else {
-      for (let i = 1; i <= 3; i++) t.servers.push(attach(t, `s${i}`, `${SUBNET}.${10 + i}`));
+      for (let i = 1; i <= servers; i++) t.servers.push(attach(t, `s${i}`, `${SUBNET}.${10 + i}`));
     }
     return t;
   } catch (err) {

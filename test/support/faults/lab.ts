@@ -1,21 +1,24 @@
 import type { Topology } from "../netns.js";
 import { nsRun } from "../netns.js";
 import { scenario as scenarioNamed, type Scenario } from "./scenarios.js";
-import { makeSystem, type FailoverSystem, type SystemName } from "./systems.js";
+import { GOSSIP_OF, makeSystem, type FailoverSystem, type SystemName } from "./systems.js";
 import { runTrial, type TrialResult } from "./trial.js";
-import { FAST_GOSSIP_HCL, World } from "./world.js";
+import { HOSTS_PER_LANE, World } from "./world.js";
 
 /**
- * The run inside the hub namespace: for each Consul gossip setting, start Consul, then for each
- * system start it on every host and run every scenario's trials against it.
+ * The run inside the hub namespace. Every system gets a lane: its own 3 hosts and route table,
+ * in the same namespaces' bridge, against the same moto and proxy; systems measured with the
+ * default gossip share one Consul cluster, those with the fast gossip another. For each scenario
+ * the lanes run their trials side by side (one after another for scenarios that arm faults in
+ * the shared proxy).
  */
 
 export interface LabSpec {
   systems: SystemName[];
   scenarios: string[];
   trials: number;
-  /** Fewer trials for a slow system (e.g. consul-lock pays 15 s lock-delay per failover). */
-  trialsBySystem?: Partial<Record<SystemName, number>>;
+  /** Trial counts by "system/scenario", "system" or "scenario" (first match wins). */
+  trialsFor?: Record<string, number>;
 }
 
 export interface LabRun {
@@ -33,29 +36,38 @@ export interface LabResult {
 
 const log = (msg: string) => process.stderr.write(`[faults ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
 
+/** The namespaces a lab with these systems needs. */
+export function topologyFor(systems: SystemName[]): { hosts: number; servers: number } {
+  return { hosts: systems.length * HOSTS_PER_LANE, servers: 3 * new Set(systems.map((s) => GOSSIP_OF[s])).size };
+}
+
+export function trialsFor(spec: LabSpec, system: string, scenario: string): number {
+  const t = spec.trialsFor ?? {};
+  return t[`${system}/${scenario}`] ?? t[system] ?? t[scenario] ?? spec.trials;
+}
+
+function applies(sc: Scenario, system: FailoverSystem): boolean {
+  return !sc.routeleaderOnly || system.lane.name.startsWith("routeleader");
+}
+
 async function startSystem(world: World, system: FailoverSystem): Promise<void> {
-  for (const h of world.hosts) h.setHealthy(true);
-  await world.resetRoute();
-  for (const h of world.hosts) await system.start(h);
+  for (const h of system.lane.hosts) h.setHealthy(true);
+  await world.resetRoute(system.lane);
+  for (const h of system.lane.hosts) await system.start(h);
 }
 
-async function stopSystem(world: World, system: FailoverSystem): Promise<void> {
-  await Promise.all(world.hosts.map((h) => system.stop(h)));
-}
-
-/** Puts every host back after a failed trial: links up, no iptables rules, agents running. */
+/** Puts a lane back after a failed trial: links up, no iptables rules, Consul and the system running. */
 async function repair(world: World, system: FailoverSystem): Promise<void> {
   world.proxy.clearFaults();
-  for (const h of world.hosts) {
+  const cluster = system.lane.cluster;
+  for (const s of cluster.nodes) nsRun(s.ns, ["iptables", "-F"]);
+  cluster.isolated.clear();
+  for (const s of cluster.servers) if (s.process.hasExited) await s.restart();
+  await Promise.all(system.lane.hosts.map((h) => system.stop(h)));
+  for (const h of system.lane.hosts) {
     h.partitioned = false;
     h.setHealthy(true);
     nsRun(h.ns, ["iptables", "-F"]);
-  }
-  for (const s of world.topology.servers) nsRun(s.ns, ["iptables", "-F"]);
-  world.isolatedServers.clear();
-  for (const s of world.servers) if (s.process.hasExited) await s.restart();
-  await stopSystem(world, system);
-  for (const h of world.hosts) {
     if (h.poweredOff) {
       nsRun(world.topology.hub.ns, ["ip", "link", "set", h.node.hubVeth as string, "up"]);
       h.poweredOff = false;
@@ -63,44 +75,54 @@ async function repair(world: World, system: FailoverSystem): Promise<void> {
     if (!h.aemm || h.aemm.process.hasExited) await world.startHostAemm(h);
     if (h.consul?.process.hasExited) await h.consul.restart();
   }
-  for (const h of world.hosts) await system.start(h);
+  for (const h of system.lane.hosts) await system.start(h);
+}
+
+async function runLane(world: World, system: FailoverSystem, sc: Scenario, n: number): Promise<LabRun> {
+  const run: LabRun = { scenario: sc.name, system: system.lane.name as SystemName, trials: [] };
+  // A fault in a shared Consul cluster (another lane's scenario) may have stopped it.
+  for (const h of system.lane.hosts) if (!system.running(h) && !h.poweredOff) await system.start(h);
+  for (let i = 0; i < n; i++) {
+    try {
+      const r = await runTrial(world, system, sc);
+      run.trials.push(r);
+      log(`${run.system} ${sc.name} #${i + 1}: ${r.ms ?? "-"} ms, changes ${r.routeChanges}, stray writes ${r.splitBrainWrites}${r.violations.length ? `, VIOLATIONS: ${r.violations.join("; ")}` : ""}`);
+    } catch (err) {
+      run.error = (err as Error).message;
+      log(`${run.system} ${sc.name} #${i + 1} failed: ${run.error}`);
+      await repair(world, system).catch((e: Error) => log(`repair failed: ${e.message}`));
+      break;
+    }
+  }
+  return run;
 }
 
 export async function runLab(topology: Topology, spec: LabSpec): Promise<LabResult> {
   const startedAt = new Date().toISOString();
   const runs: LabRun[] = [];
-  const world = await World.start(topology);
+  const world = await World.start(
+    topology,
+    spec.systems.map((name) => ({ name, gossip: GOSSIP_OF[name] })),
+  );
   try {
-    for (const h of world.hosts) await world.startHostAemm(h);
-    for (const gossip of ["default", "fast"] as const) {
-      const systems = spec.systems.map((n) => makeSystem(world, n)).filter((s) => s.gossip === gossip);
-      if (!systems.length) continue;
-      log(`Consul cluster with ${gossip} gossip`);
-      await world.startConsul(gossip === "fast" ? FAST_GOSSIP_HCL : "");
-      for (const system of systems) {
-        const scenarios: Scenario[] = spec.scenarios.map(scenarioNamed).filter((s) => !s.routeleaderOnly || system.name.startsWith("routeleader"));
-        log(`${system.name}: starting on ${world.hosts.length} hosts`);
-        await startSystem(world, system);
-        for (const sc of scenarios) {
-          const run: LabRun = { scenario: sc.name, system: system.name as SystemName, trials: [] };
-          runs.push(run);
-          const n = spec.trialsBySystem?.[system.name as SystemName] ?? spec.trials;
-          for (let i = 0; i < n; i++) {
-            try {
-              const r = await runTrial(world, system, sc);
-              run.trials.push(r);
-              log(`${system.name} ${sc.name} #${i + 1}: ${r.ms ?? "-"} ms, changes ${r.routeChanges}, stray writes ${r.splitBrainWrites}${r.violations.length ? `, VIOLATIONS: ${r.violations.join("; ")}` : ""}`);
-            } catch (err) {
-              run.error = (err as Error).message;
-              log(`${system.name} ${sc.name} #${i + 1} failed: ${run.error}`);
-              await repair(world, system).catch((e: Error) => log(`repair failed: ${e.message}`));
-              break;
-            }
-          }
-        }
-        await stopSystem(world, system);
+    await Promise.all(world.hosts.map((h) => world.startHostAemm(h)));
+    log(`Consul: ${world.clusters.map((c) => `${c.gossip} gossip (${c.nodes.map((n) => n.role).join(",")})`).join("; ")}`);
+    await world.startConsul();
+    const systems = world.lanes.map((lane) => makeSystem(world, lane));
+    for (const system of systems) {
+      log(`${system.lane.name}: starting on ${system.lane.hosts.map((h) => h.name).join(",")}`);
+      await startSystem(world, system);
+    }
+    for (const sc of spec.scenarios.map(scenarioNamed)) {
+      const lanes = systems.filter((s) => applies(sc, s));
+      const n = (s: FailoverSystem) => trialsFor(spec, s.lane.name, sc.name);
+      if (sc.exclusive) {
+        for (const s of lanes) runs.push(await runLane(world, s, sc, n(s)));
+      } else {
+        runs.push(...(await Promise.all(lanes.map((s) => runLane(world, s, sc, n(s))))));
       }
     }
+    await Promise.all(systems.flatMap((s) => s.lane.hosts.map((h) => s.stop(h))));
   } finally {
     await world.stop().catch((err: Error) => log(`teardown: ${err.message}`));
   }

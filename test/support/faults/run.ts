@@ -1,9 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { assertNetnsAllowed, createTopology, destroyTopology, nsWrap, type TopologySpec } from "../netns.js";
+import { assertNetnsAllowed, createTopology, destroyTopology, nsWrap } from "../netns.js";
 import { ManagedProcess } from "../process.js";
-import type { LabResult, LabSpec } from "./lab.js";
+import { topologyFor, type LabResult, type LabSpec } from "./lab.js";
 
 const REPO = join(import.meta.dirname, "..", "..", "..");
 
@@ -11,9 +11,9 @@ const REPO = join(import.meta.dirname, "..", "..", "..");
  * Creates the namespaces, runs the lab in the hub namespace (a Node process started there, so
  * moto, the proxy and every Consul/agent address is reachable from it), and removes everything.
  */
-export async function runFaultLab(spec: LabSpec, options: { topology?: TopologySpec; timeoutMs: number; onLine?: (line: string) => void }): Promise<LabResult> {
+export async function runFaultLab(spec: LabSpec, options: { timeoutMs: number; onLine?: (line: string) => void }): Promise<LabResult> {
   assertNetnsAllowed();
-  const topology = createTopology(options.topology ?? { hosts: 3 });
+  const topology = createTopology(topologyFor(spec.systems));
   const dir = mkdtempSync(join(tmpdir(), `${topology.prefix}-run-`));
   try {
     const files = { topology: join(dir, "topology.json"), spec: join(dir, "spec.json"), out: join(dir, "result.json") };

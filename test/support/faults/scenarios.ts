@@ -2,7 +2,7 @@ import { nsRun } from "../netns.js";
 import { waitUntil } from "../process.js";
 import { execFileSync } from "node:child_process";
 import type { FailoverSystem } from "./systems.js";
-import type { Host, World } from "./world.js";
+import type { ConsulGroup, Host, World } from "./world.js";
 
 /**
  * Fault scenarios. `inject` breaks something about the current holder (or Consul, or EC2) and
@@ -25,6 +25,8 @@ export interface Scenario {
   maxRouteChanges: number;
   /** Only routeleader's own failure modes are compared with nothing. */
   routeleaderOnly?: boolean;
+  /** Arms faults in the shared proxy: lanes take turns instead of running side by side. */
+  exclusive?: boolean;
   /** No route write from any host is allowed while the fault lasts. */
   noWritesDuringFault?: boolean;
   inject(world: World, system: FailoverSystem, holder: Host): Promise<Fault>;
@@ -140,7 +142,7 @@ const holderPartition: Scenario = {
     holder.partitioned = true;
     return {
       t0,
-      holdMs: 6000,
+      holdMs: 3000,
       async heal() {
         unisolate(holder.ns);
         holder.partitioned = false;
@@ -205,27 +207,28 @@ const consulMinorityPartition: Scenario = {
   failover: false,
   maxRouteChanges: 0,
   routeleaderOnly: true,
-  async inject(world) {
-    const leaderAddr = await world.liveServer().get<string>("/v1/status/leader");
-    const leader = world.topology.servers.find((s) => leaderAddr.startsWith(`${s.addr}:`)) ?? world.topology.servers[0]!;
+  async inject(world, system) {
+    const cluster = system.lane.cluster;
+    const leaderAddr = await cluster.liveServer().get<string>("/v1/status/leader");
+    const leader = cluster.nodes.find((s) => leaderAddr.startsWith(`${s.addr}:`)) ?? cluster.nodes[0]!;
     const t0 = Date.now();
     isolate(leader.ns, world.topology.hub.addr);
-    world.isolatedServers.add(leader.role);
+    cluster.isolated.add(leader.role);
     return {
       t0,
       holdMs: 8000,
       async heal() {
         unisolate(leader.ns);
-        world.isolatedServers.delete(leader.role);
-        await waitForLeader(world);
+        cluster.isolated.delete(leader.role);
+        await waitForLeader(cluster);
       },
     };
   },
 };
 
-async function waitForLeader(world: World): Promise<void> {
+async function waitForLeader(cluster: ConsulGroup): Promise<void> {
   await waitUntil("a Consul leader on every server", async () => {
-    for (const s of world.servers) if (!(await s.get<string>("/v1/status/leader"))) return undefined;
+    for (const s of cluster.servers) if (!(await s.get<string>("/v1/status/leader"))) return undefined;
     return true;
   }, { timeoutMs: 60_000, intervalMs: 200 });
 }
@@ -237,8 +240,9 @@ const consulQuorumLoss: Scenario = {
   maxRouteChanges: 0,
   routeleaderOnly: true,
   noWritesDuringFault: true,
-  async inject(world) {
-    const victims = world.servers.slice(1);
+  async inject(_world, system) {
+    const cluster = system.lane.cluster;
+    const victims = cluster.servers.slice(1);
     const t0 = Date.now();
     await Promise.all(victims.map((s) => s.process.kill()));
     return {
@@ -246,7 +250,7 @@ const consulQuorumLoss: Scenario = {
       holdMs: 10_000,
       async heal() {
         await Promise.all(victims.map((s) => s.restart()));
-        await waitForLeader(world);
+        await waitForLeader(cluster);
       },
     };
   },
@@ -259,6 +263,7 @@ function withEc2Faults(name: string, arm: (world: World) => void): Scenario {
     failover: true,
     maxRouteChanges: 1,
     routeleaderOnly: true,
+    exclusive: true,
     async inject(world, system, holder) {
       arm(world);
       const fault = await healthCheck.inject(world, system, holder);

@@ -6,7 +6,7 @@ import { consulHttp } from "../consul.js";
 import { EMULATOR_AWS } from "../moto.js";
 import { nsWrap } from "../netns.js";
 import { ManagedProcess } from "../process.js";
-import { DESTINATION, type Host, type World } from "./world.js";
+import { DESTINATION, type Host, type Lane, type World } from "./world.js";
 
 /**
  * The systems compared, each started once per host: routeleader (default and fast profile),
@@ -24,8 +24,8 @@ export interface Claim {
 
 export interface FailoverSystem {
   readonly name: string;
-  /** Consul gossip settings this system is measured with. */
-  readonly gossip: "default" | "fast";
+  /** Its hosts, route table and Consul cluster. */
+  readonly lane: Lane;
   start(h: Host): Promise<void>;
   /** The host runs the system and is ready to take over (a follower or the holder). */
   ready(h: Host): Promise<boolean>;
@@ -42,7 +42,6 @@ export interface FailoverSystem {
 
 const REPO = join(import.meta.dirname, "..", "..", "..");
 const BASELINE = join(import.meta.dirname, "baseline");
-const CLUSTER = "faults";
 
 function python(): string {
   return join(dirname(binaryPath("moto")), "python");
@@ -69,8 +68,8 @@ function readClaimFile(host: string, path: string): Claim[] {
 }
 
 /** Which host's Consul session holds `key`, read with ?consistent from a live server. */
-async function lockHolder(world: World, key: string): Promise<string | undefined> {
-  const server = world.liveServer();
+async function lockHolder(lane: Lane, key: string): Promise<string | undefined> {
+  const server = lane.cluster.liveServer();
   const kv = await consulHttp("GET", `${server.httpAddr}/v1/kv/${key}?consistent`, undefined, 2000).catch((err: Error) => {
     if (/HTTP 404/.test(err.message)) return { json: [] };
     throw err;
@@ -81,27 +80,45 @@ async function lockHolder(world: World, key: string): Promise<string | undefined
   return (info.json as { Node?: string }[] | undefined)?.[0]?.Node;
 }
 
-async function hasSession(world: World, h: Host): Promise<boolean> {
-  const res = await consulHttp("GET", `${world.liveServer().httpAddr}/v1/session/node/${h.name}`, undefined, 2000);
+async function hasSession(h: Host): Promise<boolean> {
+  const res = await consulHttp("GET", `${h.cluster.liveServer().httpAddr}/v1/session/node/${h.name}`, undefined, 2000);
   return ((res.json as unknown[] | undefined) ?? []).length > 0;
 }
 
 abstract class ProcessSystem implements FailoverSystem {
   abstract readonly name: string;
-  abstract readonly gossip: "default" | "fast";
   protected readonly procs = new Map<string, ManagedProcess>();
   protected readonly startedAt = new Map<string, number>();
 
-  constructor(protected readonly world: World) {}
+  constructor(
+    protected readonly world: World,
+    readonly lane: Lane,
+  ) {}
 
   protected abstract spawn(h: Host): ManagedProcess;
   abstract ready(h: Host): Promise<boolean>;
   abstract claims(): Claim[];
 
+  protected readonly wanted = new Set<string>();
+  /** Restarted 1 s after it exits, as systemd's Restart=always would (only for the `consul lock` baselines). */
+  protected readonly supervised: boolean = false;
+
   async start(h: Host): Promise<void> {
     if (this.running(h)) throw new Error(`${this.name} already runs on ${h.name}`);
+    this.wanted.add(h.name);
+    this.launch(h);
+  }
+
+  private launch(h: Host): void {
     this.startedAt.set(h.name, Date.now());
-    this.procs.set(h.name, this.spawn(h));
+    const proc = this.spawn(h);
+    this.procs.set(h.name, proc);
+    if (!this.supervised) return;
+    void proc.waitForExit(24 * 3600_000).then(() => {
+      setTimeout(() => {
+        if (this.wanted.has(h.name) && !h.poweredOff && this.procs.get(h.name) === proc) this.launch(h);
+      }, 1000);
+    }, () => undefined);
   }
 
   running(h: Host): boolean {
@@ -110,14 +127,17 @@ abstract class ProcessSystem implements FailoverSystem {
   }
 
   terminate(h: Host): void {
+    this.wanted.delete(h.name);
     this.procs.get(h.name)?.signal("SIGTERM");
   }
 
   async kill(h: Host): Promise<void> {
+    this.wanted.delete(h.name);
     await this.procs.get(h.name)?.kill();
   }
 
   async stop(h: Host): Promise<void> {
+    this.wanted.delete(h.name);
     await this.procs.get(h.name)?.stop(10_000);
   }
 
@@ -129,22 +149,21 @@ abstract class ProcessSystem implements FailoverSystem {
 /** The routeleader agent, one process per host, with a command check on the host's health file. */
 export class Routeleader extends ProcessSystem {
   readonly name: string;
-  readonly gossip: "default" | "fast";
   private readonly events: Claim[] = [];
   private readonly sessionSince = new Map<string, boolean>();
 
   constructor(
     world: World,
+    lane: Lane,
     readonly profile: "default" | "fast",
   ) {
-    super(world);
+    super(world, lane);
     this.name = `routeleader-${profile}`;
-    this.gossip = profile;
   }
 
   protected spawn(h: Host): ManagedProcess {
     const config = {
-      cluster: CLUSTER,
+      cluster: this.lane.name,
       region: EMULATOR_AWS.region,
       consul: { address: h.consul?.httpAddr },
       imds: { endpoint: h.aemm?.endpoint },
@@ -158,7 +177,7 @@ export class Routeleader extends ProcessSystem {
       reconcileInterval: "2s",
       // keepalived's track_script timings: every 1 s, fall 3, rise 1.
       checks: { healthy: { type: "command", command: ["test", "-e", h.healthFile], every: "1s", timeout: "500ms", rise: 1, fall: 3 } },
-      routes: [{ name: "default", table: { tags: { Name: "private-a" } }, destination: DESTINATION, checks: ["healthy"] }],
+      routes: [{ name: "default", table: { tags: { Name: `private-${this.lane.name}` } }, destination: DESTINATION, checks: ["healthy"] }],
     };
     const path = h.file(`routeleader-${this.profile}.yaml`);
     writeFileSync(path, stringify(config));
@@ -194,8 +213,8 @@ export class Routeleader extends ProcessSystem {
   }
 
   async consulHolder(): Promise<string | undefined> {
-    const server = this.world.liveServer();
-    const kv = await consulHttp("GET", `${server.httpAddr}/v1/kv/routeleader/${CLUSTER}/routes/default?consistent`, undefined, 2000).catch((err: Error) => {
+    const server = this.lane.cluster.liveServer();
+    const kv = await consulHttp("GET", `${server.httpAddr}/v1/kv/routeleader/${this.lane.name}/routes/default?consistent`, undefined, 2000).catch((err: Error) => {
       if (/HTTP 404/.test(err.message)) return { json: [] };
       throw err;
     });
@@ -209,15 +228,14 @@ export class Routeleader extends ProcessSystem {
 /** keepalived: VRRP unicast between the host namespaces, advert 1 s, track_script interval 1 fall 3. */
 export class Keepalived extends ProcessSystem {
   readonly name = "keepalived";
-  readonly gossip = "default" as const;
 
   private claimFile(h: Host): string {
     return h.file("keepalived-claims.log");
   }
 
   protected spawn(h: Host): ManagedProcess {
-    const peers = this.world.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
-    const notify = [python(), join(BASELINE, "keepalived_notify.py"), this.claimFile(h), this.world.endpointFor(h), this.world.tableId, DESTINATION, h.instanceId].join(" ");
+    const peers = this.lane.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
+    const notify = [python(), join(BASELINE, "keepalived_notify.py"), this.claimFile(h), this.world.endpointFor(h), this.lane.tableId, DESTINATION, h.instanceId].join(" ");
     const conf = `global_defs {
   router_id ${h.name}
   script_user root
@@ -233,7 +251,7 @@ vrrp_instance nat {
   nopreempt
   interface eth0
   virtual_router_id 51
-  priority ${100 + this.world.hosts.indexOf(h)}
+  priority ${100 + this.lane.hosts.indexOf(h)}
   advert_int 1
   unicast_src_ip ${h.node.addr}
   unicast_peer {
@@ -261,14 +279,14 @@ ${peers.join("\n")}
   }
 
   claims(): Claim[] {
-    return this.world.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+    return this.lane.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
   }
 }
 
 /** `consul lock` (the real binary) around lock_child.py, with Consul's default 15 s lock-delay. */
 export class ConsulLock extends ProcessSystem {
   readonly name: string = "consul-lock";
-  readonly gossip: "default" | "fast" = "default";
+  protected override readonly supervised = true;
   static readonly KEY = "rl-baseline/default/.lock";
 
   protected claimFile(h: Host): string {
@@ -276,7 +294,7 @@ export class ConsulLock extends ProcessSystem {
   }
 
   protected childArgs(h: Host): string[] {
-    return [python(), join(BASELINE, "lock_child.py"), this.claimFile(h), this.world.endpointFor(h), this.world.tableId, DESTINATION, h.instanceId, h.healthFile];
+    return [python(), join(BASELINE, "lock_child.py"), this.claimFile(h), this.world.endpointFor(h), this.lane.tableId, DESTINATION, h.instanceId, h.healthFile];
   }
 
   protected spawn(h: Host): ManagedProcess {
@@ -288,22 +306,21 @@ export class ConsulLock extends ProcessSystem {
   }
 
   async ready(h: Host): Promise<boolean> {
-    return this.running(h) && (await hasSession(this.world, h));
+    return this.running(h) && (await hasSession(h));
   }
 
   claims(): Claim[] {
-    return this.world.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+    return this.lane.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
   }
 
   async consulHolder(): Promise<string | undefined> {
-    return lockHolder(this.world, ConsulLock.KEY);
+    return lockHolder(this.lane, ConsulLock.KEY);
   }
 }
 
 /** The `consul lock` loop with a session LockDelay of 1 s (tuned_lock.py). */
 export class TunedConsulLock extends ConsulLock {
   override readonly name: string = "consul-lock-tuned";
-  override readonly gossip: "default" | "fast" = "fast";
   static readonly TUNED_KEY = "rl-baseline/tuned/.lock";
 
   protected override spawn(h: Host): ManagedProcess {
@@ -315,25 +332,35 @@ export class TunedConsulLock extends ConsulLock {
   }
 
   override async consulHolder(): Promise<string | undefined> {
-    return lockHolder(this.world, TunedConsulLock.TUNED_KEY);
+    return lockHolder(this.lane, TunedConsulLock.TUNED_KEY);
   }
 }
 
 export const SYSTEM_NAMES = ["routeleader-default", "routeleader-fast", "keepalived", "consul-lock", "consul-lock-tuned"] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 
-export function makeSystem(world: World, name: SystemName): FailoverSystem {
+export const GOSSIP_OF: Record<SystemName, "default" | "fast"> = {
+  "routeleader-default": "default",
+  "routeleader-fast": "fast",
+  keepalived: "default",
+  "consul-lock": "default",
+  "consul-lock-tuned": "fast",
+};
+
+/** The system for a lane; the lane is named after the system. */
+export function makeSystem(world: World, lane: Lane): FailoverSystem {
+  const name = lane.name as SystemName;
   switch (name) {
     case "routeleader-default":
-      return new Routeleader(world, "default");
+      return new Routeleader(world, lane, "default");
     case "routeleader-fast":
-      return new Routeleader(world, "fast");
+      return new Routeleader(world, lane, "fast");
     case "keepalived":
-      return new Keepalived(world);
+      return new Keepalived(world, lane);
     case "consul-lock":
-      return new ConsulLock(world);
+      return new ConsulLock(world, lane);
     case "consul-lock-tuned":
-      return new TunedConsulLock(world);
+      return new TunedConsulLock(world, lane);
   }
 }
 

@@ -38,9 +38,9 @@ export async function steady(world: World, system: FailoverSystem, timeoutMs: nu
   while (Date.now() < deadline) {
     try {
       const notReady = [];
-      for (const h of world.hosts) if (!(await system.ready(h))) notReady.push(h.name);
+      for (const h of system.lane.hosts) if (!(await system.ready(h))) notReady.push(h.name);
       const claimed = holderAt(system.claims(), Date.now());
-      const target = await world.routeTarget();
+      const target = await world.routeTarget(system.lane);
       const holder = world.hostByInstance(target);
       const consul = system.consulHolder ? await system.consulHolder() : claimed;
       why = `not ready: [${notReady.join(",")}], claims: ${claimed}, consul: ${consul}, route: ${holder?.name ?? target}`;
@@ -65,7 +65,7 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   if (scenario.failover) {
     const deadline = fault.t0 + 90_000;
     for (;;) {
-      const target = await world.routeTarget();
+      const target = await world.routeTarget(system.lane);
       const now = Date.now();
       if (target !== before && usable(world, system, world.hostByInstance(target))) {
         ms = now - fault.t0;
@@ -80,7 +80,7 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
     }
   }
   if (fault.holdMs) await sleep(fault.holdMs);
-  if (scenario.noWritesDuringFault) faultWrites = routeWrites(world.proxy.calls().slice(logStart), world.tableId).length;
+  if (scenario.noWritesDuringFault) faultWrites = routeWrites(world.proxy.calls().slice(logStart), system.lane.tableId).length;
   const healedAt = Date.now();
   await fault.heal();
   try {
@@ -89,7 +89,7 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   } catch (err) {
     violations.push((err as Error).message);
   }
-  const writes = routeWrites(world.proxy.calls().slice(logStart), world.tableId);
+  const writes = routeWrites(world.proxy.calls().slice(logStart), system.lane.tableId);
   const stray = splitBrainWrites(writes, system.claims());
   const changes = routeChanges(writes, before);
   for (const w of writes) timeline.push({ t: w.time - fault.t0, what: `${w.action} by ${w.caller} (${w.status})` });

@@ -36,6 +36,37 @@ const PROXY_PORT = 5001;
 /** Consul's gossip as the bootstrap writes it for the `fast` profile (scripts/bootstrap.sh). */
 export const FAST_GOSSIP_HCL = `gossip_lan {\n  probe_interval = "500ms"\n  probe_timeout = "250ms"\n  suspicion_mult = 3\n}`;
 
+/** One Consul cluster (3 servers in their namespaces) with its gossip settings. */
+export class ConsulGroup {
+  servers: StartedConsul[] = [];
+  /** Servers cut off by a scenario: not used to read Consul's truth. */
+  readonly isolated = new Set<string>();
+
+  constructor(
+    readonly gossip: "default" | "fast",
+    readonly nodes: NetnsNode[],
+  ) {}
+
+  get hcl(): string {
+    return this.gossip === "fast" ? FAST_GOSSIP_HCL : "";
+  }
+
+  /** A Consul server that is running and not cut off, for reads of Consul's truth. */
+  liveServer(): StartedConsul {
+    const s = this.servers.find((x) => !x.process.hasExited && !this.isolated.has(x.node));
+    if (!s) throw new Error("no Consul server running");
+    return s;
+  }
+}
+
+/** One system under test: its own hosts, its own route table, the Consul cluster it uses. */
+export interface Lane {
+  name: string;
+  hosts: Host[];
+  tableId: string;
+  cluster: ConsulGroup;
+}
+
 export class Host {
   aemm: StartedAemm | undefined;
   consul: StartedConsul | undefined;
@@ -43,12 +74,15 @@ export class Host {
   poweredOff = false;
   partitioned = false;
 
+  lane!: Lane;
+
   constructor(
     readonly node: NetnsNode,
     readonly dir: string,
     public identity: SimulatedIdentity,
     /** A stable Consul node id, so a restarted agent is the same node. */
     readonly nodeId: string,
+    readonly cluster: ConsulGroup,
   ) {}
 
   get name(): string {
@@ -107,10 +141,14 @@ async function startProxyAt(addr: string, upstream: string): Promise<StartedFaul
   return proxy;
 }
 
-export class World {
-  servers: StartedConsul[] = [];
-  private gossipHcl = "";
+export interface LaneSpec {
+  name: string;
+  gossip: "default" | "fast";
+}
 
+export const HOSTS_PER_LANE = 3;
+
+export class World {
   private constructor(
     readonly topology: Topology,
     readonly moto: ManagedProcess,
@@ -119,12 +157,13 @@ export class World {
     readonly ec2: EC2Client,
     readonly vpcId: string,
     readonly subnetId: string,
-    readonly tableId: string,
     readonly igwTarget: string,
-    readonly hosts: Host[],
+    readonly clusters: ConsulGroup[],
+    readonly lanes: Lane[],
   ) {}
 
-  static async start(topology: Topology): Promise<World> {
+  /** Needs HOSTS_PER_LANE hosts per lane and 3 server namespaces per gossip setting used. */
+  static async start(topology: Topology, laneSpecs: LaneSpec[]): Promise<World> {
     const hub = topology.hub.addr;
     const moto = await startMotoAt(hub);
     const motoEndpoint = `http://${hub}:${MOTO_PORT}`;
@@ -132,18 +171,30 @@ export class World {
     const proxy = await startProxyAt(hub, motoEndpoint);
     const { vpcId } = await createVpc(ec2, "10.0.0.0/16");
     const publicSubnet = await createSubnet(ec2, vpcId, "10.0.0.0/24", AZ);
-    const privateSubnet = await createSubnet(ec2, vpcId, "10.0.1.0/24", AZ);
-    const tableId = await createTable(ec2, vpcId, { tags: { Name: "private-a", "routeleader/managed": "faults" }, subnets: [privateSubnet] });
     const igw = (await ec2.send(new CreateInternetGatewayCommand({}))).InternetGateway!.InternetGatewayId as string;
     await ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: igw, VpcId: vpcId }));
-    await ec2.send(new CreateRouteCommand({ RouteTableId: tableId, DestinationCidrBlock: DESTINATION, GatewayId: igw }));
-    const hosts: Host[] = [];
-    for (const [i, node] of topology.hosts.entries()) {
-      const dir = mkdtempSync(join(tmpdir(), `${topology.prefix}-${node.role}-`));
-      const identity = await World.newIdentity(ec2, vpcId, publicSubnet, i);
-      hosts.push(new Host(node, dir, identity, `00000000-0000-4000-8000-${String(i + 1).padStart(12, "0")}`));
+    const gossips = [...new Set(laneSpecs.map((l) => l.gossip))];
+    const clusters = gossips.map((g, i) => new ConsulGroup(g, topology.servers.slice(i * 3, i * 3 + 3)));
+    if (clusters.some((c) => c.nodes.length < 3)) throw new Error(`need 3 Consul server namespaces per gossip setting (${gossips.join(", ")})`);
+    if (topology.hosts.length < laneSpecs.length * HOSTS_PER_LANE) throw new Error(`need ${HOSTS_PER_LANE} hosts per lane`);
+    const lanes: Lane[] = [];
+    let n = 0;
+    for (const spec of laneSpecs) {
+      const privateSubnet = await createSubnet(ec2, vpcId, `10.0.${lanes.length + 1}.0/24`, AZ);
+      const tableId = await createTable(ec2, vpcId, { tags: { Name: `private-${spec.name}`, "routeleader/managed": "faults" }, subnets: [privateSubnet] });
+      await ec2.send(new CreateRouteCommand({ RouteTableId: tableId, DestinationCidrBlock: DESTINATION, GatewayId: igw }));
+      const cluster = clusters.find((c) => c.gossip === spec.gossip) as ConsulGroup;
+      const hosts: Host[] = [];
+      for (const node of topology.hosts.slice(lanes.length * HOSTS_PER_LANE, (lanes.length + 1) * HOSTS_PER_LANE)) {
+        const dir = mkdtempSync(join(tmpdir(), `${topology.prefix}-${node.role}-`));
+        const identity = await World.newIdentity(ec2, vpcId, publicSubnet, n);
+        hosts.push(new Host(node, dir, identity, `00000000-0000-4000-8000-${String(++n).padStart(12, "0")}`, cluster));
+      }
+      const lane = { name: spec.name, hosts, tableId, cluster };
+      for (const h of hosts) h.lane = lane;
+      lanes.push(lane);
     }
-    return new World(topology, moto, motoEndpoint, proxy, ec2, vpcId, publicSubnet, tableId, igw, hosts);
+    return new World(topology, moto, motoEndpoint, proxy, ec2, vpcId, publicSubnet, igw, clusters, lanes);
   }
 
   private static async newIdentity(ec2: EC2Client, vpcId: string, subnetId: string, i: number): Promise<SimulatedIdentity> {
@@ -161,10 +212,14 @@ export class World {
     };
   }
 
-  host(name: string): Host {
-    const h = this.hosts.find((x) => x.name === name);
-    if (!h) throw new Error(`no host ${name}`);
-    return h;
+  get hosts(): Host[] {
+    return this.lanes.flatMap((l) => l.hosts);
+  }
+
+  lane(name: string): Lane {
+    const l = this.lanes.find((x) => x.name === name);
+    if (!l) throw new Error(`no lane ${name}`);
+    return l;
   }
 
   hostByInstance(instanceId: string | undefined): Host | undefined {
@@ -176,26 +231,24 @@ export class World {
     return this.proxy.endpointFor(host.name);
   }
 
-  /** Starts (or restarts with new gossip settings) the 3 servers and every host's client agent. */
-  async startConsul(gossipHcl: string): Promise<void> {
-    await this.stopConsul();
-    this.gossipHcl = gossipHcl;
-    const servers: StartedConsul[] = [];
-    for (const [i, s] of this.topology.servers.entries()) {
-      servers.push(
-        await startConsul({
-          mode: "server",
-          node: s.role,
-          bindAddress: s.addr,
-          wrap: nsWrap(s.ns),
-          bootstrapExpect: 3,
-          ...(i > 0 ? { join: [servers[0]!.serfLanAddr] } : {}),
-          extraHcl: gossipHcl,
-        }),
-      );
+  /** Starts every Consul cluster (servers, then the client agent of each of its hosts). */
+  async startConsul(): Promise<void> {
+    for (const c of this.clusters) {
+      for (const [i, s] of c.nodes.entries()) {
+        c.servers.push(
+          await startConsul({
+            mode: "server",
+            node: s.role,
+            bindAddress: s.addr,
+            wrap: nsWrap(s.ns),
+            bootstrapExpect: 3,
+            ...(i > 0 ? { join: [c.servers[0]!.serfLanAddr] } : {}),
+            extraHcl: c.hcl,
+          }),
+        );
+      }
+      await Promise.all(c.servers.map((s) => waitForConsulReady(s)));
     }
-    this.servers = servers;
-    await Promise.all(servers.map((s) => waitForConsulReady(s)));
     await Promise.all(this.hosts.map((h) => this.startHostConsul(h)));
   }
 
@@ -205,8 +258,8 @@ export class World {
       node: h.name,
       bindAddress: h.node.addr,
       wrap: nsWrap(h.ns),
-      join: this.servers.map((s) => s.serfLanAddr),
-      extraHcl: `node_id = "${h.nodeId}"\n${this.gossipHcl}`,
+      join: h.cluster.servers.map((s) => s.serfLanAddr),
+      extraHcl: `node_id = "${h.nodeId}"\n${h.cluster.hcl}`,
     });
     await waitForConsulReady(h.consul);
   }
@@ -218,37 +271,30 @@ export class World {
 
   async stopConsul(): Promise<void> {
     await Promise.all(this.hosts.map((h) => h.consul?.stop()));
-    await Promise.all(this.servers.map((s) => s.stop()));
+    for (const c of this.clusters) {
+      await Promise.all(c.servers.map((s) => s.stop()));
+      c.servers = [];
+    }
     for (const h of this.hosts) h.consul = undefined;
-    this.servers = [];
   }
 
-  /** A Consul server that is running and not cut off, for reads of Consul's truth. */
-  liveServer(): StartedConsul {
-    const s = this.servers.find((x) => !x.process.hasExited && !this.isolatedServers.has(x.node));
-    if (!s) throw new Error("no Consul server running");
-    return s;
-  }
-
-  readonly isolatedServers = new Set<string>();
-
-  /** Where the route table points the destination, read from moto directly. */
-  async routeTarget(): Promise<string | undefined> {
-    const res = await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.tableId] }));
+  /** Where a lane's route table points the destination, read from moto directly. */
+  async routeTarget(lane: Lane): Promise<string | undefined> {
+    const res = await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [lane.tableId] }));
     const route = res.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === DESTINATION);
     return route?.InstanceId ?? route?.NetworkInterfaceId ?? route?.GatewayId;
   }
 
-  /** Points the route back at the internet gateway (a foreign target) before a system starts. */
-  async resetRoute(): Promise<void> {
-    await this.ec2.send(new ReplaceRouteCommand({ RouteTableId: this.tableId, DestinationCidrBlock: DESTINATION, GatewayId: this.igwTarget }));
+  /** Points a lane's route back at the internet gateway (a foreign target) before its system starts. */
+  async resetRoute(lane: Lane): Promise<void> {
+    await this.ec2.send(new ReplaceRouteCommand({ RouteTableId: lane.tableId, DestinationCidrBlock: DESTINATION, GatewayId: this.igwTarget }));
   }
 
-  /** Terminates the host's instance in moto and gives the host a new instance (a replacement). */
   async terminateInstance(h: Host): Promise<void> {
     await this.ec2.send(new TerminateInstancesCommand({ InstanceIds: [h.instanceId] }));
   }
 
+  /** Gives the host a new instance in moto (an ASG replacement). */
   async replaceInstance(h: Host): Promise<void> {
     h.identity = await World.newIdentity(this.ec2, this.vpcId, this.subnetId, this.hosts.indexOf(h));
   }
