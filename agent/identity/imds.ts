@@ -47,7 +47,15 @@ export class InstanceMetadata {
       return (await this.service.request(`latest/${path}`, {})).trim();
     } catch (err) {
       const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      const detail = status ? `HTTP ${status}` : (err as Error).message;
+      const message = (err as Error).message;
+      // The SDK's words when PUT /latest/api/token fails and IMDSv1 is off ("fetching token is disabled").
+      const detail = status
+        ? `HTTP ${status}`
+        : /IMDSv1 is disabled/i.test(message)
+          ? "no IMDSv2 token (PUT /latest/api/token refused or unanswered) and IMDSv1 is never used: is instance metadata enabled, and the PUT response hop limit ≥ 2 inside containers?"
+          : /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|timed? ?out/i.test(message)
+            ? `unreachable (${message}): not on EC2, or instance metadata is disabled`
+            : message;
       throw new ExitError(`instance metadata ${this.endpoint}/latest/${path}: ${detail}`, EXIT.identity, { cause: err });
     }
   }

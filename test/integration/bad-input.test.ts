@@ -260,7 +260,7 @@ describe("instance metadata: exit 4, nothing written", () => {
       id: "imds-unreachable",
       config: (b) => ({ ...b, imds: { endpoint: `http://127.0.0.1:${closedPort}`, timeout: "500ms" } }),
       code: EXIT.identity,
-      message: new RegExp(`routeleader: instance metadata http://127\\.0\\.0\\.1:${closedPort}/latest/meta-data/`),
+      message: new RegExp(`routeleader: instance metadata http://127\\.0\\.0\\.1:${closedPort}/latest/meta-data/[a-z/-]+: unreachable \\(.*ECONNREFUSED.*\\): not on EC2, or instance metadata is disabled`),
     });
   });
 
@@ -268,7 +268,7 @@ describe("instance metadata: exit 4, nothing written", () => {
     it(`IMDS refusing tokens (PUT /latest/api/token → ${status}): no IMDSv1 fallback`, async () => {
       const relay = await startHttpRelay({ upstream: aemmV1.endpoint, refuse: (r) => (r.method === "PUT" && r.path.startsWith("/latest/api/token") ? { status } : undefined) });
       relays.push(relay);
-      await runCase({ id: `imds-token-${status}`, config: (b) => ({ ...b, imds: { endpoint: relay.endpoint, timeout: "500ms" } }), code: EXIT.identity, message: /routeleader: instance metadata .*(token|IMDSv1|HTTP)/i });
+      await runCase({ id: `imds-token-${status}`, config: (b) => ({ ...b, imds: { endpoint: relay.endpoint, timeout: "500ms" } }), code: EXIT.identity, message: /routeleader: instance metadata .*: no IMDSv2 token \(PUT \/latest\/api\/token refused or unanswered\) and IMDSv1 is never used/ });
       const requests = relay.requests();
       expect(requests.some((r) => r.method === "PUT")).toBe(true);
       // Without a token nothing may be read: the mock behind the relay would have answered IMDSv1 GETs.
@@ -289,6 +289,14 @@ describe("AWS refusing a call at start: exit 6, nothing written", () => {
       deny: { action: "DescribeSubnets" },
       code: EXIT.aws,
       message: /missing IAM permission ec2:DescribeSubnets \(subnet subnet-/,
+    },
+    {
+      id: "aws-describe-subnets-preferred-az",
+      // preferredAz: auto (the default) reads the AZ of the tables' subnets at start.
+      deny: { action: "DescribeSubnets" },
+      timeoutMs: 30_000,
+      code: EXIT.aws,
+      message: /missing IAM permission ec2:DescribeSubnets/,
     },
     {
       id: "aws-describe-instances",
