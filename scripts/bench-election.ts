@@ -117,6 +117,13 @@ async function restart(sim: SimCluster, node: SimNode): Promise<void> {
   await waitForSession(node, mark, TRIAL_TIMEOUT_MS);
 }
 
+/** After a failed trial: every node healthy and running, no operator request left behind. */
+async function recover(sim: SimCluster): Promise<void> {
+  for (const n of sim.nodes) setHealthy(n, true);
+  await consulHttp("DELETE", `${sim.consul.servers[0]!.httpAddr}/v1/kv/routeleader/${sim.cluster}/routes/${ROUTE}/handover`);
+  for (const n of sim.nodes) if (!n.process || n.process.hasExited) await restart(sim, n);
+}
+
 type Runner = (sim: SimCluster) => Promise<Sample>;
 
 const checkFailure: Runner = async (sim) => {
@@ -213,15 +220,22 @@ for (const kind of ["default", "fast", "failback"] as const) {
     await startAll(sim);
     for (const scenario of scenarios) {
       const samples: Sample[] = [];
-      for (let i = 0; i < trials; i++) {
-        const s = await RUNNERS[scenario].run(sim).catch((err: Error) => {
+      let failed = 0;
+      while (samples.length < trials) {
+        const attempt = samples.length + failed + 1;
+        try {
+          const s = await RUNNERS[scenario].run(sim);
+          samples.push(s);
+          log(`${scenario} ${samples.length}/${trials}: acquire ${s.acquireMs} ms, table ${s.convergedMs} ms${s.handoffMs === undefined ? "" : `, release→acquire ${s.handoffMs} ms`}`);
+        } catch (err) {
+          failed++;
+          log(`${scenario} attempt ${attempt} FAILED: ${(err as Error).message}`);
           for (const n of sim.nodes) log(`${n.name} (${n.instanceId}) last events:\n${n.events.slice(-25).map((e) => `  ${e.time} ${e.msg}`).join("\n")}`);
-          throw new Error(`${scenario} trial ${i + 1}: ${err.message}`, { cause: err });
-        });
-        samples.push(s);
-        log(`${scenario} ${i + 1}/${trials}: acquire ${s.acquireMs} ms, table ${s.convergedMs} ms${s.handoffMs === undefined ? "" : `, release→acquire ${s.handoffMs} ms`}`);
+          if (failed > trials / 4) throw new Error(`${scenario}: ${failed} failed trials; giving up`, { cause: err });
+          await recover(sim);
+        }
       }
-      results[scenario] = summarize(samples);
+      results[scenario] = { ...summarize(samples), ...(failed ? { failed_trials: failed } : {}) };
     }
   } finally {
     await sim.stop();
@@ -233,7 +247,7 @@ const merged = Object.fromEntries(SCENARIOS.filter((s) => results[s] ?? previous
 mkdirSync(dirname(values.out), { recursive: true });
 writeFileSync(values.out, `${JSON.stringify(merged, null, 2)}\n`);
 
-const rows = Object.entries(results).map(([s, r]) => [s, String(r.trials), String(r.p50_ms), String(r.p95_ms), String(r.max_ms), `${r.route_converged_p50_ms} / ${r.route_converged_p95_ms}`]);
+const rows = Object.entries(results).map(([s, r]) => [r.failed_trials ? `${s} (${r.failed_trials} failed, retried)` : s, String(r.trials), String(r.p50_ms), String(r.p95_ms), String(r.max_ms), `${r.route_converged_p50_ms} / ${r.route_converged_p95_ms}`]);
 const header = ["scenario", "n", "p50 ms", "p95 ms", "max ms", "table p50 / p95 ms"];
 const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
 const fmt = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] as number)).join("  ");
