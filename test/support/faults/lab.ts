@@ -34,6 +34,9 @@ export interface LabResult {
   finishedAt: string;
 }
 
+/** A lane that needs more repairs than this in one scenario stops there. */
+const MAX_REPAIRS = 3;
+
 const log = (msg: string) => process.stderr.write(`[faults ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
 
 /** The namespaces a lab with these systems needs. */
@@ -82,18 +85,20 @@ async function runLane(world: World, system: FailoverSystem, sc: Scenario, n: nu
   const run: LabRun = { scenario: sc.name, system: system.lane.name as SystemName, trials: [] };
   // A fault in a shared Consul cluster (another lane's scenario) may have stopped it.
   for (const h of system.lane.hosts) if (!system.running(h) && !h.poweredOff) await system.start(h);
-  for (let i = 0; i < n; i++) {
+  const errors: string[] = [];
+  for (let i = 0; i < n && errors.length < MAX_REPAIRS; i++) {
     try {
       const r = await runTrial(world, system, sc);
       run.trials.push(r);
       log(`${run.system} ${sc.name} #${i + 1}: ${r.ms ?? "-"} ms, changes ${r.routeChanges}, stray writes ${r.splitBrainWrites}${r.violations.length ? `, VIOLATIONS: ${r.violations.join("; ")}` : ""}`);
+      if (r.violations.some((v) => v.includes("no steady state"))) await repair(world, system);
     } catch (err) {
-      run.error = (err as Error).message;
-      log(`${run.system} ${sc.name} #${i + 1} failed: ${run.error}`);
+      errors.push((err as Error).message);
+      log(`${run.system} ${sc.name} #${i + 1} failed: ${(err as Error).message}`);
       await repair(world, system).catch((e: Error) => log(`repair failed: ${e.message}`));
-      break;
     }
   }
+  if (errors.length) run.error = errors.join(" | ");
   return run;
 }
 

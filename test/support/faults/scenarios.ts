@@ -1,6 +1,6 @@
+import { execFileSync } from "node:child_process";
 import { nsRun } from "../netns.js";
 import { waitUntil } from "../process.js";
-import { execFileSync } from "node:child_process";
 import type { FailoverSystem } from "./systems.js";
 import type { ConsulGroup, Host, World } from "./world.js";
 

@@ -140,10 +140,6 @@ abstract class ProcessSystem implements FailoverSystem {
     this.wanted.delete(h.name);
     await this.procs.get(h.name)?.stop(10_000);
   }
-
-  output(h: Host): string {
-    return this.procs.get(h.name)?.output(20) ?? "";
-  }
 }
 
 /** The routeleader agent, one process per host, with a command check on the host's health file. */
@@ -235,7 +231,7 @@ export class Keepalived extends ProcessSystem {
 
   protected spawn(h: Host): ManagedProcess {
     const peers = this.lane.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
-    const notify = [python(), join(BASELINE, "keepalived_notify.py"), this.claimFile(h), this.world.endpointFor(h), this.lane.tableId, DESTINATION, h.instanceId].join(" ");
+    const notify = ["/bin/sh", join(BASELINE, "keepalived_notify.sh"), python(), this.claimFile(h), this.world.endpointFor(h), this.lane.tableId, DESTINATION, h.instanceId].join(" ");
     const conf = `global_defs {
   router_id ${h.name}
   script_user root

@@ -53,7 +53,7 @@ export async function steady(world: World, system: FailoverSystem, timeoutMs: nu
   throw new Error(`${system.name}: no steady state within ${timeoutMs} ms (${why})`);
 }
 
-export async function runTrial(world: World, system: FailoverSystem, scenario: Scenario, steadyTimeoutMs = 90_000): Promise<TrialResult> {
+export async function runTrial(world: World, system: FailoverSystem, scenario: Scenario, steadyTimeoutMs = 45_000): Promise<TrialResult> {
   const holder = await steady(world, system, steadyTimeoutMs);
   const before = holder.instanceId;
   const logStart = world.proxy.calls().length;
