@@ -1,4 +1,5 @@
 import { mkdirSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { LabSpec } from "../test/support/faults/lab.js";
@@ -45,6 +46,7 @@ const spec: LabSpec = {
 };
 const command = `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim();
 const started = Date.now();
+const loadBefore = loadavg()[0]!.toFixed(1);
 const result = await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
 const table = figures(result);
 
@@ -57,7 +59,7 @@ writeFileSync(join(outDir, "benchmarks", "failover-trials.json"), `${JSON.string
 const violations = result.runs.flatMap((r) => [...r.trials.flatMap((t) => t.violations.map((v) => `${r.scenario} / ${r.system}: ${v}`)), ...(r.error ? [`${r.scenario} / ${r.system}: ${r.error}`] : [])]);
 const md = `# Failover benchmark
 
-Produced by \`${command}\` (${Math.round((Date.now() - started) / 60_000)} min, ${result.startedAt} – ${result.finishedAt}).
+Produced by \`${command}\` (${Math.round((Date.now() - started) / 60_000)} min, ${result.startedAt} – ${result.finishedAt}; 2 cores shared with other work, 1-minute load average ${loadBefore} at the start and ${loadavg()[0]!.toFixed(1)} at the end).
 Raw figures: [failover.json](benchmarks/failover.json); every trial with its timeline: [failover-trials.json](benchmarks/failover-trials.json).
 
 ## Setup
