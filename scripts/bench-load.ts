@@ -80,6 +80,25 @@ async function converged(sim: SimCluster, timeoutMs: number, test: (route: strin
   );
 }
 
+/**
+ * Like `converged`, but a timeout is a finding, not an abort: it returns the routes whose
+ * table entry disagrees with their Consul holder (or that fail `test`), so the run goes on
+ * and the report names them.
+ */
+async function convergedOrStuck(sim: SimCluster, timeoutMs: number, test: (route: string, holder: string) => boolean = () => true) {
+  try {
+    return { holders: await converged(sim, timeoutMs, test), stuck: [] as { route: string; holder: string | null; target: string | null }[] };
+  } catch {
+    const holders = await sim.holders();
+    const targets = await actualTargets(sim);
+    const stuck = ROUTES.filter((r) => {
+      const h = holders.get(r.name)?.instanceId;
+      return !h || !test(r.name, h) || targets.get(`${r.table.tags.Name} ${r.destination}`) !== h;
+    }).map((r) => ({ route: r.name, holder: holders.get(r.name)?.instanceId ?? null, target: targets.get(`${r.table.tags.Name} ${r.destination}`) ?? null }));
+    return { holders, stuck };
+  }
+}
+
 function healthy(node: SimNode, ok: boolean): void {
   if (ok) writeFileSync(node.file("healthy"), "ok");
   else rmSync(node.file("healthy"), { force: true });
@@ -124,8 +143,10 @@ async function main(): Promise<void> {
       return ROUTE_NAMES.every((r) => h.get(r)?.instanceId) ? h : undefined;
     }, { timeoutMs: 600_000, intervalMs: 250 });
     const allHeldMs = Date.now() - cold;
-    const holders = await converged(sim, 600_000);
+    const first = await convergedOrStuck(sim, 240_000);
+    const holders = first.holders;
     const convergeMs = Date.now() - cold;
+    if (first.stuck.length) console.log(`  NOT CONVERGED after ${(convergeMs / 1000).toFixed(0)} s: ${JSON.stringify(first.stuck.slice(0, 10))}`);
     const countPerNode = (h: Map<string, { instanceId?: string }>) => Object.fromEntries(sim.nodes.map((n) => [n.name, [...h.values()].filter((x) => x.instanceId === n.instanceId).length]));
     const firstPerNode = countPerNode(holders);
     console.log(`  cold start: every route held after ${(allHeldMs / 1000).toFixed(1)} s, tables converged after ${(convergeMs / 1000).toFixed(1)} s; routes per node ${JSON.stringify(firstPerNode)}`);
@@ -133,8 +154,10 @@ async function main(): Promise<void> {
     const azNode = new Map(sim.nodes.map((n) => [n.spec.az, n.instanceId]));
     const tableAz = (t: number) => AZS[t % AZS.length]!;
     const preferred = new Map(ROUTES.map((r, i) => [r.name, azNode.get(tableAz(Math.floor(i / ROUTES_PER_TABLE)))]));
-    const balanced = await converged(sim, 600_000, (r, h) => preferred.get(r) === h);
+    const second = await convergedOrStuck(sim, 240_000, (r, h) => preferred.get(r) === h);
+    const balanced = second.holders;
     const balancedMs = Date.now() - cold;
+    if (second.stuck.length) console.log(`  NOT BALANCED after ${(balancedMs / 1000).toFixed(0)} s: ${second.stuck.length} routes off their preferred AZ or unwritten, e.g. ${JSON.stringify(second.stuck.slice(0, 5))}`);
     const perNode = countPerNode(balanced);
     console.log(`  failback to the preferred AZs done after ${(balancedMs / 1000).toFixed(1)} s; routes per node ${JSON.stringify(perNode)}`);
 
@@ -178,9 +201,10 @@ async function main(): Promise<void> {
     console.log(`  agent RSS (MiB): ${JSON.stringify(rss)}`);
 
     // Failover of one route: fail the check of its holder.
-    const route = ROUTE_NAMES[0]!;
-    const first = ROUTES[0]!;
     const now = await sim.holders();
+    const unstuck = new Set([...first.stuck, ...second.stuck].map((x) => x.route));
+    const probe = ROUTES.find((r) => !unstuck.has(r.name))!;
+    const route = probe.name;
     const holderNode = sim.nodeByInstance(now.get(route)?.instanceId) as SimNode;
     const held = [...now.entries()].filter(([, h]) => h.instanceId === holderNode.instanceId).map(([r]) => r);
     const failStart = Date.now();
@@ -190,12 +214,12 @@ async function main(): Promise<void> {
       async () => {
         const h = (await sim.holders()).get(route)?.instanceId;
         if (!h || h === holderNode.instanceId) return undefined;
-        return (await sim.routeTarget(first.table.tags.Name, first.destination)) === h ? h : undefined;
+        return (await sim.routeTarget(probe.table.tags.Name, probe.destination)) === h ? h : undefined;
       },
       { timeoutMs: 120_000, intervalMs: 25 },
     );
     const failoverMs = Date.now() - failStart;
-    await converged(sim, 300_000, (r, h) => !held.includes(r) || h !== holderNode.instanceId);
+    const after = await convergedOrStuck(sim, 240_000, (r, h) => unstuck.has(r) || !held.includes(r) || h !== holderNode.instanceId);
     const allMovedMs = Date.now() - failStart;
     const failedAt = failStart;
     const lossEvent = holderNode.events.find((e) => e.route === route && (e.event === "released" || e.event === "lost") && Date.parse(e.time) >= failedAt - 1000);
@@ -215,7 +239,15 @@ async function main(): Promise<void> {
         check: "command `test -e healthy`, every 1s, rise 1, fall 2",
         placement: "one node per AZ (5 AZs), 4 tables per AZ; preferredAz auto",
       },
-      coldStart: { allRoutesHeldMs: allHeldMs, tablesConvergedMs: convergeMs, routesPerNodeAtFirstConvergence: firstPerNode, failbackToPreferredAzDoneMs: balancedMs, routesPerNode: perNode },
+      coldStart: {
+        allRoutesHeldMs: allHeldMs,
+        tablesConvergedMs: first.stuck.length ? null : convergeMs,
+        notConverged: first.stuck,
+        routesPerNodeAtFirstConvergence: firstPerNode,
+        failbackToPreferredAzDoneMs: second.stuck.length ? null : balancedMs,
+        notBalanced: second.stuck.length,
+        routesPerNode: perNode,
+      },
       steadyState: {
         windowSeconds: Math.round(windowMs / 1000),
         ec2CallsPerMinute: Math.round(ec2Calls.length * perMinute * 10) / 10,
@@ -235,7 +267,8 @@ async function main(): Promise<void> {
         ms: failoverMs,
         releasedAfterMs: lossEvent ? Date.parse(lossEvent.time) - failStart : null,
         allRoutesOfHolder: held.length,
-        allRoutesOfHolderMovedMs: allMovedMs,
+        allRoutesOfHolderMovedMs: after.stuck.length ? null : allMovedMs,
+        notMoved: after.stuck,
       },
     };
     const out = join(dirname(fileURLToPath(import.meta.url)), "..", "docs", "benchmarks", "load.json");

@@ -17,7 +17,8 @@ import { rmSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { DescribeInternetGatewaysCommand, ReplaceRouteCommand } from "@aws-sdk/client-ec2";
+import { DescribeInternetGatewaysCommand, EC2Client, ReplaceRouteCommand } from "@aws-sdk/client-ec2";
+import { EMULATOR_AWS } from "../test/support/moto.js";
 import { consulHttp } from "../test/support/consul.js";
 import { startSimCluster, type SimCluster, type SimNode } from "../test/support/cluster.js";
 import { waitUntil } from "../test/support/process.js";
@@ -243,6 +244,7 @@ async function main(): Promise<void> {
     faultProxy: true,
   });
   const soak = new Soak(sim);
+  let detectorSelfTest: string = "not run";
   const started = Date.now();
   const deadline = started + MINUTES * 60_000;
   let round = 0;
@@ -310,6 +312,7 @@ async function main(): Promise<void> {
       const last = soak.convergeMs[fault]?.at(-1);
       console.log(`  round ${round} (${((Date.now() - started) / 60_000).toFixed(1)} min): ${fault}: ${detail}; converged in ${last ?? "—"} ms; writes checked ${soak.writesChecked}; RSS ${JSON.stringify(Object.fromEntries(soak.rssMax))}`);
     }
+    detectorSelfTest = await selfTest(sim, soak, round + 1);
   } finally {
     const result = {
       benchmark: "soak",
@@ -320,6 +323,7 @@ async function main(): Promise<void> {
       rounds: round,
       faults: soak.faultCounts,
       violations: soak.violations,
+      detectorSelfTest,
       routeWritesChecked: soak.writesChecked,
       ec2Calls: sim.proxy!.calls().length,
       convergeMs: Object.fromEntries(Object.entries(soak.convergeMs).map(([k, v]) => [k, { n: v.length, p50: percentile(v, 50), p95: percentile(v, 95), max: Math.max(...v) }])),
@@ -331,7 +335,30 @@ async function main(): Promise<void> {
     console.log(`soak: ${round} rounds, ${soak.violations.length} violation(s), ${soak.writesChecked} route writes checked; max RSS ${JSON.stringify(Object.fromEntries(soak.rssMax))} MiB; written to ${out}`);
     await sim.stop();
   }
-  if (soak.violations.length) process.exitCode = 1;
+  if (soak.violations.length || !detectorSelfTest.startsWith("passed")) process.exitCode = 1;
+}
+
+/**
+ * Proves invariant 3 can fail: a ReplaceRoute sent as a node that does not hold the route
+ * (through the proxy, under that node's caller name) must be flagged. The flag is taken out
+ * of the violation list; the holder's reconcile repairs the route.
+ */
+async function selfTest(sim: SimCluster, soak: Soak, round: number): Promise<string> {
+  const holders = await sim.holders();
+  const route = ROUTES[0]!;
+  const holder = holders.get(route.name)?.instanceId;
+  const intruder = sim.nodes.find((n) => n.instanceId !== holder)!;
+  const client = new EC2Client({ ...EMULATOR_AWS, endpoint: sim.proxy!.endpointFor(intruder.name), maxAttempts: 1 });
+  try {
+    await client.send(new ReplaceRouteCommand({ RouteTableId: sim.tableIds.get(route.table.tags.Name), DestinationCidrBlock: route.destination, InstanceId: intruder.instanceId }));
+  } finally {
+    client.destroy();
+  }
+  const before = soak.violations.length;
+  soak.checkWrites(round);
+  const flagged = soak.violations.splice(before);
+  await soak.converge(round, "selfTest", Date.now());
+  return flagged.some((v) => v.invariant === "no write from a non-holder" && v.detail.includes(intruder.name)) ? `passed: a write by ${intruder.name} to ${route.name} (held by another node) was flagged` : `FAILED: the intruding write was not flagged (${JSON.stringify(flagged)})`;
 }
 
 let igw: string | undefined;
