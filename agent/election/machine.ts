@@ -118,10 +118,22 @@ function onObserved(s: RouteState, entry: Observed | null, now: number, commands
     return next;
   }
   // An acquire whose answer was lost (timeout) may still have succeeded: the key tells.
-  if (s.phase === "contending" && s.session && entry?.session === s.session) {
-    return acquired(next, entry.lockIndex, now, commands, { lockDelayMs: 0, random: () => 0 }, true);
+  if (s.session && entry?.session === s.session && !s.acquireInFlight) {
+    if (s.phase === "contending") return acquired(next, entry.lockIndex, now, commands, { lockDelayMs: 0, random: () => 0 }, true);
+    if (s.phase === "idle") return releaseUnwanted(next, s.session, entry.lockIndex, now, commands);
   }
   return maybeAcquire(next, now, commands);
+}
+
+/**
+ * The key was won after this node stopped wanting it (it turned ineligible while the acquire
+ * was in flight): release it at once, or it stays held under a live session and nobody writes
+ * the route (found by the load benchmark).
+ */
+function releaseUnwanted(s: RouteState, session: string, lockIndex: number, now: number, commands: ElectionCommand[]): RouteState {
+  commands.push({ type: "emit", event: { type: "acquired", route: s.route, lockIndex, waitedMs: s.freeSince !== undefined ? now - s.freeSince : 0, at: now } });
+  commands.push({ type: "release", route: s.route, session, reason: "ineligible" });
+  return { ...s, phase: "releasing", acquireInFlight: false, held: { session, lockIndex, acquiredAt: now }, reassertAt: [], releaseReason: "ineligible" };
 }
 
 function acquired(s: RouteState, lockIndex: number, now: number, commands: ElectionCommand[], timing: ElectionTiming, adopted = false): RouteState {
@@ -157,7 +169,8 @@ export function step(s: RouteState, input: ElectionInput, now: number, timing: E
     case "acquireResult":
       state = { ...s, acquireInFlight: false };
       if (input.outcome === "acquired") {
-        state = s.phase === "contending" && s.session ? acquired(state, input.lockIndex, now, commands, timing) : state;
+        if (s.phase === "contending" && s.session) state = acquired(state, input.lockIndex, now, commands, timing);
+        else if (s.phase === "idle" && s.session) state = releaseUnwanted(state, s.session, input.lockIndex, now, commands);
       } else if (input.outcome === "lockDelay") {
         const jitter = LOCK_DELAY_RETRY_MIN_MS + Math.floor(timing.random() * (LOCK_DELAY_RETRY_MAX_MS - LOCK_DELAY_RETRY_MIN_MS));
         state = { ...state, retryAt: now + jitter };

@@ -421,14 +421,16 @@ export class Election {
     const { api, config } = this.deps;
     const key = routeKey(config.cluster, route);
     const acquiredAt = new Date(this.deps.clock.wallNow()).toISOString();
+    // A new holder gets LockIndex + 1. The value states the expected index for operators; the
+    // fencing gate uses the index read back below, never this one. (A second acquire to fix
+    // the value up could land after a quick release and take the key again.)
+    const expectedLockIndex = (this.states.get(route)?.observed?.lockIndex ?? 0) + 1;
     try {
-      const ok = await api.acquire(key, session, this.holderValue(route, session, 0, acquiredAt), 3000);
+      const ok = await api.acquire(key, session, this.holderValue(route, session, expectedLockIndex, acquiredAt), 3000);
       const read = await api.kvRead(key, { consistent: ok });
       const entry = read.entries[0];
       if (ok && entry?.session === session) {
         this.dispatch(route, { type: "acquireResult", outcome: "acquired", lockIndex: entry.lockIndex });
-        // Re-acquiring with the same session keeps LockIndex and updates the value.
-        void api.acquire(key, session, this.holderValue(route, session, entry.lockIndex, acquiredAt), 3000).catch(() => undefined);
         return;
       }
       this.dispatch(route, { type: "acquireResult", outcome: entry?.session ? "heldByOther" : "lockDelay" });
