@@ -45,6 +45,8 @@ interface Sample {
   convergedMs: number;
   /** The old holder's `released` → the new holder's `acquired`, when the old holder released. */
   handoffMs?: number;
+  /** Handover only: other nodes that held the key on the way to the requested one. */
+  detours?: number;
 }
 
 const log = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -102,7 +104,15 @@ async function trial(sim: SimCluster, holder: SimNode, inject: () => Promise<num
   const startedAt = Date.now();
   const acquired = nextAcquire(sim, ROUTE, since, TRIAL_TIMEOUT_MS, holder);
   const converged = waitForTarget(sim, TABLE, DEST, (t) => !!t && t !== holder.instanceId, TRIAL_TIMEOUT_MS);
-  const faultAt = (await inject()) ?? startedAt;
+  let faultAt: number;
+  try {
+    faultAt = (await inject()) ?? startedAt;
+  } catch (err) {
+    // The waits still run; their timeouts must not surface as unhandled rejections.
+    acquired.catch(() => undefined);
+    converged.catch(() => undefined);
+    throw err;
+  }
   const [{ node, event }, convergedAt] = await Promise.all([acquired, converged]);
   const target = await sim.routeTarget(TABLE, DEST);
   if (target !== node.instanceId) throw new Error(`table points at ${target}, new holder is ${node.instanceId}`);
@@ -149,20 +159,35 @@ const sigkill: Runner = async (sim) => {
   return sample;
 };
 
+/**
+ * Handover: measured to the acquire of the instance named in `--to` (another node may take
+ * the key for a moment on the way: counted as a detour, see the report).
+ */
 const handover: Runner = async (sim) => {
   const holder = await steadyHolder(sim);
   const to = sim.nodes.find((n) => n !== holder) as SimNode;
   const key = `${sim.consul.servers[0]!.httpAddr}/v1/kv/routeleader/${sim.cluster}/routes/${ROUTE}/handover`;
-  const sample = await trial(sim, holder, async () => {
+  const since = marks(sim);
+  const acquired = to.waitForEvent((e) => e.event === "acquired" && e.route === ROUTE, TRIAL_TIMEOUT_MS, since.get(to.name));
+  const converged = waitForTarget(sim, TABLE, DEST, (t) => t === to.instanceId, TRIAL_TIMEOUT_MS);
+  try {
     const cli = await runNodeCli(holder, ["handover", ROUTE, "--to", to.instanceId]);
     if (cli.code !== 0) throw new Error(`handover CLI exited ${cli.code}: ${cli.stderr}`);
     // The fault is the request, written by the CLI once it has started: take its own timestamp.
     const request = JSON.parse((await consulHttp("GET", `${key}?raw`)).text) as { requestedAt: string };
-    return Date.parse(request.requestedAt);
-  });
-  // The request binds the cluster for 30 s; the next trial must not inherit it.
-  await consulHttp("DELETE", key);
-  return sample;
+    const faultAt = Date.parse(request.requestedAt);
+    const [event, convergedAt] = await Promise.all([acquired, converged]);
+    const released = holder.events.slice(since.get(holder.name)).find((e) => e.event === "released" && e.route === ROUTE);
+    const detours = sim.nodes.filter((n) => n !== to && n !== holder && n.events.slice(since.get(n.name)).some((e) => e.event === "acquired" && e.route === ROUTE)).length;
+    return { acquireMs: eventTime(event) - faultAt, convergedMs: convergedAt - faultAt, ...(released ? { handoffMs: eventTime(event) - eventTime(released) } : {}), detours };
+  } catch (err) {
+    acquired.catch(() => undefined);
+    converged.catch(() => undefined);
+    throw err;
+  } finally {
+    // The request binds the cluster for 30 s; the next trial must not inherit it.
+    await consulHttp("DELETE", key);
+  }
 };
 
 /** Failback: measured from the moment the recovered preferred node has been healthy for failbackAfter. */
@@ -206,6 +231,7 @@ function summarize(samples: Sample[]): Result {
     route_converged_p95_ms: converged.p95_ms,
     route_converged_max_ms: converged.max_ms,
     ...(handoff ? { release_to_acquire_p50_ms: handoff.p50_ms, release_to_acquire_p95_ms: handoff.p95_ms } : {}),
+    ...(samples.some((s) => s.detours !== undefined) ? { trials_via_another_node: samples.filter((s) => (s.detours ?? 0) > 0).length } : {}),
   };
 }
 
@@ -226,11 +252,14 @@ for (const kind of ["default", "fast", "failback"] as const) {
         try {
           const s = await RUNNERS[scenario].run(sim);
           samples.push(s);
-          log(`${scenario} ${samples.length}/${trials}: acquire ${s.acquireMs} ms, table ${s.convergedMs} ms${s.handoffMs === undefined ? "" : `, release→acquire ${s.handoffMs} ms`}`);
+          log(`${scenario} ${samples.length}/${trials}: acquire ${s.acquireMs} ms, table ${s.convergedMs} ms${s.handoffMs === undefined ? "" : `, release→acquire ${s.handoffMs} ms`}${s.detours ? `, via ${s.detours} other node(s)` : ""}`);
         } catch (err) {
           failed++;
           log(`${scenario} attempt ${attempt} FAILED: ${(err as Error).message}`);
-          for (const n of sim.nodes) log(`${n.name} (${n.instanceId}) last events:\n${n.events.slice(-25).map((e) => `  ${e.time} ${e.msg}`).join("\n")}`);
+          for (const n of sim.nodes) {
+            const recent = n.events.filter((e) => e.msg !== "health check ran").slice(-25);
+            log(`${n.name} (${n.instanceId}) last events:\n${recent.map((e) => `  ${e.time} ${e.msg}${e.reason ? ` (${String(e.reason)})` : ""}`).join("\n")}`);
+          }
           if (failed > trials / 4) throw new Error(`${scenario}: ${failed} failed trials; giving up`, { cause: err });
           await recover(sim);
         }
