@@ -13,6 +13,6 @@ if (!topologyFile || !specFile || !outFile) {
 }
 const topology = JSON.parse(readFileSync(topologyFile, "utf8")) as Topology;
 const spec = JSON.parse(readFileSync(specFile, "utf8")) as LabSpec;
-const result = await runLab(topology, spec);
+const result = await runLab(topology, spec, (partial) => writeFileSync(`${outFile}.partial`, JSON.stringify(partial)));
 writeFileSync(outFile, JSON.stringify(result, null, 1));
 process.exit(0);

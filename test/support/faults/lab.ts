@@ -102,7 +102,8 @@ async function runLane(world: World, system: FailoverSystem, sc: Scenario, n: nu
   return run;
 }
 
-export async function runLab(topology: Topology, spec: LabSpec): Promise<LabResult> {
+/** `save` gets the result so far after every scenario, so a run cut short keeps its trials. */
+export async function runLab(topology: Topology, spec: LabSpec, save?: (partial: LabResult) => void): Promise<LabResult> {
   const startedAt = new Date().toISOString();
   const runs: LabRun[] = [];
   const world = await World.start(
@@ -126,6 +127,7 @@ export async function runLab(topology: Topology, spec: LabSpec): Promise<LabResu
       } else {
         runs.push(...(await Promise.all(lanes.map((s) => runLane(world, s, sc, n(s))))));
       }
+      save?.({ runs, startedAt, finishedAt: new Date().toISOString() });
     }
     await Promise.all(systems.flatMap((s) => s.lane.hosts.map((h) => s.stop(h))));
   } finally {
