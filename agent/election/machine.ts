@@ -102,7 +102,7 @@ function lose(s: RouteState, reason: LossReason, now: number, commands: Election
   };
 }
 
-function onObserved(s: RouteState, entry: Observed | null, now: number, commands: ElectionCommand[]): RouteState {
+function onObserved(s: RouteState, entry: Observed | null, now: number, commands: ElectionCommand[], timing: ElectionTiming): RouteState {
   const before = s.observed;
   let next: RouteState = { ...s, observed: entry };
   if (before === undefined || (before?.session ?? null) !== (entry?.session ?? null)) {
@@ -119,7 +119,7 @@ function onObserved(s: RouteState, entry: Observed | null, now: number, commands
   }
   // An acquire whose answer was lost (timeout) may still have succeeded: the key tells.
   if (s.session && entry?.session === s.session && !s.acquireInFlight) {
-    if (s.phase === "contending") return acquired(next, entry.lockIndex, now, commands, { lockDelayMs: 0, random: () => 0 }, true);
+    if (s.phase === "contending") return acquired(next, entry.lockIndex, now, commands, timing);
     if (s.phase === "idle") return releaseUnwanted(next, s.session, entry.lockIndex, now, commands);
   }
   return maybeAcquire(next, now, commands);
@@ -136,7 +136,7 @@ function releaseUnwanted(s: RouteState, session: string, lockIndex: number, now:
   return { ...s, phase: "releasing", acquireInFlight: false, held: { session, lockIndex, acquiredAt: now }, reassertAt: [], releaseReason: "ineligible" };
 }
 
-function acquired(s: RouteState, lockIndex: number, now: number, commands: ElectionCommand[], timing: ElectionTiming, adopted = false): RouteState {
+function acquired(s: RouteState, lockIndex: number, now: number, commands: ElectionCommand[], timing: ElectionTiming): RouteState {
   const session = s.session as string;
   commands.push({ type: "emit", event: { type: "acquired", route: s.route, lockIndex, waitedMs: s.freeSince !== undefined ? now - s.freeSince : 0, at: now } });
   commands.push({ type: "writeRoute", route: s.route, why: "acquired" });
@@ -145,7 +145,7 @@ function acquired(s: RouteState, lockIndex: number, now: number, commands: Elect
     phase: "holding",
     acquireInFlight: false,
     held: { session, lockIndex, acquiredAt: now },
-    reassertAt: adopted ? [] : reassertSchedule(now, timing.lockDelayMs),
+    reassertAt: reassertSchedule(now, timing.lockDelayMs),
   };
 }
 
@@ -154,7 +154,7 @@ export function step(s: RouteState, input: ElectionInput, now: number, timing: E
   let state: RouteState;
   switch (input.type) {
     case "observed":
-      state = onObserved(s, input.entry, now, commands);
+      state = onObserved(s, input.entry, now, commands, timing);
       break;
 
     case "eligibility": {

@@ -16,9 +16,9 @@ export type WriteGate = (routeName: string) => Promise<boolean>;
 
 /** What the election needs from the route writer (agent/routes RouteController fits). */
 export interface RouteWriter {
-  claim(routeName: string, gate: WriteGate, signal?: AbortSignal): Promise<{ action: string; tables: { tableId: string; action: string }[]; ms: number }>;
+  /** One describe for every table of the routes, then a fenced write for each that is not ours. */
+  reconcile(heldRoutes: readonly string[], gate: WriteGate): Promise<{ routeName: string; action: string; tables: { tableId: string; action: string }[]; ms: number }[]>;
   release(routeName: string, gate: WriteGate): Promise<void>;
-  reconcile(heldRoutes: readonly string[], gate: WriteGate): Promise<unknown>;
 }
 
 /** What the election needs from the health monitor. */
@@ -84,7 +84,10 @@ export class Election {
   private readonly routesByName = new Map<string, RouteConfig>();
   private readonly keepers = new Map<string, SessionKeeper>();
   private readonly listeners: ElectionListener[] = [];
-  private readonly writes = new Map<string, { running: Promise<void>; again: boolean }>();
+  /** Routes waiting for the next write batch, and the routes of the batch in flight. */
+  private readonly pendingWrites = new Set<string>();
+  private readonly writingRoutes = new Set<string>();
+  private writeBatch: Promise<void> | undefined;
   private readonly stopController = new AbortController();
   private readonly tasks: Promise<void>[] = [];
   private lastLivenessPassAt = 0;
@@ -203,14 +206,14 @@ export class Election {
    */
   async whenSettled(timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const mine = () => new Set([...this.keepers.values()].map((k) => k.current).filter(Boolean));
-    const settled = (s: RouteState) => (s.phase === "holding" && !this.writes.has(s.route)) || (!!s.observed?.session && !mine().has(s.observed.session));
+    const settled = (s: RouteState) => (s.phase === "holding" && !this.writeBusy(s.route)) || (!!s.observed?.session && !mine().has(s.observed.session));
     const all = Promise.all([...this.states.keys()].map((r) => this.whenPhase(r, settled)));
     const stop = new Promise<void>((resolve) => {
       if (signal?.aborted) resolve();
       signal?.addEventListener("abort", () => resolve(), { once: true });
     });
     await Promise.race([all, stop, this.deps.clock.sleep(timeoutMs).catch(() => undefined)]);
-    await Promise.allSettled([...this.writes.values()].map((w) => w.running));
+    await this.writeBatch;
   }
 
   /** Routes using a check: released before that check is failed in Consul. */
@@ -239,7 +242,7 @@ export class Election {
     await this.deps.api.updateTtlCheck(livenessCheckId(this.deps.serviceId), "critical", "routeleader stopping").catch(() => undefined);
     await Promise.all([...this.keepers.values()].map((k) => k.destroy()));
     await Promise.allSettled(this.tasks);
-    await Promise.allSettled([...this.writes.values()].map((w) => w.running));
+    await this.writeBatch;
     return { handedOver: released.filter((r) => !notTaken.includes(r)), notTaken };
   }
 
@@ -327,6 +330,9 @@ export class Election {
 
   private onSnapshot(entries: readonly KvEntry[]): void {
     this.deps.onSnapshot?.(entries);
+    // The snapshot may carry a handover request: decide eligibility on it before anyone
+    // contends for a key this same snapshot shows free.
+    this.refreshEligibility();
     const byRoute = new Map<string, KvEntry>();
     for (const e of entries) {
       const route = routeOfKey(this.deps.config.cluster, e.key);
@@ -452,7 +458,7 @@ export class Election {
     try {
       // A write that passed the gate before the release was asked for may still be in flight:
       // let it end (it is bounded by aws.writeTimeout) so it cannot land after a peer's.
-      await this.writes.get(route)?.running;
+      if (this.writeBusy(route)) await this.writeBatch;
       // onRelease: delete removes the route while this node still holds the lock.
       await this.deps.routes.release(route, (name) => this.releaseGate(name, session)).catch((err: Error) => log.warn({ route, err: err.message }, "route delete on release failed"));
       const lockIndex = state?.held?.lockIndex ?? 0;
@@ -471,29 +477,45 @@ export class Election {
     return this.verifyOwnership(route, session, this.states.get(route)?.held?.lockIndex);
   }
 
+  private writeBusy(route: string): boolean {
+    return this.pendingWrites.has(route) || this.writingRoutes.has(route);
+  }
+
+  /**
+   * Queues a route for the next write batch. Writes wanted in the same turn (a failover of
+   * many routes, a reconcile tick) go out together: one describe for all their tables, then a
+   * fenced write for each route that does not point here.
+   */
   private write(route: string): void {
-    const current = this.writes.get(route);
-    if (current) {
-      current.again = true;
-      return;
-    }
-    const slot = { running: Promise.resolve(), again: false };
-    slot.running = (async () => {
-      do {
-        slot.again = false;
-        try {
-          const result = await this.deps.routes.claim(route, this.gate);
-          if (result.action !== "skipped-gate") {
-            this.emit({ type: "routeWritten", route, action: result.action, tables: result.tables.map((t) => `${t.tableId}:${t.action}`), ms: result.ms, at: this.deps.clock.now() });
-          }
-        } catch (err) {
-          this.deps.log.error({ route, err: (err as Error).message }, "route write failed; reconcile will retry");
+    this.pendingWrites.add(route);
+    this.writeBatch ??= this.runWriteBatches().finally(() => {
+      this.writeBatch = undefined;
+    });
+  }
+
+  private async runWriteBatches(): Promise<void> {
+    while (this.pendingWrites.size) {
+      // Let the commands of the same event-loop turn join the batch.
+      await new Promise((resolve) => setImmediate(resolve));
+      const routes = [...this.pendingWrites].filter((r) => this.states.get(r)?.phase === "holding");
+      this.pendingWrites.clear();
+      if (!routes.length) continue;
+      for (const r of routes) this.writingRoutes.add(r);
+      try {
+        const results = await this.deps.routes.reconcile(routes, this.gate);
+        for (const result of results) {
+          if (result.action === "unchanged" || result.action === "skipped-gate") continue;
+          this.emit({ type: "routeWritten", route: result.routeName, action: result.action, tables: result.tables.map((t) => `${t.tableId}:${t.action}`), ms: result.ms, at: this.deps.clock.now() });
         }
-      } while (slot.again && this.states.get(route)?.phase === "holding");
-      this.writes.delete(route);
-      this.notifyWaiters(route);
-    })();
-    this.writes.set(route, slot);
+      } catch (err) {
+        this.deps.log.error({ routes, err: (err as Error).message }, "route write failed; reconcile will retry");
+      } finally {
+        for (const r of routes) {
+          this.writingRoutes.delete(r);
+          this.notifyWaiters(r);
+        }
+      }
+    }
   }
 
   /** The fencing gate: holding, inside the lease, and Consul confirms (consistent read). */
@@ -549,9 +571,8 @@ export class Election {
     while (!signal.aborted) {
       await this.deps.clock.sleep(this.deps.config.reconcileInterval, signal).catch(() => undefined);
       if (signal.aborted) break;
-      const held = this.heldRoutes();
-      if (!held.length) continue;
-      await this.deps.routes.reconcile(held, this.gate).catch((err: Error) => this.deps.log.error({ err: err.message }, "reconcile failed"));
+      for (const route of this.heldRoutes()) this.write(route);
+      await this.writeBatch;
     }
   }
 }

@@ -71,6 +71,26 @@ function awsCode(err: unknown): string {
  * attempt, never writes in dry run, and never touches a table outside this instance's VPC.
  * It does not know who holds a lock: the caller claims only what it holds.
  */
+/**
+ * Routes converged at once in one reconcile: a failover of many routes must not queue them one
+ * write after another, and EC2's mutating-call bucket (50, refill 5/s) absorbs this burst.
+ */
+const RECONCILE_CONCURRENCY = 8;
+
+/** Runs `task` over `items`, at most `limit` at a time, keeping the order of the results. */
+async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await task(items[i] as T);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 export class RouteController {
   private readonly routes: Map<string, RouteConfig>;
   private readonly tablesByRoute = new Map<string, string[]>();
@@ -134,15 +154,10 @@ export class RouteController {
     for (const name of heldRoutes) await this.ensureSourceDestCheckOff(name);
     const ids = [...new Set(heldRoutes.flatMap((name) => this.tablesOf(name)))];
     const tables = await this.describe(ids);
-    const results: ClaimResult[] = [];
-    let firstFailure: unknown;
-    for (const name of heldRoutes) {
-      const { result, failure } = await this.converge(this.route(name), tables, gate, started, "reconcile");
-      results.push(result);
-      firstFailure ??= failure;
-    }
+    const outcomes = await mapWithConcurrency(heldRoutes, RECONCILE_CONCURRENCY, (name) => this.converge(this.route(name), tables, gate, started, "reconcile"));
+    const firstFailure = outcomes.find((o) => o.failure)?.failure;
     if (firstFailure) throw firstFailure;
-    return results;
+    return outcomes.map((o) => o.result);
   }
 
   async release(routeName: string, gate: WriteGate): Promise<void> {

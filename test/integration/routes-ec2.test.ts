@@ -255,7 +255,8 @@ describe("routes on EC2 (moto behind the fault proxy)", () => {
       expect(written.filter((id) => id === w.self.InstanceId)).toHaveLength(1);
       expect(lines.filter((l) => l.msg === "route write failed")).toHaveLength(1);
 
-      proxy.serverErrors(2, { action: "ReplaceRoute" });
+      // Routes converge side by side: fail only the IPv4 write, whatever the order.
+      proxy.serverErrors(2, { action: "ReplaceRoute", match: (p) => p.DestinationCidrBlock === "0.0.0.0/0" });
       await expect(ctl.reconcile(["both", "v6"], open)).rejects.toBeInstanceOf(AwsCallError);
       expect((await readRoute(admin, w.tables["v6-foreign"]!, "::/0"))?.InstanceId).toBe(w.self.InstanceId);
       expect((await ctl.reconcile(["both", "v6"], open)).map((r) => r.action)).toEqual(["replaced", "unchanged"]);

@@ -54,6 +54,8 @@ const MUTATING = /^(Create|Replace|Delete|Modify|Associate|Disassociate|Run|Term
 
 interface Rule {
   action: string | undefined;
+  /** Only calls whose parameters satisfy this (e.g. one route table) are failed. */
+  match?: (params: Readonly<Record<string, string>>) => boolean;
   remaining: number;
   error: InjectedError;
   label: string;
@@ -138,14 +140,14 @@ export class StartedFaultProxy {
   }
 
   /** The next `count` calls of `action` get this error, unforwarded (e.g. UnauthorizedOperation 403). */
-  failWith(action: string | undefined, count: number, error: InjectedError, label = error.code): void {
-    this.rules.push({ action, remaining: count, error, label });
+  failWith(action: string | undefined, count: number, error: InjectedError, label = error.code, match?: Rule["match"]): void {
+    this.rules.push({ action, remaining: count, error, label, ...(match ? { match } : {}) });
   }
 
   /** The next `count` calls (of `action`, or of any action) get an HTTP 5xx, unforwarded. */
-  serverErrors(count: number, options: { action?: string; status?: number } = {}): void {
+  serverErrors(count: number, options: { action?: string; status?: number; match?: Rule["match"] } = {}): void {
     const status = options.status ?? 500;
-    this.failWith(options.action, count, { status, code: status === 503 ? "Unavailable" : "InternalError", message: "An internal error has occurred" }, "5xx");
+    this.failWith(options.action, count, { status, code: status === 503 ? "Unavailable" : "InternalError", message: "An internal error has occurred" }, "5xx", options.match);
   }
 
   /** The next `count` calls of `action` are held `ms` before being forwarded (a slow or hung API). */
@@ -208,7 +210,7 @@ export class StartedFaultProxy {
     const record = (status: number, injected?: string) =>
       this.log.push({ time, caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}) });
 
-    const rule = this.rules.find((r) => r.remaining > 0 && (r.action === undefined || r.action === action));
+    const rule = this.rules.find((r) => r.remaining > 0 && (r.action === undefined || r.action === action) && (!r.match || r.match(params)));
     if (rule) {
       rule.remaining--;
       const text = service === "ec2" ? ec2ErrorBody(rule.error) : queryErrorBody(rule.error, service);
