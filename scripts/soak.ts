@@ -19,6 +19,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { DescribeInternetGatewaysCommand, EC2Client, ReplaceRouteCommand } from "@aws-sdk/client-ec2";
 import { EMULATOR_AWS } from "../test/support/moto.js";
+import { parse, stringify } from "yaml";
+import { startAemm, type StartedAemm } from "../test/support/aemm.js";
 import { consulHttp } from "../test/support/consul.js";
 import { startSimCluster, type SimCluster, type SimNode } from "../test/support/cluster.js";
 import { waitUntil } from "../test/support/process.js";
@@ -99,9 +101,45 @@ class Soak {
     console.log(`  VIOLATION round ${round}: ${invariant}: ${detail}`);
   }
 
+  /** Harness events that are not the agent's doing (a fixture process killed from outside). */
+  readonly infraEvents: string[] = [];
+  private readonly replacedAemm: StartedAemm[] = [];
+
   async start(node: SimNode): Promise<void> {
+    await this.ensureMetadataMock(node);
     await this.sim.startAgent(node.name, ["--log-level", "info"]);
     await node.process!.waitForLine(/"step":"ready"/, 60_000);
+  }
+
+  /** The machine is shared: if this node's metadata mock died, start a new one and point the node's config at it. */
+  private async ensureMetadataMock(node: SimNode): Promise<void> {
+    const current = this.replacedAemm.find((a) => a.identity.instanceId === node.instanceId) ?? node.aemm;
+    if (!current.process.hasExited) return;
+    const fresh = await startAemm(node.identity);
+    this.replacedAemm.push(fresh);
+    const cfg = parse(readFileSync(node.configPath, "utf8")) as { imds: { endpoint: string } };
+    cfg.imds.endpoint = fresh.endpoint;
+    writeFileSync(node.configPath, stringify(cfg));
+    this.infraEvents.push(`${new Date().toISOString()}: ${node.name}'s metadata mock had exited (${JSON.stringify(current.process.exit)}); restarted`);
+    console.log(`  infra: ${this.infraEvents.at(-1)}`);
+  }
+
+  async stopFixtures(): Promise<void> {
+    for (const a of this.replacedAemm) await a.stop();
+  }
+
+  /** A restart that does not reach "ready" is a violation; the node is tried once more so the soak goes on. */
+  async restart(node: SimNode, round: number): Promise<void> {
+    try {
+      await this.start(node);
+    } catch (err) {
+      this.violation(round, "a restarted agent gets ready", (err as Error).message.slice(0, 2000));
+      this.expectingExit.add(node.name);
+      await node.process?.stop(10_000);
+      this.exits.set(node.name, [...(this.exits.get(node.name) ?? []), Date.now()]);
+      this.expectingExit.delete(node.name);
+      await this.start(node);
+    }
   }
 
   async stopAgent(node: SimNode, how: "SIGKILL" | "SIGTERM", round: number): Promise<void> {
@@ -166,7 +204,7 @@ class Soak {
       if (!n.process?.hasExited || this.expectingExit.has(n.name)) continue;
       this.violation(round, "no agent exits unasked", `${n.name} exited ${JSON.stringify(n.process.exit)}: ${n.process.output(10)}`);
       this.exits.set(n.name, [...(this.exits.get(n.name) ?? []), Date.now()]);
-      await this.start(n);
+      await this.restart(n, round);
     }
   }
 
@@ -274,14 +312,14 @@ async function main(): Promise<void> {
           detail = `${target.name} SIGKILL, restart`;
           await soak.stopAgent(target, "SIGKILL", round);
           await sleep(1000 + Math.floor(random() * 4000));
-          await soak.start(target);
+          await soak.restart(target, round);
           break;
         }
         case "sigterm": {
           detail = `${target.name} SIGTERM, restart`;
           await soak.stopAgent(target, "SIGTERM", round);
           await sleep(500 + Math.floor(random() * 3000));
-          await soak.start(target);
+          await soak.restart(target, round);
           break;
         }
         case "throttle": {
@@ -324,6 +362,7 @@ async function main(): Promise<void> {
       faults: soak.faultCounts,
       violations: soak.violations,
       detectorSelfTest,
+      infraEvents: soak.infraEvents,
       routeWritesChecked: soak.writesChecked,
       ec2Calls: sim.proxy!.calls().length,
       convergeMs: Object.fromEntries(Object.entries(soak.convergeMs).map(([k, v]) => [k, { n: v.length, p50: percentile(v, 50), p95: percentile(v, 95), max: Math.max(...v) }])),
@@ -334,6 +373,7 @@ async function main(): Promise<void> {
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
     console.log(`soak: ${round} rounds, ${soak.violations.length} violation(s), ${soak.writesChecked} route writes checked; max RSS ${JSON.stringify(Object.fromEntries(soak.rssMax))} MiB; written to ${out}`);
     await sim.stop();
+    await soak.stopFixtures();
   }
   if (soak.violations.length || !detectorSelfTest.startsWith("passed")) process.exitCode = 1;
 }
