@@ -1,8 +1,8 @@
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { LabSpec } from "../test/support/faults/lab.js";
+import type { LabResult, LabSpec } from "../test/support/faults/lab.js";
 import { figures, markdownTable, ratioTable, splitBrainTable, svgChart } from "../test/support/faults/report.js";
 import { runFaultLab } from "../test/support/faults/run.js";
 import { SCENARIOS } from "../test/support/faults/scenarios.js";
@@ -25,6 +25,10 @@ const { values } = parseArgs({
     systems: { type: "string", default: SYSTEM_NAMES.join(",") },
     "trials-for": { type: "string", default: "" },
     "out-dir": { type: "string", default: join(import.meta.dirname, "..", "docs") },
+    /** Rebuild the pages from a saved failover-trials.json instead of running the lab. */
+    from: { type: "string" },
+    /** With --from: the command that ran the lab, for the page. */
+    command: { type: "string" },
   },
 });
 
@@ -44,10 +48,11 @@ const spec: LabSpec = {
       }),
   ),
 };
-const command = `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim();
-const started = Date.now();
+const command = values.command ?? `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim();
 const loadBefore = loadavg()[0]!.toFixed(1);
-const result = await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
+const result: LabResult = values.from
+  ? (JSON.parse(readFileSync(values.from, "utf8")) as LabResult)
+  : await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
 const table = figures(result);
 
 const outDir = values["out-dir"];
@@ -59,7 +64,7 @@ writeFileSync(join(outDir, "benchmarks", "failover-trials.json"), `${JSON.string
 const violations = result.runs.flatMap((r) => [...r.trials.flatMap((t) => t.violations.map((v) => `${r.scenario} / ${r.system}: ${v}`)), ...(r.error ? [`${r.scenario} / ${r.system}: ${r.error}`] : [])]);
 const md = `# Failover benchmark
 
-Produced by \`${command}\` (${Math.round((Date.now() - started) / 60_000)} min, ${result.startedAt} – ${result.finishedAt}; 2 cores shared with other work, 1-minute load average ${loadBefore} at the start and ${loadavg()[0]!.toFixed(1)} at the end).
+Produced by \`${command}\` (${result.startedAt} – ${result.finishedAt}${values.from ? "" : `; 2 cores shared with other work, 1-minute load average ${loadBefore} at the start and ${loadavg()[0]!.toFixed(1)} at the end`}).
 Raw figures: [failover.json](benchmarks/failover.json); every trial with its timeline: [failover-trials.json](benchmarks/failover-trials.json).
 
 ## Setup

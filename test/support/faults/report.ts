@@ -8,6 +8,8 @@ export interface Figures {
   p95_ms: number | null;
   max_ms: number | null;
   split_brain_writes: number;
+  /** Failover trials where the route never reached a live, healthy host (within 90 s); not in the percentiles. */
+  not_converged: number;
   route_changes_max: number;
   violations: number;
 }
@@ -30,6 +32,7 @@ export function figures(result: LabResult): FigureTable {
       p95_ms: percentile(ms, 95),
       max_ms: ms.length ? ms[ms.length - 1]! : null,
       split_brain_writes: run.trials.reduce((n, t) => n + t.splitBrainWrites, 0),
+      not_converged: run.trials.filter((t) => t.ms === undefined && t.violations.some((v) => v.startsWith("route did not move"))).length,
       route_changes_max: Math.max(0, ...run.trials.map((t) => t.routeChanges)),
       violations: run.trials.reduce((n, t) => n + t.violations.length, 0) + (run.error ? 1 : 0),
     };
@@ -61,7 +64,7 @@ export function markdownTable(table: FigureTable): string {
         const f = row[s];
         if (!f) return "";
         const timing = f.p50_ms === null ? "stays" : `${sec(f.p50_ms)} / ${sec(f.p95_ms)} / ${sec(f.max_ms)}`;
-        return `${timing} (n=${f.trials}${f.split_brain_writes ? `, **${f.split_brain_writes} split-brain**` : ""}${f.violations ? `, ${f.violations} violations` : ""})`;
+        return `${timing} (n=${f.trials}${f.not_converged ? `, **${f.not_converged} never converged**` : ""}${f.split_brain_writes ? `, **${f.split_brain_writes} split-brain**` : ""}${f.violations ? `, ${f.violations} violations` : ""})`;
       });
       return `| ${scenario} | ${cells.join(" | ")} |`;
     }),
