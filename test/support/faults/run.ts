@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assertNetnsAllowed, createTopology, destroyTopology, nsWrap } from "../netns.js";
@@ -36,6 +36,7 @@ export async function runFaultLab(spec: LabSpec, options: { timeoutMs: number; o
     return JSON.parse(readFileSync(files.out, "utf8")) as LabResult;
   } finally {
     destroyTopology(topology);
-    rmSync(dir, { recursive: true, force: true });
+    // Host state directories of a hub that was killed before its own teardown.
+    for (const name of readdirSync(tmpdir())) if (name.startsWith(`${topology.prefix}-`)) rmSync(join(tmpdir(), name), { recursive: true, force: true });
   }
 }
