@@ -2,7 +2,7 @@ import { DescribeInstancesCommand, type EC2Client } from "@aws-sdk/client-ec2";
 import { awsClientOptions, createAutoScalingClient, createEc2Client } from "./aws/index.js";
 import { systemClock, type Clock } from "./clock.js";
 import type { Config } from "./config/index.js";
-import { ConsulAclError, ConsulApi, ConsulConnection, ConsulUnavailableError, resolveConsulSettings } from "./consul/index.js";
+import { ConsulAclError, ConsulApi, ConsulConnection, ConsulRequestError, ConsulUnavailableError, resolveConsulSettings } from "./consul/index.js";
 import { Election, livenessCheckId, type ElectionEvent } from "./election/index.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { PeerDiscovery } from "./discovery/index.js";
@@ -27,8 +27,7 @@ export interface RunOptions {
 }
 
 /** Connects to the local Consul agent or fails with a message naming the address. */
-async function connectConsul(config: Config, log: Logger): Promise<{ api: ConsulApi; conn: ConsulConnection; node: string }> {
-  const conn = new ConsulConnection(resolveConsulSettings(config.consul));
+async function connectConsul(conn: ConsulConnection, log: Logger): Promise<{ api: ConsulApi; node: string }> {
   const api = new ConsulApi(conn);
   const started = Date.now();
   try {
@@ -36,11 +35,11 @@ async function connectConsul(config: Config, log: Logger): Promise<{ api: Consul
     const leader = await api.leader(3000);
     log.info({ step: "consul", address: api.address, node: self.nodeName, datacenter: self.datacenter, leader: leader || null, ms: Date.now() - started }, "connected to the local Consul agent");
     if (self.server) log.warn({ step: "consul" }, "the local Consul agent is a server: sessions are lost when it is partitioned (hashicorp/consul#20424); run a client agent on NAT nodes");
-    return { api, conn, node: self.nodeName };
+    return { api, node: self.nodeName };
   } catch (err) {
-    conn.close();
     if (err instanceof ConsulAclError) throw new ExitError(`Consul at ${api.address} refused the ACL token: ${err.message}`, EXIT.consul, { cause: err });
     if (err instanceof ConsulUnavailableError) throw new ExitError(`Consul agent unreachable at ${api.address}: ${err.message}`, EXIT.consul, { cause: err });
+    if (err instanceof ConsulRequestError) throw new ExitError(`Consul at ${api.address} refused a request: ${err.message}`, EXIT.consul, { cause: err });
     throw err;
   }
 }
@@ -75,18 +74,38 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
   log.info({ step: "start", version: VERSION, config: config.source, cluster: config.cluster, routes: config.routes.map((r) => r.name), dryRun: options.dryRun }, "routeleader starting");
   const stopSignal = options.stopSignal ?? stopOnSignals(log);
 
+  // Start-up only reads until every check has passed: a bad token file, CA, permission or id
+  // stops the agent before it writes anything to AWS or Consul.
+  const conn = new ConsulConnection(resolveConsulSettings(config.consul));
   const imdsStarted = Date.now();
   const imds = new InstanceMetadata({ endpoint: config.imds.endpoint, timeoutMs: config.imds.timeout });
-  const identity = await imds.identity();
+  const identity = await imds.identity().catch((err: unknown) => {
+    conn.close();
+    throw err;
+  });
   log.info({ step: "identity", ...identity, endpoint: imds.endpoint, ms: Date.now() - imdsStarted }, "identity read from instance metadata (IMDSv2)");
 
   const ec2 = createEc2Client({ ...awsClientOptions(config, identity), maxAttempts: 1 });
   const routes = new RouteController({ ec2, config, identity, log, dryRun: options.dryRun });
-  const prepareStarted = Date.now();
-  await routes.prepare();
-  log.info({ step: "routes", ms: Date.now() - prepareStarted }, "route tables resolved in the instance's VPC");
+  const discovery = config.discovery.enabled ? new PeerDiscovery({ ec2, consul: new ConsulApi(conn), identity, config, log }) : undefined;
+  let preferredAz: Map<string, string | undefined>;
+  try {
+    const resolveStarted = Date.now();
+    await routes.resolve();
+    log.info({ step: "routes", ms: Date.now() - resolveStarted }, "route tables resolved in the instance's VPC");
+    preferredAz = await resolvePreferredAzs(config.routes, (r) => routes.tablesOf(r), ec2, log);
+    if (discovery) log.info({ step: "discovery", tags: await discovery.peerTags() }, "peers are found by these tags");
+  } catch (err) {
+    conn.close();
+    ec2.destroy();
+    throw err;
+  }
 
-  const { api, conn } = await connectConsul(config, log);
+  const { api } = await connectConsul(conn, log).catch((err: unknown) => {
+    conn.close();
+    ec2.destroy();
+    throw err;
+  });
   const serviceId = serviceIdOf(identity);
   const service = {
     id: serviceId,
@@ -105,11 +124,19 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
     });
   } catch (err) {
     conn.close();
-    throw new ExitError(`cannot register service ${serviceId} with Consul: ${(err as Error).message}`, err instanceof ConsulAclError ? EXIT.consul : EXIT.consul, { cause: err });
+    ec2.destroy();
+    throw new ExitError(`cannot register service ${serviceId} with Consul: ${(err as Error).message}`, EXIT.consul, { cause: err });
   }
   log.info({ step: "register", serviceId, checks: Object.keys(config.checks) }, "service registered in Consul");
+  try {
+    await routes.applySourceDestCheckMode();
+  } catch (err) {
+    await api.deregisterService(serviceId).catch(() => undefined);
+    conn.close();
+    ec2.destroy();
+    throw err;
+  }
 
-  const preferredAz = await resolvePreferredAzs(config.routes, (r) => routes.tablesOf(r), ec2, log);
   const policy = new FailoverPolicy({ api, config, identity, clock, log, preferredAz });
   const metrics = createMetrics({ routes: config.routes.map((r) => r.name) });
   const hooks = createHookRunner({ hooks: config.hooks, routes: config.routes, instanceId: identity.instanceId, logger: log, clock });
@@ -195,8 +222,7 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
 
   const background = new AbortController();
   const tasks: Promise<unknown>[] = [policy.run(background.signal)];
-  if (config.discovery.enabled) {
-    const discovery = new PeerDiscovery({ ec2, consul: api, identity, config, log });
+  if (discovery) {
     tasks.push(discovery.run(background.signal).catch((err: Error) => log.error({ step: "discovery", err: err.message }, "peer discovery stopped")));
   }
   const autoscaling = createAutoScalingClient({ ...awsClientOptions(config, identity), maxAttempts: 2 });

@@ -110,7 +110,11 @@ export class PeerDiscovery {
     }
   }
 
-  private async peerTags(signal?: AbortSignal): Promise<Record<string, string>> {
+  /**
+   * The tag filters peers are found by (this instance's ASG tag unless configured). Called at
+   * start as a preflight: a missing permission or tag stops the agent before it writes.
+   */
+  async peerTags(signal?: AbortSignal): Promise<Record<string, string>> {
     if (this.tagFilters) return this.tagFilters;
     const { identity, config } = this.deps;
     let self: PeerInstance | undefined;

@@ -1,5 +1,7 @@
 import { DescribeRouteTablesCommand, DescribeSubnetsCommand, type EC2Client } from "@aws-sdk/client-ec2";
+import { toAwsError } from "../aws/index.js";
 import type { RouteConfig } from "../config/index.js";
+import { ExitError } from "../exit-codes.js";
 import type { Logger } from "../observe/log.js";
 
 /** The AZ shared by every subnet in `azs`, or undefined when there are none or several. */
@@ -35,6 +37,9 @@ export async function resolvePreferredAzs(
       result.set(r.name, singleAz(azs));
     }
   } catch (err) {
+    // A missing permission or an unknown id is a deployment error: say so and stop.
+    const failure = toAwsError(err, "ec2:DescribeSubnets");
+    if (failure instanceof ExitError) throw failure;
     log.warn({ err: (err as Error).message }, "could not resolve preferred AZs; routes have no AZ preference");
     for (const r of auto) result.set(r.name, undefined);
   }
