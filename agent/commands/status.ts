@@ -51,15 +51,20 @@ export function statusRows(config: Config, observations: readonly RouteObservati
   });
 }
 
-/** A plain-text table for a terminal. */
-export function renderStatusTable(rows: readonly StatusRow[]): string {
-  const header = ["ROUTE", "TABLE", "DESTINATION", "HOLDER", "AZ", "SINCE", "TARGET", "STATE", ""];
-  const lines = rows.map((r) => [r.route, r.table, r.destination, r.holder ?? "-", r.holderAz ?? "-", r.since ?? "-", r.target ?? "-", r.state, r.drift ? `DRIFT: ${r.driftReason}` : ""]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] as string).length)));
-  const format = (cells: string[]) =>
+/** Left-aligned text columns, two spaces apart: the header line, then one line per row. */
+export function formatColumns(header: readonly string[], rows: readonly (readonly string[])[]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const format = (cells: readonly string[]) =>
     cells
       .map((c, i) => c.padEnd(widths[i] as number))
       .join("  ")
       .trimEnd();
-  return [format(header), ...lines.map(format)].join("\n");
+  return [format(header), ...rows.map(format)];
+}
+
+/** A plain-text table for a terminal. */
+export function renderStatusTable(rows: readonly StatusRow[]): string {
+  const header = ["ROUTE", "TABLE", "DESTINATION", "HOLDER", "AZ", "SINCE", "TARGET", "STATE", ""];
+  const lines = rows.map((r) => [r.route, r.table, r.destination, r.holder ?? "-", r.holderAz ?? "-", r.since ?? "-", r.target ?? "-", r.state, r.drift ? `DRIFT: ${r.driftReason}` : ""]);
+  return formatColumns(header, lines).join("\n");
 }

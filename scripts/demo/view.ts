@@ -1,4 +1,5 @@
 import type { SimCluster } from "../../test/support/cluster.js";
+import { formatColumns } from "../../agent/commands/status.js";
 
 /**
  * The demo's live view: who holds each route (Consul, consistent read), where the route
@@ -31,16 +32,6 @@ interface NodeRow {
 }
 
 const stamp = () => new Date().toISOString().slice(11, 23);
-
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
-  const fmt = (cells: string[]) =>
-    cells
-      .map((c, i) => c.padEnd(widths[i] as number))
-      .join("  ")
-      .trimEnd();
-  return [fmt(header), ...rows.map(fmt)];
-}
 
 export class LiveView {
   private readonly story: string[] = [];
@@ -139,8 +130,8 @@ export class LiveView {
   }
 
   private draw(): void {
-    const routes = table(["ROUTE", "TABLE", "HOLDER", "AZ", "TABLE TARGET", "STATE"], this.routeRows.map((r) => [r.route, r.table, r.holder, r.az, r.target, r.state]));
-    const nodes = table(["NODE", "INSTANCE", "AZ", "CHECK", "AGENT", "LEADS"], this.nodeRows.map((n) => [n.node, n.instance, n.az, n.check, n.agent, n.leads]));
+    const routes = formatColumns(["ROUTE", "TABLE", "HOLDER", "AZ", "TABLE TARGET", "STATE"], this.routeRows.map((r) => [r.route, r.table, r.holder, r.az, r.target, r.state]));
+    const nodes = formatColumns(["NODE", "INSTANCE", "AZ", "CHECK", "AGENT", "LEADS"], this.nodeRows.map((n) => [n.node, n.instance, n.az, n.check, n.agent, n.leads]));
     const frame = [this.header, "", ...routes, "", ...nodes, "", ...this.story.slice(-12)].join("\n");
     if (frame === this.lastFrame) return;
     this.lastFrame = frame;
