@@ -75,8 +75,13 @@ install_consul() {
     mv "$bin.tmp" "$bin"
     rm -rf "$work"
   fi
-  "$bin" version | head -n 1 | grep -q "Consul v$CONSUL_VERSION" || die "built consul does not report v$CONSUL_VERSION"
-  log "consul: $("$bin" version | head -n 1) at $bin"
+  # Read the whole output first: `consul version | head -n 1` under pipefail fails whenever
+  # consul is still writing when head exits (SIGPIPE).
+  local reported
+  reported=$("$bin" version) || die "$bin version failed"
+  reported=${reported%%$'\n'*}
+  [ "$reported" = "Consul v$CONSUL_VERSION" ] || die "built consul reports '$reported', not v$CONSUL_VERSION"
+  log "consul: $reported at $bin"
   echo "ROUTELEADER_CONSUL_BIN=$bin" >>"$cache/paths.env.new"
 }
 
