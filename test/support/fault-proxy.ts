@@ -48,6 +48,9 @@ export interface FaultProxyOptions {
   blackholeStoppedTargets?: boolean;
   /** Fill InstanceId and NetworkInterfaceId of instance routes, as AWS does (default false). */
   fillRouteTargets?: boolean;
+  /** Where to listen; default 127.0.0.1 on a free port (a namespace address in the fault lab). */
+  host?: string;
+  port?: number;
 }
 
 const MUTATING = /^(Create|Replace|Delete|Modify|Associate|Disassociate|Run|Terminate|Stop|Start|Attach|Detach|Complete|Record|Put|Set|Update|Reboot|Assign|Unassign|Enable|Disable)/;
@@ -317,8 +320,9 @@ export class StartedFaultProxy {
   }
 }
 
-/** Starts the proxy on a free loopback port. */
+/** Starts the proxy, by default on a free loopback port. */
 export async function startFaultProxy(options: FaultProxyOptions): Promise<StartedFaultProxy> {
+  const host = options.host ?? "127.0.0.1";
   let proxy: StartedFaultProxy | undefined;
   const server = http.createServer((req, res) => {
     proxy!.handle(req, res).catch((err: unknown) => {
@@ -328,9 +332,9 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Start
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
+    server.listen(options.port ?? 0, host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
-  proxy = new StartedFaultProxy(server, `http://127.0.0.1:${port}`, options);
+  proxy = new StartedFaultProxy(server, `http://${host}:${port}`, options);
   return proxy;
 }

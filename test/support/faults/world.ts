@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -16,7 +15,7 @@ import { startAemm, type SimulatedIdentity, type StartedAemm } from "../aemm.js"
 import { binaryPath } from "../binaries.js";
 import { consulHttp, startConsul, waitForConsulReady, type StartedConsul } from "../consul.js";
 import { createSubnet, createTable, createVpc } from "../ec2-world.js";
-import { StartedFaultProxy } from "../fault-proxy.js";
+import { startFaultProxy, type StartedFaultProxy } from "../fault-proxy.js";
 import { EMULATOR_AWS } from "../moto.js";
 import type { NetnsNode, Topology } from "../netns.js";
 import { nsPids, nsWrap } from "../netns.js";
@@ -125,22 +124,6 @@ async function startMotoAt(addr: string): Promise<ManagedProcess> {
   return proc;
 }
 
-async function startProxyAt(addr: string, upstream: string): Promise<StartedFaultProxy> {
-  let proxy: StartedFaultProxy | undefined;
-  const server = http.createServer((req, res) => {
-    proxy!.handle(req, res).catch((err: unknown) => {
-      if (!res.headersSent) res.writeHead(502, { "content-type": "text/plain" });
-      res.end(`fault proxy: ${(err as Error).message}`);
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(PROXY_PORT, addr, () => resolve());
-  });
-  proxy = new StartedFaultProxy(server, `http://${addr}:${PROXY_PORT}`, { upstream, blackholeStoppedTargets: false });
-  return proxy;
-}
-
 export interface LaneSpec {
   name: string;
   gossip: "default" | "fast";
@@ -168,7 +151,7 @@ export class World {
     const moto = await startMotoAt(hub);
     const motoEndpoint = `http://${hub}:${MOTO_PORT}`;
     const ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: motoEndpoint, maxAttempts: 1 });
-    const proxy = await startProxyAt(hub, motoEndpoint);
+    const proxy = await startFaultProxy({ upstream: motoEndpoint, blackholeStoppedTargets: false, host: hub, port: PROXY_PORT });
     const { vpcId } = await createVpc(ec2, "10.0.0.0/16");
     const publicSubnet = await createSubnet(ec2, vpcId, "10.0.0.0/24", AZ);
     const igw = (await ec2.send(new CreateInternetGatewayCommand({}))).InternetGateway!.InternetGatewayId as string;
