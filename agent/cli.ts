@@ -1,15 +1,11 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { ConfigError, loadConfig, type Config } from "./config/index.js";
+import { ConfigError, loadConfig } from "./config/index.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { createLogger } from "./observe/log.js";
 import { runAgent } from "./agent.js";
 import { postToAgent, printStatus, requestHandover } from "./commands/operator.js";
 import { VERSION } from "./version.js";
-
-function load(file: string): Config {
-  return loadConfig(file);
-}
 
 /** Builds the command line. Exported for tests; `main()` runs it. */
 export function buildCli(): Command {
@@ -27,7 +23,7 @@ export function buildCli(): Command {
     .description("validate a configuration file and print what is wrong")
     .addOption(configOption())
     .action((opts: { config: string }) => {
-      const config = load(opts.config);
+      const config = loadConfig(opts.config);
       process.stdout.write(`${opts.config}: valid (cluster ${config.cluster}, ${config.routes.length} route${config.routes.length === 1 ? "" : "s"}, ${Object.keys(config.checks).length} check${Object.keys(config.checks).length === 1 ? "" : "s"})\n`);
     });
 
@@ -38,7 +34,7 @@ export function buildCli(): Command {
     .addOption(logLevel())
     .option("--dry-run", "log every intended route write and send none")
     .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
-      const config = load(opts.config);
+      const config = loadConfig(opts.config);
       const log = createLogger(opts.logLevel ?? config.logLevel);
       await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: false });
     });
@@ -50,7 +46,7 @@ export function buildCli(): Command {
     .addOption(logLevel())
     .option("--dry-run", "log every intended route write and send none")
     .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
-      const config = load(opts.config);
+      const config = loadConfig(opts.config);
       const log = createLogger(opts.logLevel ?? config.logLevel);
       await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: true });
     });
@@ -61,7 +57,7 @@ export function buildCli(): Command {
     .addOption(configOption())
     .option("--json", "print JSON")
     .action(async (opts: { config: string; json?: boolean }) => {
-      const config = load(opts.config);
+      const config = loadConfig(opts.config);
       const code = await printStatus(config, createLogger("warn", { pretty: false, destination: process.stderr }), opts.json ?? false);
       if (code !== EXIT.ok) throw new ExitError("drift between Consul and the route tables (see DRIFT above)", code);
     });
@@ -72,7 +68,7 @@ export function buildCli(): Command {
       .description(action === "drain" ? "release every route this node holds and stop contending (until undrain or restart)" : "contend for routes again after a drain")
       .addOption(configOption())
       .action(async (opts: { config: string }) => {
-        const config = load(opts.config);
+        const config = loadConfig(opts.config);
         process.stdout.write(`${await postToAgent(config, action)}\n`);
       });
   }
@@ -84,7 +80,7 @@ export function buildCli(): Command {
     .addOption(configOption())
     .option("--to <instance>", "instance id that should take the route")
     .action(async (route: string, opts: { config: string; to?: string }) => {
-      const config = load(opts.config);
+      const config = loadConfig(opts.config);
       const result = await requestHandover(config, route, opts.to);
       process.stdout.write(`${route}: ${result.from ?? "nobody"} → ${result.to ?? "nobody"} in ${result.ms} ms\n`);
     });

@@ -340,7 +340,8 @@ export class Election {
     }
     for (const route of this.states.keys()) {
       const e = byRoute.get(route);
-      const observed: Observed | null = e ? { lockIndex: e.lockIndex, modifyIndex: e.modifyIndex, ...(e.session ? { session: e.session } : {}), ...(parseHolder(e.value) ? { holder: parseHolder(e.value) as HolderInfo } : {}) } : null;
+      const holder = e ? parseHolder(e.value) : undefined;
+      const observed: Observed | null = e ? { lockIndex: e.lockIndex, modifyIndex: e.modifyIndex, ...(e.session ? { session: e.session } : {}), ...(holder ? { holder } : {}) } : null;
       const before = this.states.get(route)?.observed;
       if (before !== undefined && before?.session === observed?.session && before?.lockIndex === observed?.lockIndex && before?.modifyIndex === observed?.modifyIndex) continue;
       this.dispatch(route, { type: "observed", entry: observed });
@@ -406,7 +407,7 @@ export class Election {
     }
   }
 
-  private holderValue(route: string, session: string, lockIndex: number, acquiredAt: string, release?: ReleaseReason): string {
+  private holderValue(session: string, lockIndex: number, acquiredAt: string, release?: ReleaseReason): string {
     const { identity } = this.deps;
     const holder: HolderInfo = {
       instanceId: identity.instanceId,
@@ -419,7 +420,6 @@ export class Election {
       agentVersion: VERSION,
       ...(release ? { releasedAt: new Date(this.deps.clock.wallNow()).toISOString(), releaseReason: release } : {}),
     };
-    void route;
     return encodeHolder(holder);
   }
 
@@ -432,7 +432,7 @@ export class Election {
     // the value up could land after a quick release and take the key again.)
     const expectedLockIndex = (this.states.get(route)?.observed?.lockIndex ?? 0) + 1;
     try {
-      const ok = await api.acquire(key, session, this.holderValue(route, session, expectedLockIndex, acquiredAt), 3000);
+      const ok = await api.acquire(key, session, this.holderValue(session, expectedLockIndex, acquiredAt), 3000);
       const read = await api.kvRead(key, { consistent: ok });
       const entry = read.entries[0];
       if (ok && entry?.session === session) {
@@ -463,7 +463,7 @@ export class Election {
       await this.deps.routes.release(route, (name) => this.releaseGate(name, session)).catch((err: Error) => log.warn({ route, err: err.message }, "route delete on release failed"));
       const lockIndex = state?.held?.lockIndex ?? 0;
       const acquiredAt = state?.held ? new Date(this.deps.clock.wallNow() - (this.deps.clock.now() - state.held.acquiredAt)).toISOString() : "";
-      await api.release(routeKey(config.cluster, route), session, this.holderValue(route, session, lockIndex, acquiredAt, reason), 2000);
+      await api.release(routeKey(config.cluster, route), session, this.holderValue(session, lockIndex, acquiredAt, reason), 2000);
       log.debug({ route, ms: this.deps.clock.now() - started }, "key released");
     } catch (err) {
       log.warn({ route, err: (err as Error).message }, "release failed; the key frees when the session is invalidated");

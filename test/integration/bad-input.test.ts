@@ -5,11 +5,11 @@ import { DescribeInstanceAttributeCommand, EC2Client, ModifyInstanceAttributeCom
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { EXIT } from "../../agent/exit-codes.js";
-import { startAemm, type SimulatedIdentity, type StartedAemm } from "../support/aemm.js";
+import { startAemm, type StartedAemm } from "../support/aemm.js";
 import { runCli, spawnCli } from "../support/agent-cli.js";
 import { consulHttp, startConsulDev, type StartedConsul } from "../support/consul.js";
 import { startSecureConsul, type ConsulWritable, type StartedSecureConsul } from "../support/consul-secure.js";
-import { createSubnet, createTable, createVpc, runInstance } from "../support/ec2-world.js";
+import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../support/ec2-world.js";
 import { startFaultProxy, type InjectedError, type StartedFaultProxy } from "../support/fault-proxy.js";
 import { startHttpRelay, type StartedHttpRelay } from "../support/http-relay.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
@@ -153,17 +153,7 @@ beforeAll(async () => {
   otherVpcTable = await createTable(admin, other.vpcId, { tags: { Name: "private-other" } });
   const instance = await runInstance(admin, subnet);
   selfId = instance.InstanceId!;
-  const eni = instance.NetworkInterfaces![0]!;
-  const identity: SimulatedIdentity = {
-    instanceId: selfId,
-    az: instance.Placement?.AvailabilityZone ?? "us-east-1a",
-    region: EMULATOR_AWS.region,
-    vpcId,
-    subnetId: subnet,
-    eniId: eni.NetworkInterfaceId!,
-    mac: eni.MacAddress ?? "0a:00:00:00:00:01",
-    privateIp: instance.PrivateIpAddress!,
-  };
+  const identity = identityOf(instance);
   [consul, aclConsul, aemm, aemmV1, closedPort] = await Promise.all([
     startConsulDev("bad-input"),
     startSecureConsul({ managementToken: MANAGEMENT_TOKEN }),

@@ -6,10 +6,10 @@ import { EC2Client } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { EXIT } from "../../agent/exit-codes.js";
-import { startAemm, type SimulatedIdentity, type StartedAemm } from "../support/aemm.js";
+import { startAemm, type StartedAemm } from "../support/aemm.js";
 import { runCli, spawnCli, type CliOptions } from "../support/agent-cli.js";
 import { makeTlsMaterial, startSecureConsul, type StartedSecureConsul, type TlsMaterial } from "../support/consul-secure.js";
-import { createSubnet, createTable, createVpc, runInstance } from "../support/ec2-world.js";
+import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../support/ec2-world.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
 import type { ManagedProcess } from "../support/process.js";
 
@@ -93,17 +93,7 @@ beforeAll(async () => {
   const subnet = await createSubnet(admin, vpcId, "10.0.1.0/24");
   await createTable(admin, vpcId, { tags: { Name: "private-sec" }, subnets: [subnet] });
   const instance = await runInstance(admin, subnet);
-  const eni = instance.NetworkInterfaces![0]!;
-  const identity: SimulatedIdentity = {
-    instanceId: instance.InstanceId!,
-    az: instance.Placement?.AvailabilityZone ?? "us-east-1a",
-    region: EMULATOR_AWS.region,
-    vpcId,
-    subnetId: subnet,
-    eniId: eni.NetworkInterfaceId!,
-    mac: eni.MacAddress ?? "0a:00:00:00:00:01",
-    privateIp: instance.PrivateIpAddress!,
-  };
+  const identity = identityOf(instance);
   [aemm, consul] = await Promise.all([startAemm(identity), startSecureConsul({ managementToken: MANAGEMENT, tls })]);
   const policy = await consul.call("PUT", "/v1/acl/policy", JSON.stringify({ Name: "routeleader", Rules: AGENT_RULES }));
   expect(policy.status).toBe(200);

@@ -12,12 +12,12 @@ import {
   CreateVpcCommand,
   DescribeRouteTablesCommand,
   EC2Client,
-  RunInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { stringify } from "yaml";
 import { startAemm, type AemmOptions, type SimulatedIdentity, type StartedAemm } from "./aemm.js";
 import { freePort } from "./ports.js";
 import { consulHttp, startConsulCluster, type ConsulCluster, type StartedConsul } from "./consul.js";
+import { identityOf, runInstance } from "./ec2-world.js";
 import { startFaultProxy, type StartedFaultProxy } from "./fault-proxy.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "./moto.js";
 import { ManagedProcess, waitUntil } from "./process.js";
@@ -279,19 +279,8 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
     }
     consul = await startConsulCluster({ clients: spec.nodes.map((n) => n.name), ...(spec.clientHcl ? { clientHcl: spec.clientHcl } : {}) });
     if (spec.faultProxy) proxy = await startFaultProxy({ upstream: moto.endpoint });
-    for (const [i, n] of spec.nodes.entries()) {
-      const inst = (await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", MinCount: 1, MaxCount: 1, SubnetId: publicSubnet.get(n.az), InstanceType: "t4g.nano" }))).Instances![0]!;
-      const eni = inst.NetworkInterfaces?.[0];
-      const identity: SimulatedIdentity = {
-        instanceId: inst.InstanceId as string,
-        az: n.az,
-        region: EMULATOR_AWS.region,
-        vpcId,
-        subnetId: publicSubnet.get(n.az) as string,
-        eniId: eni?.NetworkInterfaceId as string,
-        mac: eni?.MacAddress ?? `0a:00:00:00:00:${String(i).padStart(2, "0")}`,
-        privateIp: inst.PrivateIpAddress as string,
-      };
+    for (const n of spec.nodes) {
+      const identity = identityOf(await runInstance(ec2, publicSubnet.get(n.az) as string));
       const aemm = await startAemm(identity);
       const dir = mkdtempSync(join(tmpdir(), `rl-node-${n.name}-`));
       const consulAgent = consul.clients.find((c) => c.node === n.name) as StartedConsul;

@@ -8,13 +8,12 @@ import {
   DescribeRouteTablesCommand,
   EC2Client,
   ReplaceRouteCommand,
-  RunInstancesCommand,
   TerminateInstancesCommand,
 } from "@aws-sdk/client-ec2";
 import { startAemm, type SimulatedIdentity, type StartedAemm } from "../aemm.js";
 import { binaryPath } from "../binaries.js";
 import { consulHttp, startConsul, waitForConsulReady, type StartedConsul } from "../consul.js";
-import { createSubnet, createTable, createVpc } from "../ec2-world.js";
+import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../ec2-world.js";
 import { startFaultProxy, type StartedFaultProxy } from "../fault-proxy.js";
 import { EMULATOR_AWS } from "../moto.js";
 import type { NetnsNode, Topology } from "../netns.js";
@@ -170,7 +169,7 @@ export class World {
       const hosts: Host[] = [];
       for (const node of topology.hosts.slice(lanes.length * HOSTS_PER_LANE, (lanes.length + 1) * HOSTS_PER_LANE)) {
         const dir = mkdtempSync(join(tmpdir(), `${topology.prefix}-${node.role}-`));
-        const identity = await World.newIdentity(ec2, vpcId, publicSubnet, n);
+        const identity = identityOf(await runInstance(ec2, publicSubnet));
         hosts.push(new Host(node, dir, identity, `00000000-0000-4000-8000-${String(++n).padStart(12, "0")}`, cluster));
       }
       const lane = { name: spec.name, hosts, tableId, cluster };
@@ -178,21 +177,6 @@ export class World {
       lanes.push(lane);
     }
     return new World(topology, moto, motoEndpoint, proxy, ec2, vpcId, publicSubnet, igw, clusters, lanes);
-  }
-
-  private static async newIdentity(ec2: EC2Client, vpcId: string, subnetId: string, i: number): Promise<SimulatedIdentity> {
-    const inst = (await ec2.send(new RunInstancesCommand({ ImageId: "ami-12c6146b", MinCount: 1, MaxCount: 1, SubnetId: subnetId, InstanceType: "t4g.nano" }))).Instances![0]!;
-    const eni = inst.NetworkInterfaces?.[0];
-    return {
-      instanceId: inst.InstanceId as string,
-      az: AZ,
-      region: EMULATOR_AWS.region,
-      vpcId,
-      subnetId,
-      eniId: eni?.NetworkInterfaceId as string,
-      mac: eni?.MacAddress ?? `0a:00:00:00:01:${String(i).padStart(2, "0")}`,
-      privateIp: inst.PrivateIpAddress as string,
-    };
   }
 
   get hosts(): Host[] {
@@ -279,7 +263,7 @@ export class World {
 
   /** Gives the host a new instance in moto (an ASG replacement). */
   async replaceInstance(h: Host): Promise<void> {
-    h.identity = await World.newIdentity(this.ec2, this.vpcId, this.subnetId, this.hosts.indexOf(h));
+    h.identity = identityOf(await runInstance(this.ec2, this.subnetId));
   }
 
   /** Every pid in a host's namespace (what a power-off freezes and kills). */
