@@ -116,7 +116,9 @@ export class SimNode {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.eventWaiters.splice(this.eventWaiters.indexOf(waiter), 1);
-        reject(new Error(`${this.name}: no matching agent event within ${timeoutMs} ms; last output:\n${this.process?.output(15) ?? "(not running)"}`));
+        const mock = this.aemm.process;
+        const mockState = mock.hasExited ? `exited ${JSON.stringify(mock.exit)}:\n${mock.output(30)}` : "running";
+        reject(new Error(`${this.name}: no matching agent event within ${timeoutMs} ms; last output:\n${this.process?.output(15) ?? "(not running)"}\nmetadata mock: ${mockState}`));
       }, timeoutMs);
       const waiter = {
         test,
