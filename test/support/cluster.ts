@@ -264,18 +264,19 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
     await ec2.send(new AttachInternetGatewayCommand({ InternetGatewayId: igw.InternetGatewayId, VpcId: vpcId }));
     const azs = [...new Set([...spec.nodes.map((n) => n.az), ...spec.tables.map((t) => t.az)])];
     const publicSubnet = new Map<string, string>();
-    const privateSubnet = new Map<string, string>();
     for (const [i, az] of azs.entries()) {
-      publicSubnet.set(az, (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: `10.0.${i * 2}.0/24`, AvailabilityZone: az }))).Subnet!.SubnetId as string);
-      privateSubnet.set(az, (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: `10.0.${i * 2 + 1}.0/24`, AvailabilityZone: az }))).Subnet!.SubnetId as string);
+      publicSubnet.set(az, (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: `10.0.${i}.0/24`, AvailabilityZone: az }))).Subnet!.SubnetId as string);
     }
     const tableIds = new Map<string, string>();
-    for (const t of spec.tables) {
+    for (const [i, t] of spec.tables.entries()) {
       const table = (await ec2.send(new CreateRouteTableCommand({ VpcId: vpcId }))).RouteTable!;
       const id = table.RouteTableId as string;
       tableIds.set(t.name, id);
       await ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: "Name", Value: t.name }, { Key: "routeleader/managed", Value: cluster }] }));
-      await ec2.send(new AssociateRouteTableCommand({ RouteTableId: id, SubnetId: privateSubnet.get(t.az) }));
+      // A subnet has one route table (EC2 moves the association to the newest), so every table
+      // gets a private subnet of its own: several tables in one AZ all keep that AZ.
+      const privateSubnet = (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: `10.0.${100 + i}.0/24`, AvailabilityZone: t.az }))).Subnet!.SubnetId as string;
+      await ec2.send(new AssociateRouteTableCommand({ RouteTableId: id, SubnetId: privateSubnet }));
       // Before any agent runs, the default route points at the internet gateway (a foreign target).
       await ec2.send(new CreateRouteCommand({ RouteTableId: id, DestinationCidrBlock: "0.0.0.0/0", GatewayId: igw.InternetGatewayId }));
     }
