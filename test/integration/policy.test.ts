@@ -86,11 +86,11 @@ describe("failover policy (2 AZs × 2 nodes)", () => {
     await sim.waitForHolders(["r1"], inAz("us-east-1b"), 30_000);
     const marks = new Map(sim.nodes.map((n) => [n.name, n.events.length]));
     const started = Date.now();
-    // Healthy 5 s (longer than failbackAfter), sick 2 s, four times.
+    // Healthy 6 s (failbackAfter plus two 1 s peer-health polls of slack), sick 2 s, four times.
     for (let cycle = 0; cycle < 4; cycle++) {
       healthy(a1, true);
       await a1.waitForEvent((e) => e.msg === "health check passing", 10_000, a1.events.length);
-      await stimulus(5000);
+      await stimulus(6000);
       healthy(a1, false);
       await a1.waitForEvent((e) => /health check failing/.test(e.msg), 10_000, a1.events.length);
       await stimulus(2000);
