@@ -28,9 +28,7 @@ describe("fault-injection proxy in front of moto", () => {
   });
   beforeEach(async () => {
     await moto.reset();
-    proxy.clearFaults();
-    proxy.clearLog();
-    proxy.setFillRouteTargets(false);
+    proxy.reset();
   });
 
   it("logs every call with its caller, and marks the mutating ones", async () => {

@@ -48,9 +48,7 @@ describe("routes on EC2 (moto behind the fault proxy)", () => {
   });
   beforeEach(async () => {
     await moto.reset();
-    proxy.clearFaults();
-    proxy.clearLog();
-    proxy.setFillRouteTargets(false);
+    proxy.reset();
   });
 
   describe("route-table discovery", () => {

@@ -172,6 +172,13 @@ export class StartedFaultProxy {
     this.hooks = [];
   }
 
+  /** Back to a plain pass-through: no faults, an empty log, moto's own route targets. */
+  reset(): void {
+    this.clearFaults();
+    this.clearLog();
+    this.fillTargets = false;
+  }
+
   setBlackholeStoppedTargets(on: boolean): void {
     this.blackhole = on;
   }
