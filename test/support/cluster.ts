@@ -273,8 +273,8 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
       const id = table.RouteTableId as string;
       tableIds.set(t.name, id);
       await ec2.send(new CreateTagsCommand({ Resources: [id], Tags: [{ Key: "Name", Value: t.name }, { Key: "routeleader/managed", Value: cluster }] }));
-      // A subnet has one route table (EC2 moves the association to the newest), so every table
-      // gets a private subnet of its own: several tables in one AZ all keep that AZ.
+      // A subnet has one route table (EC2 refuses a second association; moto moves it to the
+      // newest table), so every table gets a private subnet of its own and keeps its AZ.
       const privateSubnet = (await ec2.send(new CreateSubnetCommand({ VpcId: vpcId, CidrBlock: `10.0.${100 + i}.0/24`, AvailabilityZone: t.az }))).Subnet!.SubnetId as string;
       await ec2.send(new AssociateRouteTableCommand({ RouteTableId: id, SubnetId: privateSubnet }));
       // Before any agent runs, the default route points at the internet gateway (a foreign target).
