@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { consulHttp } from "../test/support/consul.js";
 import { startSimCluster, type SimCluster, type SimNode } from "../test/support/cluster.js";
 import { runNodeCli } from "../test/support/sim-cli.js";
-import { ALIVE_CHECK, eventTime, figures, marks, nextAcquire, setHealthy, waitForSession, waitForTarget, type Figures } from "./lib/sim-trials.js";
+import { ALIVE_CHECK, eventTime, figures, marks, nextAcquire, waitForSession, waitForTarget, type Figures } from "./lib/sim-trials.js";
 
 /**
  * Election benchmark: time from a fault on the holder of one route to the new holder's
@@ -82,7 +82,7 @@ async function failbackCluster(): Promise<SimCluster> {
 }
 
 async function startAll(sim: SimCluster): Promise<void> {
-  for (const n of sim.nodes) setHealthy(n, true);
+  for (const n of sim.nodes) n.setHealthy(true);
   await Promise.all(sim.nodes.map((n) => sim.startAgent(n.name)));
   await Promise.all(sim.nodes.map((n) => waitForSession(n, 0, TRIAL_TIMEOUT_MS)));
 }
@@ -129,7 +129,7 @@ async function restart(sim: SimCluster, node: SimNode): Promise<void> {
 
 /** After a failed trial: every node healthy and running, no operator request left behind. */
 async function recover(sim: SimCluster): Promise<void> {
-  for (const n of sim.nodes) setHealthy(n, true);
+  for (const n of sim.nodes) n.setHealthy(true);
   await consulHttp("DELETE", `${sim.consul.servers[0]!.httpAddr}/v1/kv/routeleader/${sim.cluster}/routes/${ROUTE}/handover`);
   for (const n of sim.nodes) if (!n.process || n.process.hasExited) await restart(sim, n);
 }
@@ -139,8 +139,8 @@ type Runner = (sim: SimCluster) => Promise<Sample>;
 const checkFailure: Runner = async (sim) => {
   const holder = await steadyHolder(sim);
   const mark = holder.events.length;
-  const sample = await trial(sim, holder, async () => setHealthy(holder, false));
-  setHealthy(holder, true);
+  const sample = await trial(sim, holder, async () => holder.setHealthy(false));
+  holder.setHealthy(true);
   await waitForSession(holder, mark, TRIAL_TIMEOUT_MS);
   return sample;
 };
@@ -194,13 +194,13 @@ const handover: Runner = async (sim) => {
 const failback: Runner = async (sim) => {
   const [a1, b1] = [sim.node("a1"), sim.node("b1")];
   await steadyHolder(sim, (n) => n === a1);
-  setHealthy(a1, false);
+  a1.setHealthy(false);
   await steadyHolder(sim, (n) => n === b1);
   const since = marks(sim);
   const recoveredAt = Date.now();
   const acquired = a1.waitForEvent((e) => e.event === "acquired" && e.route === ROUTE, TRIAL_TIMEOUT_MS, since.get("a1"));
   const converged = waitForTarget(sim, TABLE, DEST, (t) => t === a1.instanceId, TRIAL_TIMEOUT_MS);
-  setHealthy(a1, true);
+  a1.setHealthy(true);
   const [event, convergedAt] = await Promise.all([acquired, converged]);
   const release = b1.events.slice(since.get("b1")).find((e) => e.event === "released" && e.route === ROUTE);
   if (release?.reason !== "failback") throw new Error(`b1 released ${ROUTE} with reason ${String(release?.reason)}, not failback`);

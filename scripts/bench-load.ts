@@ -7,7 +7,7 @@
  *
  *   npm run bench:load [-- --reconcile 10s --steady 60]     (writes docs/benchmarks/load.json)
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -99,10 +99,6 @@ async function convergedOrStuck(sim: SimCluster, timeoutMs: number, test: (route
   }
 }
 
-function healthy(node: SimNode, ok: boolean): void {
-  if (ok) writeFileSync(node.file("healthy"), "ok");
-  else rmSync(node.file("healthy"), { force: true });
-}
 
 function categorize(path: string): string {
   const p = path.split("?")[0] ?? path;
@@ -133,7 +129,7 @@ async function main(): Promise<void> {
     const cfg = parse(readFileSync(n1.configPath, "utf8")) as { consul: { address: string } };
     cfg.consul.address = relay.endpoint;
     writeFileSync(n1.configPath, stringify(cfg));
-    for (const n of sim.nodes) healthy(n, true);
+    for (const n of sim.nodes) n.setHealthy(true);
     console.log(`  components up in ${((Date.now() - started) / 1000).toFixed(1)} s; starting 5 agents`);
 
     const cold = Date.now();
@@ -208,7 +204,7 @@ async function main(): Promise<void> {
     const holderNode = sim.nodeByInstance(now.get(route)?.instanceId) as SimNode;
     const held = [...now.entries()].filter(([, h]) => h.instanceId === holderNode.instanceId).map(([r]) => r);
     const failStart = Date.now();
-    healthy(holderNode, false);
+    holderNode.setHealthy(false);
     const moved = await waitUntil(
       `${route} written by a new holder`,
       async () => {

@@ -2,7 +2,7 @@ import { parseArgs } from "node:util";
 import { startSimCluster, type SimCluster, type SimNode } from "../test/support/cluster.js";
 import { runNodeCli } from "../test/support/sim-cli.js";
 import { LiveView, type ViewRoute } from "./demo/view.js";
-import { ALIVE_CHECK, eventTime, marks, nextAcquire, setHealthy, waitForSession, waitForTarget } from "./lib/sim-trials.js";
+import { ALIVE_CHECK, eventTime, marks, nextAcquire, waitForSession, waitForTarget } from "./lib/sim-trials.js";
 
 /**
  * `npm run demo [-- --stay] [--pace MS]`: a local routeleader cluster on the emulators (moto,
@@ -90,7 +90,7 @@ async function story(s: SimCluster, v: LiveView): Promise<void> {
   const faultAt = Date.now();
   const acquired = nextAcquire(s, "r1", since, TIMEOUT_MS, victim);
   const converged = waitForTarget(s, "private-a", "0.0.0.0/0", (t) => !!t && t !== victim.instanceId, TIMEOUT_MS);
-  setHealthy(victim, false);
+  victim.setHealthy(false);
   const [{ node: heir, event }, convergedAt] = await Promise.all([acquired, converged]);
   await v.refresh();
   v.say(`failover: r1 ${victim.name} → ${heir.name} in ${eventTime(event) - faultAt} ms (fault → new holder's acquire); route table pointed at ${heir.name} ${convergedAt - faultAt} ms after the fault`);
@@ -98,7 +98,7 @@ async function story(s: SimCluster, v: LiveView): Promise<void> {
 
   v.say(`recovery: ${victim.name}'s check passes again`);
   const mark = victim.events.length;
-  setHealthy(victim, true);
+  victim.setHealthy(true);
   await waitForSession(victim, mark, TIMEOUT_MS);
   v.say(`${victim.name} is healthy and stands by; r1 stays on ${heir.name} (a healthy holder is not disturbed)`);
   await pause(paceMs);
@@ -137,7 +137,7 @@ async function main(): Promise<void> {
   const ui = `${sim.consul.servers[0]!.httpAddr}/ui/`;
   const header = `routeleader demo — cluster 'demo' — Consul UI: ${ui} — ${stay ? "Ctrl-C stops everything" : "exits after the story (Ctrl-C stops it early)"}`;
   process.stdout.write(`cluster up in ${Math.round((Date.now() - started) / 1000)} s\nConsul UI: ${ui}  (Services → routeleader: who leads what; Key/Value → routeleader/demo/routes/: holder JSON)\n`);
-  for (const n of sim.nodes) setHealthy(n, true);
+  for (const n of sim.nodes) n.setHealthy(true);
   await Promise.all(sim.nodes.map((n) => sim!.startAgent(n.name)));
   view = new LiveView(sim, ROUTES, header, tty);
   view.start();

@@ -13,7 +13,7 @@
  *
  *   npm run soak [-- --minutes 20 --seed 42 --rss-bound-mib 300]    (writes docs/benchmarks/soak.json)
  */
-import { rmSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -68,10 +68,6 @@ function rssMiB(pid: number | undefined): number | undefined {
   }
 }
 
-function healthy(node: SimNode, ok: boolean): void {
-  if (ok) writeFileSync(node.file("healthy"), "ok");
-  else rmSync(node.file("healthy"), { force: true });
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -290,7 +286,7 @@ async function main(): Promise<void> {
   const deadline = started + MINUTES * 60_000;
   let round = 0;
   try {
-    for (const n of sim.nodes) healthy(n, true);
+    for (const n of sim.nodes) n.setHealthy(true);
     await Promise.all(sim.nodes.map((n) => soak.start(n)));
     await soak.converge(0, "coldStart", started);
     soak.sampleRss();
@@ -306,9 +302,9 @@ async function main(): Promise<void> {
         case "checkFail": {
           const ms = 2000 + Math.floor(random() * 6000);
           detail = `${target.name} check fails for ${ms} ms`;
-          healthy(target, false);
+          target.setHealthy(false);
           await sleep(ms);
-          healthy(target, true);
+          target.setHealthy(true);
           break;
         }
         case "sigkill": {

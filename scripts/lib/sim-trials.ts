@@ -1,4 +1,3 @@
-import { rmSync, writeFileSync } from "node:fs";
 import type { AgentEvent, SimCluster, SimNode } from "../../test/support/cluster.js";
 import { waitUntil } from "../../test/support/process.js";
 
@@ -11,10 +10,6 @@ import { waitUntil } from "../../test/support/process.js";
 /** The check every simulated node runs: a file in its state dir that a fault removes. */
 export const ALIVE_CHECK = { alive: { type: "command", command: ["test", "-e", "{dir}/healthy"], every: "200ms", timeout: "500ms", rise: 1, fall: 2 } };
 
-export function setHealthy(node: SimNode, ok: boolean): void {
-  if (ok) writeFileSync(node.file("healthy"), "ok");
-  else rmSync(node.file("healthy"), { force: true });
-}
 
 export const eventTime = (e: AgentEvent): number => Date.parse(e.time);
 

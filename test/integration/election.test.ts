@@ -1,4 +1,3 @@
-import { rmSync, writeFileSync } from "node:fs";
 import { ReplaceRouteCommand } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consulHttp } from "../support/consul.js";
@@ -22,10 +21,6 @@ const TABLE_OF: Record<string, [string, string]> = { r1: ["private-a", "0.0.0.0/
 
 let sim: SimCluster;
 
-function healthy(node: SimNode, ok: boolean): void {
-  if (ok) writeFileSync(node.file("healthy"), "ok");
-  else rmSync(node.file("healthy"), { force: true });
-}
 
 const eventTime = (e: { time: string }) => Date.parse(e.time);
 
@@ -68,7 +63,7 @@ beforeAll(async () => {
     extra: { reconcileInterval: "2s" },
     faultProxy: true,
   });
-  for (const n of sim.nodes) healthy(n, true);
+  for (const n of sim.nodes) n.setHealthy(true);
   await Promise.all(sim.nodes.map((n) => sim.startAgent(n.name)));
   await sim.waitForHolders(ROUTE_NAMES, (_r, i) => !!i, 60_000);
 }, 240_000);
@@ -105,7 +100,7 @@ describe("per-route leadership (3 contenders, 4 routes, real 3-server Consul)", 
     const victimRoutes = ROUTE_NAMES.filter((r) => holders.get(r)?.instanceId === victim.instanceId);
     const mark = victim.events.length;
     const faultAt = Date.now();
-    healthy(victim, false);
+    victim.setHealthy(false);
 
     const released = await Promise.all(victimRoutes.map((r) => victim.waitForEvent((e) => e.event === "released" && e.route === r, 20_000, mark)));
     await sim.waitForHolders(victimRoutes, (_r, i) => !!i && i !== victim.instanceId, 30_000);
@@ -115,7 +110,7 @@ describe("per-route leadership (3 contenders, 4 routes, real 3-server Consul)", 
     expect(writesAfter(victim, lastRelease)).toEqual([]);
     console.log(`check failure: ${victimRoutes.length} route(s) released by ${victim.name} ${lastRelease - faultAt} ms after the check file was removed`);
 
-    healthy(victim, true);
+    victim.setHealthy(true);
   });
 
   it("a holder killed with SIGKILL loses its routes after about liveness TTL + lock-delay", async () => {

@@ -1,4 +1,3 @@
-import { rmSync, writeFileSync } from "node:fs";
 import { ReplaceRouteCommand } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimCluster, type AgentEvent, type SimCluster, type SimNode } from "../support/cluster.js";
@@ -22,10 +21,6 @@ const LOCK_DELAY_MS = 3000;
 
 let sim: SimCluster;
 
-function healthy(node: SimNode, ok: boolean): void {
-  if (ok) writeFileSync(node.file("healthy"), "ok");
-  else rmSync(node.file("healthy"), { force: true });
-}
 
 const at = (e: AgentEvent) => Date.parse(e.time);
 const holderOf = async (route: string) => sim.nodeByInstance((await sim.holders()).get(route)?.instanceId) as SimNode;
@@ -73,7 +68,7 @@ beforeAll(async () => {
     // No periodic repair during the test: a hand-edited route stays drifted until someone acts.
     extra: { reconcileInterval: "1h" },
   });
-  for (const n of sim.nodes) healthy(n, true);
+  for (const n of sim.nodes) n.setHealthy(true);
   await Promise.all(sim.nodes.map((n) => sim.startAgent(n.name)));
   await Promise.all(sim.nodes.map((n) => n.waitForEvent((e) => e.msg === "agent running", 60_000)));
   await converged();
@@ -144,13 +139,13 @@ describe("operator verbs", () => {
     expect(JSON.parse(undrain.stdout)).toMatchObject({ draining: false });
     const peers = sim.nodes.filter((n) => n !== drained);
     const peerMarks = marks();
-    for (const p of peers) healthy(p, false);
+    for (const p of peers) p.setHealthy(false);
     await Promise.all(ROUTE_NAMES.map((r) => drained.waitForEvent((e) => e.event === "acquired" && e.route === r, 30_000, undrainMark)));
     const holders = await sim.holders();
     for (const r of ROUTE_NAMES) expect(holders.get(r)?.instanceId).toBe(drained.instanceId);
     await converged();
 
-    for (const p of peers) healthy(p, true);
+    for (const p of peers) p.setHealthy(true);
     await Promise.all(peers.map((p) => p.waitForEvent((e) => e.msg === "session created", 30_000, peerMarks.get(p.name))));
   });
 

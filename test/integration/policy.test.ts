@@ -1,4 +1,3 @@
-import { rmSync, writeFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimCluster, type AgentEvent, type SimCluster, type SimNode } from "../support/cluster.js";
 
@@ -12,10 +11,6 @@ const HOLD_DOWN_MS = 15_000;
 
 let sim: SimCluster;
 
-function healthy(node: SimNode, ok: boolean): void {
-  if (ok) writeFileSync(node.file("healthy"), "ok");
-  else rmSync(node.file("healthy"), { force: true });
-}
 
 const at = (e: AgentEvent) => Date.parse(e.time);
 /** How long a flap phase lasts: part of the fault being injected, not a wait for a result. */
@@ -41,7 +36,7 @@ beforeAll(async () => {
     },
     faultProxy: true,
   });
-  for (const n of sim.nodes) healthy(n, true);
+  for (const n of sim.nodes) n.setHealthy(true);
   // The b nodes start first: a node outside the preferred AZ must still not take the route
   // while it cannot tell whether a preferred node is healthy, and must give way once one is.
   await Promise.all(sim.nodes.map((n) => sim.startAgent(n.name)));
@@ -60,14 +55,14 @@ describe("failover policy (2 AZs × 2 nodes)", () => {
 
   it("fails over to the other AZ when the preferred AZ has no healthy node, and fails back after failbackAfter, not before", async () => {
     const [a1, a2] = [sim.node("a1"), sim.node("a2")];
-    healthy(a1, false);
-    healthy(a2, false);
+    a1.setHealthy(false);
+    a2.setHealthy(false);
     await sim.waitForHolders(["r1"], inAz("us-east-1b"), 30_000);
     const bHolder = (await holderNode()) as SimNode;
     const mark = bHolder.events.length;
 
     const recoveredAt = Date.now();
-    healthy(a1, true);
+    a1.setHealthy(true);
     await sim.waitForHolders(["r1"], (_r, i) => i === a1.instanceId, 60_000);
     const returned = Date.now();
     const release = await bHolder.waitForEvent((e) => e.event === "released" && e.route === "r1", 1000, mark);
@@ -75,23 +70,23 @@ describe("failover policy (2 AZs × 2 nodes)", () => {
     // The route came back only after a1 had been healthy for failbackAfter.
     expect(at(release) - recoveredAt).toBeGreaterThanOrEqual(FAILBACK_AFTER_MS);
     console.log(`failback: ${bHolder.name} → a1 ${returned - recoveredAt} ms after a1 recovered (failbackAfter ${FAILBACK_AFTER_MS} ms)`);
-    healthy(a2, true);
+    a2.setHealthy(true);
   });
 
   it("a preferred node that flaps causes at most one failback per hold-down", async () => {
     const a1 = sim.node("a1");
     const a2 = sim.node("a2");
-    healthy(a2, false);
-    healthy(a1, false);
+    a2.setHealthy(false);
+    a1.setHealthy(false);
     await sim.waitForHolders(["r1"], inAz("us-east-1b"), 30_000);
     const marks = new Map(sim.nodes.map((n) => [n.name, n.events.length]));
     const started = Date.now();
     // Healthy 6 s (failbackAfter plus two 1 s peer-health polls of slack), sick 2 s, four times.
     for (let cycle = 0; cycle < 4; cycle++) {
-      healthy(a1, true);
+      a1.setHealthy(true);
       await a1.waitForEvent((e) => e.msg === "health check passing", 10_000, a1.events.length);
       await stimulus(6000);
-      healthy(a1, false);
+      a1.setHealthy(false);
       await a1.waitForEvent((e) => /health check failing/.test(e.msg), 10_000, a1.events.length);
       await stimulus(2000);
     }
@@ -105,8 +100,8 @@ describe("failover policy (2 AZs × 2 nodes)", () => {
     expect(failbacks.length).toBeGreaterThanOrEqual(1);
     expect(failbacks.length).toBeLessThanOrEqual(Math.ceil(window / HOLD_DOWN_MS));
     for (let i = 1; i < failbacks.length; i++) expect((failbacks[i] as number) - (failbacks[i - 1] as number)).toBeGreaterThanOrEqual(HOLD_DOWN_MS);
-    healthy(a1, true);
-    healthy(a2, true);
+    a1.setHealthy(true);
+    a2.setHealthy(true);
   });
 
   it("on SIGTERM a peer holds the route before the stopping process exits", async () => {

@@ -99,6 +99,12 @@ export class SimNode {
     return join(this.dir, name);
   }
 
+  /** Makes the `{dir}/healthy` file that the simulated nodes' command check tests for exist or not. */
+  setHealthy(ok: boolean): void {
+    if (ok) writeFileSync(this.file("healthy"), "ok");
+    else rmSync(this.file("healthy"), { force: true });
+  }
+
   record(e: AgentEvent): void {
     this.events.push(e);
     for (const w of [...this.eventWaiters]) {
