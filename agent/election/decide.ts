@@ -47,6 +47,8 @@ export interface RouteView {
 
 /** Per-route facts only the loop writes. */
 export interface RouteLocal {
+  /** Consul's answer to this node's acquire: newer than any snapshot read before it landed. */
+  readonly answer?: KeyView;
   /** The key as this node holds it (adopted from Consul's answer or snapshot). */
   readonly held?: { readonly session: string; readonly lockIndex: number; readonly modifyIndex: number; readonly acquiredAt: number };
   readonly acquireAttempt: number;
@@ -116,20 +118,22 @@ function lossReason(key: KeyView | null): LossReason {
 }
 
 export function decide(view: RouteView, local: RouteLocal, lockDelayMs: number): Decision {
-  const { route, now, key } = view;
+  const { route, now } = view;
   const events: ElectionEvent[] = [];
-  if (key === undefined) return { local, actions: [], events, cancelWrite: false, reason: "waiting for the first read of the key" };
+  if (view.key === undefined) return { local, actions: [], events, cancelWrite: false, reason: "waiting for the first read of the key" };
 
   let next: RouteLocal = local;
+  // A snapshot read before our own acquire landed says nothing about it: Consul's answer is newer.
+  let key: KeyView | null = view.key;
+  if (next.answer && view.snapshotIndex < next.answer.modifyIndex) key = next.answer;
+  else if (next.answer) next = withoutAnswer(next);
   const session = key?.session ?? null;
   if (next.seenSession === undefined || next.seenSession !== session) {
     events.push({ type: "leaderChanged", route, at: now, ...(key?.session && key.holder ? { holder: key.holder } : {}) });
     next = { ...next, seenSession: session };
   }
   const held = next.held;
-  // A snapshot read before our own acquire landed says nothing about it: trust what Consul answered us.
-  const stale = held !== undefined && view.snapshotIndex < held.modifyIndex;
-  const mine = stale || (!!key?.session && (key.session === view.session || key.session === held?.session));
+  const mine = !!key?.session && (key.session === view.session || key.session === held?.session);
 
   if (!mine && key?.holder?.instanceId && key.session) next = { ...next, previousHolder: key.holder.instanceId };
   if (!mine && (!key || !key.session)) next = next.freeSince === undefined ? { ...next, freeSince: now } : next;
@@ -154,7 +158,7 @@ export function decide(view: RouteView, local: RouteLocal, lockDelayMs: number):
   }
 
   // The key is this node's (per Consul, or per Consul's own answer newer than the snapshot).
-  const liveKey: KeyView = stale || !key ? { session: held!.session, lockIndex: held!.lockIndex, modifyIndex: held!.modifyIndex } : key;
+  const liveKey = key as KeyView;
   const unwanted = releaseReasonOf(view, next) ?? (liveKey.session !== view.session ? "ineligible" : undefined);
   if (unwanted) {
     const adopted = next.held ?? { session: liveKey.session as string, lockIndex: liveKey.lockIndex, modifyIndex: liveKey.modifyIndex, acquiredAt: now };
@@ -191,6 +195,11 @@ export function decide(view: RouteView, local: RouteLocal, lockDelayMs: number):
 function withoutHold(local: RouteLocal): RouteLocal {
   const { held: _held, writeDueAt: _due, ...rest } = local;
   return { ...rest, reassertAt: [], writeFailures: 0, fatalWrites: 0 };
+}
+
+function withoutAnswer(local: RouteLocal): RouteLocal {
+  const { answer: _a, ...rest } = local;
+  return rest;
 }
 
 function withoutFreeSince(local: RouteLocal): RouteLocal {

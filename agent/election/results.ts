@@ -43,8 +43,8 @@ export function applyOutcome(local: RouteLocal, action: Action, outcome: Outcome
       if (action.kind !== "acquire") return { local, events: [] };
       switch (outcome.result) {
         case "acquired":
-          // The snapshot may lag Consul's answer: held with the answer's index is trusted until a newer snapshot.
-          return { local: { ...local, held: { session: action.session, lockIndex: outcome.lockIndex, modifyIndex: outcome.modifyIndex, acquiredAt: now } }, events: [] };
+          // The snapshot may lag Consul's answer: decide() trusts the answer until a newer snapshot.
+          return { local: { ...local, answer: { session: action.session, lockIndex: outcome.lockIndex, modifyIndex: outcome.modifyIndex } }, events: [] };
         case "lockDelay":
           return { local: { ...local, retryAt: now + LOCK_DELAY_RETRY_MIN_MS + Math.floor(random() * (LOCK_DELAY_RETRY_MAX_MS - LOCK_DELAY_RETRY_MIN_MS)) }, events: [] };
         case "unknown":

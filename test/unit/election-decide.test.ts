@@ -106,11 +106,15 @@ describe("decide: the key is mine", () => {
     expect(decide(view({ key: mine() }), holding(), LOCK_DELAY).actions).toEqual([]);
   });
 
-  it("a snapshot older than Consul's answer to my acquire does not count as a loss", () => {
-    const local = holding({ held: { session: "s1", lockIndex: 2, modifyIndex: 150, acquiredAt: 900 } });
-    const d = decide(view({ key: free, snapshotIndex: 120 }), local, LOCK_DELAY);
-    expect(d.events.filter((e) => e.type === "lost")).toEqual([]);
-    expect(d.local.held).toBeDefined();
+  it("Consul's answer to my acquire is trusted over a snapshot read before it landed", () => {
+    const acquire = { kind: "acquire", route: "r1", session: "s1", attempt: 1, expectedLockIndex: 2 } as const;
+    const answered = applyOutcome(initialLocal(), acquire, { kind: "acquire", result: "acquired", lockIndex: 2, modifyIndex: 150 }, 1000, () => 0.5).local;
+    const early = decide(view({ key: free, snapshotIndex: 120 }), answered, LOCK_DELAY);
+    expect(early.events.map((e) => e.type)).toEqual(expect.arrayContaining(["acquired"]));
+    expect(early.events.filter((e) => e.type === "lost")).toEqual([]);
+    expect(kinds(early.actions)).toEqual(["write"]);
+    const later = decide(view({ key: free, snapshotIndex: 160 }), early.local, LOCK_DELAY);
+    expect(later.events.find((e) => e.type === "lost")).toMatchObject({ reason: "sessionInvalidated" });
   });
 });
 
