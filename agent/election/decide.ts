@@ -135,7 +135,8 @@ export function decide(view: RouteView, local: RouteLocal, lockDelayMs: number):
   const held = next.held;
   const mine = !!key?.session && (key.session === view.session || key.session === held?.session);
 
-  if (!mine && key?.holder?.instanceId && key.session) next = { ...next, previousHolder: key.holder.instanceId };
+  // A released key keeps its last holder's JSON: that instance is the previous holder too.
+  if (!mine && key?.holder?.instanceId) next = { ...next, previousHolder: key.holder.instanceId };
   if (!mine && (!key || !key.session)) next = next.freeSince === undefined ? { ...next, freeSince: now } : next;
   else if (next.freeSince !== undefined) next = withoutFreeSince(next);
 

@@ -131,6 +131,13 @@ describe("decide: the key is not mine any more", () => {
     expect(d.cancelWrite).toBe(true);
   });
 
+  it("the acquired event names the previous holder, also when it released the key (its JSON stays)", () => {
+    const releasedByPeer: KeyView = { lockIndex: 2, modifyIndex: 40, holder: theirs.holder! };
+    const seen = decide(view({ key: releasedByPeer, inFlight: "acquire" }), initialLocal(), LOCK_DELAY);
+    const adopted = decide(view({ key: mine(3, 50) }), seen.local, LOCK_DELAY);
+    expect(adopted.events.find((e) => e.type === "acquired")).toMatchObject({ previousHolder: "i-peer" });
+  });
+
   it("reports a change of holder once per change", () => {
     let local = initialLocal();
     const seen: string[] = [];
