@@ -58,6 +58,13 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     labelNames: ["route", "reason"],
     registers,
   });
+  const writesFailed = new Counter({ name: "routeleader_route_write_failures_total", help: "Route writes EC2 did not accept, by route and whether the refusal is final (fatal).", labelNames: ["route", "fatal"], registers });
+  const routesGivenUp = new Counter({
+    name: "routeleader_routes_given_up_total",
+    help: "Times this node released a route because EC2 refused its writes for good, and stayed ineligible for a back-off.",
+    labelNames: ["route"],
+    registers,
+  });
   const checkPassing = new Gauge({ name: "routeleader_check_passing", help: "1 while the named health check counts as passing, else 0.", labelNames: ["check"], registers });
   const checkLatency = new Histogram({ name: "routeleader_check_latency_seconds", help: "Duration of each health check run.", labelNames: ["check"], buckets: CALL_BUCKETS, registers });
   const awsCalls = new Counter({ name: "routeleader_aws_calls_total", help: "EC2 and Auto Scaling API calls, by action and outcome.", labelNames: ["action", "outcome"], registers });
@@ -84,6 +91,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         break;
       case "writeRefused":
         writesRefused.inc({ route: event.route, reason: event.reason });
+        break;
+      case "writeFailed":
+        writesFailed.inc({ route: event.route, fatal: String(event.fatal) });
+        break;
+      case "blocked":
+        routesGivenUp.inc({ route: event.route });
         break;
       case "leaderChanged":
         break;
