@@ -78,6 +78,8 @@ export class Election {
   private snapshot: { keys: Map<string, KeyView>; index: number } | undefined;
   private draining: ReleaseReason | undefined;
   private nextReconcileAt = 0;
+  /** Routes owed a reconcile since the last tick: kept until a write of theirs goes out (one in flight at the tick must not skip it). */
+  private readonly reconcilePending = new Set<string>();
 
   constructor(private readonly deps: ElectionDeps) {
     this.random = deps.random ?? Math.random;
@@ -224,7 +226,10 @@ export class Election {
     const { config, health, policy, log } = this.deps;
     for (const { action, outcome } of this.outcomes.splice(0)) this.fold(action, outcome, now);
     const reconcileDue = now >= this.nextReconcileAt;
-    if (reconcileDue) this.nextReconcileAt = now + config.reconcileInterval;
+    if (reconcileDue) {
+      this.nextReconcileAt = now + config.reconcileInterval;
+      for (const route of this.routes) this.reconcilePending.add(route.name);
+    }
     const actions: Action[] = [];
     for (const route of this.routes) {
       const local = this.locals.get(route.name) as RouteLocal;
@@ -245,9 +250,10 @@ export class Election {
         mayContend,
         ...(handOver ? { handOver } : {}),
         ...(inFlight ? { inFlight } : {}),
-        reconcileDue,
+        reconcileDue: this.reconcilePending.has(route.name),
       };
       const decision = decide(view, local, config.election.lockDelay);
+      if (!decision.local.held || decision.actions.some((a) => a.kind === "write")) this.reconcilePending.delete(route.name);
       this.locals.set(route.name, decision.local);
       for (const event of decision.events) this.emit(event);
       if (decision.cancelWrite) this.executor.cancelWrite(route.name);

@@ -8,8 +8,9 @@ import type { Logger } from "../observe/log.js";
 import { ExitError } from "../exit-codes.js";
 import { decideClaim, decideRelease, type ClaimDecision } from "./decide.js";
 import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, type RouteWrite } from "./ec2-tables.js";
-import { assertOneRoutePerEntry, resolveRouteTables } from "./resolve.js";
+import { assertOneRoutePerEntry, reresolveTables, resolveRouteTables } from "./resolve.js";
 import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
+import { selectorIdCover, selectorSubnets } from "./selector.js";
 import { disableSourceDestCheck, readSourceDestCheck } from "./source-dest.js";
 
 /** Fencing: consistent lock check + lease deadline; false → do not write. */
@@ -99,6 +100,10 @@ export class RouteController {
   private readonly readPolicy: RetryPolicy;
   private readonly writePolicy: RetryPolicy;
   private sourceDestCheckOn = false;
+  /** Subnets the selectors name, proven to be in this VPC by resolve(). */
+  private readonly knownSubnets = new Set<string>();
+  /** Live conflicts already logged (table + destination + routes), so each is logged once. */
+  private loggedConflicts = new Set<string>();
 
   constructor(private readonly deps: RouteControllerDeps) {
     this.routes = new Map(deps.config.routes.map((r) => [r.name, r]));
@@ -121,6 +126,7 @@ export class RouteController {
   async resolve(): Promise<void> {
     const resolved = await resolveRouteTables(this.deps.ec2, this.deps.config.routes, this.deps.identity.vpcId, this.readPolicy);
     assertOneRoutePerEntry(this.deps.config.routes, resolved);
+    for (const route of this.deps.config.routes) for (const subnet of selectorSubnets(route.table)) this.knownSubnets.add(subnet);
     for (const [name, ids] of resolved) {
       this.tablesByRoute.set(name, ids);
       this.deps.log.info({ route: name, tables: ids }, "route tables resolved");
@@ -172,8 +178,8 @@ export class RouteController {
     };
     let tables: Map<string, TableSnapshot>;
     try {
-      const ids = [...new Set(items.flatMap((i) => this.tablesOf(i.name)))];
-      tables = await this.describe(ids);
+      tables = await this.describe(this.coveringIds());
+      this.refreshTables([...tables.values()]);
     } catch (err) {
       return items.map((i) => finish(i.name, failed(err)));
     }
@@ -252,10 +258,42 @@ export class RouteController {
     return route.target === "eni" ? { NetworkInterfaceId: this.me.eniId } : { InstanceId: this.me.instanceId };
   }
 
-  private async describe(tableIds: readonly string[], signal?: AbortSignal): Promise<Map<string, TableSnapshot>> {
+  /** `undefined` (the whole VPC) or the table ids: filtered on `vpc-id` always. */
+  private async describe(tableIds: readonly string[] | undefined, signal?: AbortSignal): Promise<Map<string, TableSnapshot>> {
     const vpcId = this.deps.identity.vpcId;
-    const tables = await withRetries("ec2:DescribeRouteTables", `${tableIds.length} tables in ${vpcId}`, this.readPolicy, (s) => describeVpcTables(this.deps.ec2, vpcId, tableIds, s), signal ? { signal } : {});
-    return new Map(tables.map((t) => [t.id, t]));
+    const what = tableIds ? `${tableIds.length} tables in ${vpcId}` : `tables of ${vpcId}`;
+    const tables = await withRetries("ec2:DescribeRouteTables", what, this.readPolicy, (s) => describeVpcTables(this.deps.ec2, vpcId, tableIds, s), signal ? { signal } : {});
+    return new Map(tables.filter((t) => t.vpcId === vpcId).map((t) => [t.id, t]));
+  }
+
+  /** The ids one describe must cover so every route's selector can be re-resolved, or undefined: the whole VPC. */
+  private coveringIds(): string[] | undefined {
+    const covers = [...this.routes.values()].map((r) => selectorIdCover(r.table));
+    if (covers.some((c) => c === undefined)) return undefined;
+    return [...new Set(covers.flatMap((c) => c ?? []))].sort();
+  }
+
+  /**
+   * Selectors are live: every route's tables are re-resolved from the describe a reconcile
+   * just made. A table that starts matching is written by this holder from now on; one that
+   * stops matching is logged once and never touched again (not deleted, not rewritten).
+   */
+  private refreshTables(described: readonly TableSnapshot[]): void {
+    const { log, identity } = this.deps;
+    const live = reresolveTables(described, [...this.routes.values()], identity.vpcId, this.knownSubnets, this.tablesByRoute);
+    for (const { route, table } of live.started) log.info({ route, table, event: "tableMatched" }, `route table ${table} now matches the selector of ${route}: claimed by its holder`);
+    for (const { route, table } of live.stopped) log.warn({ route, table, event: "tableUnmatched" }, `route table ${table} no longer matches the selector of ${route} (untagged, re-associated or deleted): left as it is`);
+    const conflicts = new Set<string>();
+    for (const c of live.conflicts) {
+      const key = `${c.table} ${c.destination} ${c.routes.join(",")}`;
+      conflicts.add(key);
+      if (!this.loggedConflicts.has(key)) log.error({ table: c.table, destination: c.destination, routes: c.routes, keptBy: c.keptBy ?? null, event: "tableConflict" }, `routes ${c.routes.join(", ")} all match ${c.destination} in ${c.table}: ${c.keptBy ? `it stays with ${c.keptBy}` : "none of them writes it"} (give each table and destination one route)`);
+    }
+    this.loggedConflicts = conflicts;
+    for (const [name, ids] of live.tables) {
+      if (ids.length === 0 && (this.tablesByRoute.get(name)?.length ?? 0) > 0) log.warn({ route: name, event: "tableUnmatched" }, `the selector of ${name} matches no route table in ${identity.vpcId} now`);
+      this.tablesByRoute.set(name, ids);
+    }
   }
 
   /** Brings one route's tables to this instance; non-fatal write failures are returned, after the other tables were tried. */

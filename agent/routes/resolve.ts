@@ -81,3 +81,60 @@ export function assertOneRoutePerEntry(routes: readonly Pick<RouteConfig, "name"
 export function selectTables(tables: readonly TableSnapshot[], route: Pick<RouteConfig, "table">, ctx: SelectorContext): string[] {
   return tables.filter((t) => matchesSelector(t, route.table, ctx)).map((t) => t.id).sort();
 }
+
+/** A route's table set as one reconcile re-resolved it against the tables it just described. */
+export interface LiveResolution {
+  /** Each route's tables now (sorted): what the reconcile writes. */
+  readonly tables: Map<string, string[]>;
+  /** Tables a route's selector matches now and did not before: the holder claims them. */
+  readonly started: { route: string; table: string }[];
+  /** Tables a route matched before and does not now (untagged, re-associated, deleted): left as they are. */
+  readonly stopped: { route: string; table: string }[];
+  /** Table and destination two routes' selectors both match: given to the route that had it, else to neither. */
+  readonly conflicts: { table: string; destination: string; routes: string[]; keptBy?: string }[];
+}
+
+/**
+ * Re-resolves every route's selector against one describe of the VPC (pure). Only tables of
+ * `vpcId` are considered, whatever the describe returned: a selector can never reach another
+ * VPC. `knownSubnets` are the selector subnets proven to be in this VPC (at start or reload):
+ * one without an explicit association now is routed through the main table.
+ */
+export function reresolveTables(
+  described: readonly TableSnapshot[],
+  routes: readonly Pick<RouteConfig, "name" | "table" | "destination">[],
+  vpcId: string,
+  knownSubnets: ReadonlySet<string>,
+  previous: ReadonlyMap<string, readonly string[]>,
+): LiveResolution {
+  const tables = described.filter((t) => t.vpcId === vpcId);
+  const associated = new Set(tables.flatMap((t) => t.subnetIds));
+  const ctx: SelectorContext = { implicitlyMainSubnets: new Set([...knownSubnets].filter((s) => !associated.has(s))) };
+  const wanted = new Map(routes.map((r) => [r.name, selectTables(tables, r, ctx)]));
+  // One route per table and destination: a newcomer never takes an entry from its route.
+  const claimants = new Map<string, string[]>();
+  for (const route of routes) for (const table of wanted.get(route.name) ?? []) {
+    const key = `${table} ${route.destination}`;
+    claimants.set(key, [...(claimants.get(key) ?? []), route.name]);
+  }
+  const conflicts: LiveResolution["conflicts"] = [];
+  const refused = new Set<string>();
+  for (const [key, names] of claimants) {
+    if (names.length < 2) continue;
+    const [table, destination] = key.split(" ") as [string, string];
+    const keptBy = names.find((n) => previous.get(n)?.includes(table));
+    conflicts.push({ table, destination, routes: names, ...(keptBy ? { keptBy } : {}) });
+    for (const n of names) if (n !== keptBy) refused.add(`${n} ${table}`);
+  }
+  const result = new Map<string, string[]>();
+  const started: LiveResolution["started"] = [];
+  const stopped: LiveResolution["stopped"] = [];
+  for (const route of routes) {
+    const now = (wanted.get(route.name) ?? []).filter((t) => !refused.has(`${route.name} ${t}`));
+    result.set(route.name, now);
+    const before = previous.get(route.name) ?? [];
+    for (const t of now) if (!before.includes(t)) started.push({ route: route.name, table: t });
+    for (const t of before) if (!now.includes(t)) stopped.push({ route: route.name, table: t });
+  }
+  return { tables: result, started, stopped, conflicts };
+}

@@ -49,3 +49,23 @@ export function describeSelector(selector: TableSelector): string {
   if ("or" in selector) return `or(${selector.or.map(describeSelector).join(", ")})`;
   return `not(${describeSelector(selector.not)})`;
 }
+
+/**
+ * Table ids that cover every table the selector can match, or undefined when it can match
+ * any table of the VPC: `{id}` is its id; `and` is covered by any covered member (the
+ * smallest); `or` only when every member is covered; tags, subnet, main and not cover nothing.
+ * The reconcile's one DescribeRouteTables filters on these ids when every route has a cover,
+ * else on the VPC alone.
+ */
+export function selectorIdCover(selector: TableSelector): string[] | undefined {
+  if ("id" in selector) return [selector.id];
+  if ("and" in selector) {
+    const covers = selector.and.map(selectorIdCover).filter((c): c is string[] => c !== undefined);
+    return covers.length ? covers.reduce((a, b) => (b.length < a.length ? b : a)) : undefined;
+  }
+  if ("or" in selector) {
+    const covers = selector.or.map(selectorIdCover);
+    return covers.every((c): c is string[] => c !== undefined) ? [...new Set(covers.flat())] : undefined;
+  }
+  return undefined;
+}
