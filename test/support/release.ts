@@ -21,8 +21,9 @@ export interface ReleaseArtifact {
   arch: string;
 }
 
-export function sha256Of(file: string): string {
-  return createHash("sha256").update(readFileSync(file)).digest("hex");
+/** sha256 (hex) of a file, or of bytes. */
+export function sha256Of(file: string | Buffer): string {
+  return createHash("sha256").update(typeof file === "string" ? readFileSync(file) : file).digest("hex");
 }
 
 /**
