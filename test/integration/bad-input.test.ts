@@ -357,7 +357,7 @@ describe("Consul at start: exit 5, nothing written", () => {
   const aclCase = (id: string, token: string | undefined, message: RegExp): Case => ({
     id,
     config: (b) => {
-      if (token) writeFileSync(join(dir, `${id}.token`), `${token}\n`);
+      if (token) writeFileSync(join(dir, `${id}.token`), `${token}\n`, { mode: 0o600 });
       return { ...b, consul: { address: aclConsul.address, ...(token ? { tokenFile: join(dir, `${id}.token`) } : {}) } };
     },
     consulOf: () => aclConsul,

@@ -3,7 +3,7 @@ import { request } from "node:http";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { EC2Client } from "@aws-sdk/client-ec2";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { EXIT } from "../../agent/exit-codes.js";
 import { startAemm, type StartedAemm } from "../support/aemm.js";
@@ -11,6 +11,7 @@ import { runCli, spawnCli, type CliOptions } from "../support/agent-cli.js";
 import { makeTlsMaterial, startSecureConsul, type StartedSecureConsul, type TlsMaterial } from "../support/consul-secure.js";
 import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../support/ec2-world.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
+import { freePort } from "../support/ports.js";
 import type { ManagedProcess } from "../support/process.js";
 
 /**
@@ -38,8 +39,13 @@ let consul: StartedSecureConsul;
 let agentToken: string;
 let dir: string;
 
-function config(id: string, consulSection: Record<string, unknown>, extra: Record<string, unknown> = {}): string {
+/**
+ * Writes an agent config. Its HTTP endpoint listens on a free loopback port (never the default
+ * 9731, which another agent on this machine may hold); `extra` may override it.
+ */
+async function config(id: string, consulSection: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<string> {
   const file = join(dir, `${id}.yaml`);
+  const port = await freePort();
   writeFileSync(
     file,
     stringify({
@@ -52,6 +58,7 @@ function config(id: string, consulSection: Record<string, unknown>, extra: Recor
       discovery: { enabled: false },
       lifecycle: { watch: false },
       routes: [{ name: "default-v4", table: { tags: { Name: "private-sec" } }, destination: "0.0.0.0/0" }],
+      http: { listen: `127.0.0.1:${port}` },
       ...extra,
     }),
   );
@@ -61,9 +68,17 @@ function config(id: string, consulSection: Record<string, unknown>, extra: Recor
 
 const tlsFiles = () => ({ caFile: tls.caFile, certFile: tls.clientCert, keyFile: tls.clientKey });
 
+/** Every agent a test started: afterEach stops those still running, whatever the test did. */
+const agents: ManagedProcess[] = [];
+
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((p) => p.stop(15_000)));
+});
+
 /** Starts the agent, keeps every output line, waits for "ready". */
 async function startAgent(file: string, options: CliOptions = {}): Promise<{ proc: ManagedProcess; lines: string[] }> {
   const proc = spawnCli(["run", "--config", file, "--log-level", "debug"], options);
+  agents.push(proc);
   const lines: string[] = [];
   proc.onLine((l) => lines.push(l));
   await proc.waitForLine(/"step":"ready"/, 60_000);
@@ -114,7 +129,7 @@ describe("the Consul ACL token is used and never disclosed", () => {
   it("from consul.tokenFile, over HTTPS with a client certificate: ready, and the token is in no log line and not in the command line", async () => {
     const tokenFile = join(dir, "token-file");
     writeFileSync(tokenFile, `${agentToken}\n`, { mode: 0o600 });
-    const agent = await startAgent(config("token-file", { address: consul.address, tokenFile, ...tlsFiles() }));
+    const agent = await startAgent(await config("token-file", { address: consul.address, tokenFile, ...tlsFiles() }));
     expect(cmdline(agent.proc.pid!)).not.toContain(agentToken);
     // The token reached Consul: the service is registered under the agent's policy.
     const services = await consul.call("GET", "/v1/agent/services");
@@ -125,7 +140,7 @@ describe("the Consul ACL token is used and never disclosed", () => {
   });
 
   it("from CONSUL_HTTP_TOKEN, run as an unprivileged user (uid 65534): ready, token in no log line, not in the command line", async () => {
-    const agent = await startAgent(config("token-env", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN: agentToken }, asUser: { uid: 65534, gid: 65534 } });
+    const agent = await startAgent(await config("token-env", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN: agentToken }, asUser: { uid: 65534, gid: 65534 } });
     const pid = agent.proc.pid!;
     // setpriv execs node in place, so the pid is the agent's own.
     expect(readFileSync(`/proc/${pid}/status`, "utf8")).toMatch(/^Uid:\s+65534\s/m);
@@ -137,14 +152,14 @@ describe("the Consul ACL token is used and never disclosed", () => {
   it("from CONSUL_HTTP_TOKEN_FILE: ready, token in no log line", async () => {
     const tokenFile = join(dir, "token-env-file");
     writeFileSync(tokenFile, agentToken, { mode: 0o600 });
-    const agent = await startAgent(config("token-env-file", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN_FILE: tokenFile } });
+    const agent = await startAgent(await config("token-env-file", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN_FILE: tokenFile } });
     expect(cmdline(agent.proc.pid!)).not.toContain(agentToken);
     expect(await stopAndCollect(agent)).not.toContain(agentToken);
   });
 
   it("a refused token is not echoed in the error either", async () => {
     const wrong = "9d1c7e2a-1111-4222-8333-444455556666";
-    const result = await runCli(["run", "--config", config("token-wrong", { address: consul.address, ...tlsFiles() }), "--log-level", "debug"], { env: { CONSUL_HTTP_TOKEN: wrong } });
+    const result = await runCli(["run", "--config", await config("token-wrong", { address: consul.address, ...tlsFiles() }), "--log-level", "debug"], { env: { CONSUL_HTTP_TOKEN: wrong } });
     expect(result.code).toBe(EXIT.consul);
     expect(result.output).toMatch(/refused the ACL token: .*ACL not found/);
     expect(result.output).not.toContain(wrong);
@@ -153,30 +168,30 @@ describe("the Consul ACL token is used and never disclosed", () => {
 
 describe("TLS to Consul", () => {
   it("a CA that did not sign Consul's certificate: exit 5 naming the CA setting", async () => {
-    const result = await runCli(["run", "--config", config("wrong-ca", { address: consul.address, caFile: otherCa.caFile, certFile: tls.clientCert, keyFile: tls.clientKey }), "--log-level", "debug"], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    const result = await runCli(["run", "--config", await config("wrong-ca", { address: consul.address, caFile: otherCa.caFile, certFile: tls.clientCert, keyFile: tls.clientKey }), "--log-level", "debug"], { env: { CONSUL_HTTP_TOKEN: agentToken } });
     expect(result.code).toBe(EXIT.consul);
     expect(result.output).toMatch(/routeleader: Consul agent unreachable at https:\/\/127\.0\.0\.1:\d+: .*TLS: Consul's certificate is not signed by the configured CA \(consul\.caFile \/ CONSUL_CACERT\)/);
   });
 
   it("a server name the certificate does not hold: exit 5 naming the name setting", async () => {
-    const result = await runCli(["run", "--config", config("wrong-name", { address: consul.address, ...tlsFiles(), tlsServerName: "consul.example.org" })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    const result = await runCli(["run", "--config", await config("wrong-name", { address: consul.address, ...tlsFiles(), tlsServerName: "consul.example.org" })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
     expect(result.code).toBe(EXIT.consul);
     expect(result.output).toMatch(/TLS: Consul's certificate does not match the server name \(set consul\.tlsServerName \/ CONSUL_TLS_SERVER_NAME .*consul\.example\.org/);
   });
 
   it("the right server name (server.dc1.consul) verifies", async () => {
-    const agent = await startAgent(config("right-name", { address: consul.address, ...tlsFiles(), tlsServerName: "server.dc1.consul" }), { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    const agent = await startAgent(await config("right-name", { address: consul.address, ...tlsFiles(), tlsServerName: "server.dc1.consul" }), { env: { CONSUL_HTTP_TOKEN: agentToken } });
     await stopAndCollect(agent);
   });
 
   it("no client certificate while Consul verifies incoming: exit 5", async () => {
-    const result = await runCli(["run", "--config", config("no-client-cert", { address: consul.address, caFile: tls.caFile })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    const result = await runCli(["run", "--config", await config("no-client-cert", { address: consul.address, caFile: tls.caFile })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
     expect(result.code).toBe(EXIT.consul);
     expect(result.output).toMatch(/Consul agent unreachable at https:.*TLS: Consul refused the handshake; does it require a client certificate/);
   });
 
   it("http:// to the HTTPS port: exit 5 saying so", async () => {
-    const result = await runCli(["run", "--config", config("http-to-https", { address: consul.address.replace("https:", "http:"), ...tlsFiles() })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
+    const result = await runCli(["run", "--config", await config("http-to-https", { address: consul.address.replace("https:", "http:"), ...tlsFiles() })], { env: { CONSUL_HTTP_TOKEN: agentToken } });
     expect(result.code).toBe(EXIT.consul);
     expect(result.output).toMatch(/(use https:\/\/|is consul\.address http:\/\/ for an HTTPS port)/);
   });
@@ -195,18 +210,21 @@ describe("the local HTTP endpoint", () => {
     });
   }
 
-  it("binds to loopback by default: answers on 127.0.0.1, refuses on the machine's other addresses", async () => {
-    const agent = await startAgent(config("http-default", { address: consul.address, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN: agentToken } });
+  it("binds to loopback when no host is given (the default 127.0.0.1:9731 does too): answers on 127.0.0.1, refuses on the machine's other addresses", async () => {
+    // A free port rather than the default 9731, which another agent on this machine may hold;
+    // ":port" takes the default host, as the default listen address does.
+    const port = await freePort();
+    const agent = await startAgent(await config("http-default", { address: consul.address, ...tlsFiles() }, { http: { listen: `:${port}` } }), { env: { CONSUL_HTTP_TOKEN: agentToken } });
     try {
       const line = agent.lines.find((l) => l.includes("http endpoint listening"));
-      expect(line).toContain('"listen":"127.0.0.1:9731"');
-      expect(await get("127.0.0.1", 9731, "/healthz")).toBe(200);
+      expect(line).toContain(`"listen":"127.0.0.1:${port}"`);
+      expect(await get("127.0.0.1", port, "/healthz")).toBe(200);
       const external = Object.values(networkInterfaces())
         .flat()
         .filter((a) => a && !a.internal && a.family === "IPv4")
         .map((a) => a!.address);
       expect(external.length, "a non-loopback address to probe").toBeGreaterThan(0);
-      for (const address of external) await expect(get(address, 9731, "/healthz")).rejects.toThrow(/ECONNREFUSED/);
+      for (const address of external) await expect(get(address, port, "/healthz")).rejects.toThrow(/ECONNREFUSED/);
     } finally {
       await stopAndCollect(agent);
     }
