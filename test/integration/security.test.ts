@@ -8,11 +8,13 @@ import { stringify } from "yaml";
 import { EXIT } from "../../agent/exit-codes.js";
 import { startAemm, type StartedAemm } from "../support/aemm.js";
 import { runCli, spawnCli, type CliOptions } from "../support/agent-cli.js";
+import { ConsulAclError, ConsulApi, ConsulConnection } from "../../agent/consul/index.js";
+import { startConsul } from "../support/consul.js";
 import { makeTlsMaterial, startSecureConsul, type StartedSecureConsul, type TlsMaterial } from "../support/consul-secure.js";
 import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../support/ec2-world.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
 import { freePort } from "../support/ports.js";
-import type { ManagedProcess } from "../support/process.js";
+import { waitUntil, type ManagedProcess } from "../support/process.js";
 
 /**
  * Secrets and transport, on real components: a Consul dev agent serving HTTPS only (client
@@ -22,13 +24,11 @@ import type { ManagedProcess } from "../support/process.js";
  */
 
 const MANAGEMENT = "5f0e3a55-8d4c-4c39-9f0e-2b8f4a1c9e01";
-const AGENT_RULES = [
-  'agent_prefix "" { policy = "read" }',
-  'node_prefix "" { policy = "write" }',
-  'service_prefix "" { policy = "write" }',
-  'session_prefix "" { policy = "write" }',
-  'key_prefix "routeleader/" { policy = "write" }',
-].join("\n");
+const REPO = join(import.meta.dirname, "..", "..");
+const CLUSTER = "sec";
+/** The one copy of the agent's ACL policy (README and docs/deploy.md point to it); its token is the agents' here. */
+const POLICY_FILE = join(REPO, "docs", "consul-acl-policy.hcl");
+const AGENT_RULES = readFileSync(POLICY_FILE, "utf8").replaceAll("<cluster>", CLUSTER);
 
 let moto: StartedMoto;
 let admin: EC2Client;
@@ -49,7 +49,7 @@ async function config(id: string, consulSection: Record<string, unknown>, extra:
   writeFileSync(
     file,
     stringify({
-      cluster: "sec",
+      cluster: CLUSTER,
       region: EMULATOR_AWS.region,
       consul: consulSection,
       imds: { endpoint: aemm.endpoint },
@@ -163,6 +163,93 @@ describe("the Consul ACL token is used and never disclosed", () => {
     expect(result.code).toBe(EXIT.consul);
     expect(result.output).toMatch(/refused the ACL token: .*ACL not found/);
     expect(result.output).not.toContain(wrong);
+  });
+});
+
+describe("truth: the token file and the documented ACL policy", () => {
+  it("truth: the token file wins over CONSUL_HTTP_TOKEN (a wrong one here): ready and holding its route; the log names the source, never a token", async () => {
+    const tokenFile = join(dir, "token-file-wins");
+    writeFileSync(tokenFile, `${agentToken}\n`, { mode: 0o600 });
+    const wrong = "9d1c7e2a-1111-4222-8333-444455556667";
+    await consul.reset();
+    const agent = await startAgent(await config("token-file-wins", { address: consul.address, tokenFile, ...tlsFiles() }), { env: { CONSUL_HTTP_TOKEN: wrong } });
+    const source = agent.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.tokenSource);
+    expect(source).toMatchObject({ tokenSource: "consul.tokenFile", tokenFile, ignored: ["CONSUL_HTTP_TOKEN"] });
+    // With the documented policy the agent holds its route: a session and a KV write under its prefix.
+    const held = await waitUntil(
+      "the route key held by the agent's session",
+      async () => {
+        const kv = await consul.call("GET", `/v1/kv/routeleader/${CLUSTER}/routes/default-v4`);
+        const entry = (kv.json as { Session?: string }[] | undefined)?.[0];
+        return entry?.Session ? entry : undefined;
+      },
+      { timeoutMs: 30_000 },
+    );
+    expect(held.Session).toMatch(/^[0-9a-f-]{36}$/);
+    const output = await stopAndCollect(agent);
+    expect(output).not.toContain(agentToken);
+    expect(output).not.toContain(wrong);
+  });
+
+  it("truth: a token file readable by group or others (0644) is refused with exit 3 before anything is written to Consul", async () => {
+    const tokenFile = join(dir, "token-0644");
+    writeFileSync(tokenFile, `${agentToken}\n`);
+    chmodSync(tokenFile, 0o644);
+    await consul.reset();
+    const before = await consul.writable();
+    const result = await runCli(["run", "--config", await config("token-0644", { address: consul.address, tokenFile, ...tlsFiles() }), "--log-level", "debug"]);
+    expect(result.code).toBe(EXIT.config);
+    expect(result.output).toContain(`routeleader: Consul token file ${tokenFile} (consul.tokenFile) is mode 0644: group and others may access it; the token must be readable by the agent's user only (chmod 600 ${tokenFile})`);
+    expect(result.output).not.toContain(agentToken);
+    expect(await consul.writable()).toEqual(before);
+  });
+
+  it("truth: the documented policy suffices under default-deny: agent/self, join and force-leave a peer, register, sessions, its KV prefix; nothing outside the prefix", async () => {
+    const api = new ConsulApi(new ConsulConnection({ address: consul.address, token: agentToken, ...tlsFiles() }));
+    const peer = await startConsul({ mode: "client", node: "peer-sec" });
+    try {
+      expect((await api.agentSelf()).nodeName).toBe("secure");
+      await api.join(peer.serfLanAddr);
+      await waitUntil("the peer alive in the member list", async () => ((await api.members()).find((m) => m.name === "peer-sec")?.status === 1 ? true : undefined), { timeoutMs: 20_000 });
+      const serviceId = "routeleader-acl-probe";
+      await api.registerService({ id: serviceId, name: "routeleader", tags: ["routeleader"], meta: {}, checks: [{ id: `${serviceId}:liveness`, name: "liveness", ttlMs: 30_000, status: "passing" }] });
+      await api.updateTtlCheck(`${serviceId}:liveness`, "passing", "probe");
+      expect((await api.healthService("routeleader")).map((i) => i.serviceId)).toContain(serviceId);
+      const session = await api.createSession({ name: "acl probe", ttlMs: 10_000, lockDelayMs: 1000, behavior: "release", nodeChecks: ["serfHealth"], serviceChecks: [`${serviceId}:liveness`] });
+      await api.renewSession(session);
+      expect((await api.sessionInfo(session))?.id).toBe(session);
+      expect(await api.acquire(`routeleader/${CLUSTER}/routes/acl-probe`, session, "{}")).toBe(true);
+      expect(await api.release(`routeleader/${CLUSTER}/routes/acl-probe`, session, "{}")).toBe(true);
+      expect(await api.kvPut(`routeleader/${CLUSTER}/failback/acl-probe`, "1")).toBe(true);
+      await api.kvDelete(`routeleader/${CLUSTER}/failback/acl-probe`);
+      await api.destroySession(session);
+      await api.deregisterService(serviceId);
+      // Narrow: another cluster's keys, and the whole prefix, are refused.
+      await expect(api.kvPut("routeleader/other-cluster/routes/x", "1")).rejects.toBeInstanceOf(ConsulAclError);
+      await expect(api.kvPut("elsewhere/x", "1")).rejects.toBeInstanceOf(ConsulAclError);
+      // The peer dies (its instance terminated): the agent force-leaves it.
+      await peer.kill();
+      await waitUntil("the peer failed", async () => ((await api.members()).find((m) => m.name === "peer-sec")?.status === 4 ? true : undefined), { timeoutMs: 60_000, intervalMs: 500 });
+      await api.forceLeave("peer-sec");
+      await waitUntil("the peer left", async () => ((await api.members()).find((m) => m.name === "peer-sec")?.status === 3 ? true : undefined), { timeoutMs: 20_000, intervalMs: 250 });
+    } finally {
+      await peer.stop();
+    }
+  }, 120_000);
+
+  it("truth: README quotes the policy file's rules exactly, and docs/deploy.md points to the file instead of listing rights of its own", () => {
+    const rules = (text: string) =>
+      text
+        .split("\n")
+        .map((l) => l.trimEnd())
+        .filter((l) => l.trim() && !l.trim().startsWith("#"));
+    const readme = readFileSync(join(REPO, "README.md"), "utf8");
+    const quoted = /```hcl\n# docs\/consul-acl-policy\.hcl[^\n]*\n([\s\S]*?)```/.exec(readme);
+    expect(quoted, "README has the policy in an hcl block headed '# docs/consul-acl-policy.hcl'").not.toBeNull();
+    expect(rules(quoted![1]!)).toEqual(rules(readFileSync(POLICY_FILE, "utf8")));
+    const deploy = readFileSync(join(REPO, "docs", "deploy.md"), "utf8");
+    expect(deploy).toContain("consul-acl-policy.hcl");
+    expect(deploy).not.toMatch(/node:write|service:write|session:write|key:write/);
   });
 });
 
