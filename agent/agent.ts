@@ -15,6 +15,7 @@ import { createMetrics, startStatusServer } from "./observe/index.js";
 import type { Logger } from "./observe/log.js";
 import { FailoverPolicy, resolvePreferredAzs } from "./policy/index.js";
 import { RouteController } from "./routes/controller.js";
+import { Reloader } from "./reload.js";
 import { VERSION } from "./version.js";
 
 export interface RunOptions {
@@ -25,6 +26,33 @@ export interface RunOptions {
   clock?: Clock;
   /** Resolves (or aborts) when the agent should stop; default: SIGTERM or SIGINT. */
   stopSignal?: AbortSignal;
+  /** `--log-level` was given: a reload does not apply the file's logLevel. */
+  logLevelFixed?: boolean;
+}
+
+/**
+ * SIGHUP reloads the configuration (as keepalived and Consul do). Installed before anything
+ * else, so a SIGHUP during start-up does not kill the process (Node's default): it is kept
+ * and applied once the agent runs.
+ */
+function onHangup(log: Logger, once: boolean): { ready(reload: () => void): void; dispose(): void } {
+  let reload: (() => void) | undefined;
+  let pending = false;
+  const handler = () => {
+    if (once) return log.info({ step: "reload", trigger: "SIGHUP" }, "SIGHUP ignored: `once` does not reload");
+    if (reload) return reload();
+    pending = true;
+    log.info({ step: "reload", trigger: "SIGHUP" }, "SIGHUP during start-up: the configuration is re-read once the agent runs");
+  };
+  process.on("SIGHUP", handler);
+  return {
+    ready(fn) {
+      reload = fn;
+      if (pending) fn();
+      pending = false;
+    },
+    dispose: () => void process.off("SIGHUP", handler),
+  };
 }
 
 /** Connects to the local Consul agent or fails with a message naming the address. */
@@ -135,6 +163,7 @@ async function boot(config: Config, log: Logger, clock: Clock, dryRun: boolean, 
 interface Wired {
   election: Election;
   health: HealthMonitor;
+  reloader: Reloader;
   tasks: Promise<unknown>[];
 }
 
@@ -179,6 +208,8 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
     await running.setDraining(on);
     return { draining: on, holds: running.heldRoutes() };
   };
+  const reloader = new Reloader({ config, log, clock, logLevelFixed: options.logLevelFixed ?? false, api, ec2, serviceId, routes, health, election: running, policy, hooks, preferredAz, metrics });
+  disposers.defer("finish reloads", () => reloader.close());
   const status = () => ({
     instanceId: identity.instanceId,
     az: identity.az,
@@ -196,6 +227,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
       reason: s.reason,
     })),
     checks: health.states().map((c) => ({ name: c.name, passing: c.passing, output: c.output })),
+    config: reloader.status(),
   });
   const leasePassed = () => running.routeStates().find((s) => s.phase === "holding" && s.held && clock.now() > running.leaseDeadline(s.held.session));
   const server = await startStatusServer({
@@ -207,7 +239,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
       return late ? { ok: false, reason: `holding ${late.route} past its lease deadline (Consul unreachable?)` } : { ok: true };
     },
     logger: log,
-    control: { drain: () => setDraining(true), undrain: () => setDraining(false) },
+    control: { drain: () => setDraining(true), undrain: () => setDraining(false), reload: () => reloader.reload("http") },
   }).catch((err: Error) => log.error({ err: err.message, listen: config.http.listen }, "http endpoint could not start; running without it"));
   if (server) disposers.defer("close the http endpoint", () => server.close());
 
@@ -234,14 +266,15 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
     background.abort();
     await Promise.allSettled(tasks);
   });
-  return { election: running, health, tasks };
+  return { election: running, health, reloader, tasks };
 }
 
 /** Runs until told to stop (or, with `once`, until every route is settled), then releases every route. */
-async function serve(b: Booted, w: Wired, options: RunOptions, stopSignal: AbortSignal, disposers: DisposerStack): Promise<void> {
+async function serve(b: Booted, w: Wired, options: RunOptions, stopSignal: AbortSignal, disposers: DisposerStack, hangup: ReturnType<typeof onHangup>): Promise<void> {
   const { config, log, clock } = b;
   w.health.start();
   await w.election.start();
+  hangup.ready(() => void w.reloader.reload("SIGHUP").catch((err: Error) => log.error({ step: "reload", err: err.message, stack: err.stack }, "reload failed unexpectedly")));
   let stopped: Promise<unknown> | undefined;
   const stopElection = () => (stopped ??= w.election.stop(options.once ? "once" : "shutdown"));
   disposers.defer("release routes", stopElection);
@@ -263,13 +296,15 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
   const clock = options.clock ?? systemClock;
   log.info({ step: "start", version: VERSION, config: config.source, cluster: config.cluster, routes: config.routes.map((r) => r.name), dryRun: options.dryRun }, "routeleader starting");
   const stopSignal = options.stopSignal ?? stopOnSignals(log);
+  const hangup = onHangup(log, options.once);
   const disposers = new DisposerStack(log);
   try {
     const booted = await boot(config, log, clock, options.dryRun, disposers);
     const wired = await wire(booted, options, disposers);
-    await serve(booted, wired, options, stopSignal, disposers);
+    await serve(booted, wired, options, stopSignal, disposers, hangup);
   } finally {
     await disposers.disposeAll();
+    hangup.dispose();
     log.info({ step: "exit" }, "routeleader stopped");
   }
 }

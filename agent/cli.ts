@@ -5,6 +5,7 @@ import { EXIT, ExitError } from "./exit-codes.js";
 import { createLogger } from "./observe/log.js";
 import { runAgent } from "./agent.js";
 import { postToAgent, printStatus, requestHandover } from "./commands/operator.js";
+import { renderReload, requestReload } from "./commands/reload.js";
 import { VERSION } from "./version.js";
 
 /** A validated config's warnings, one line each: `warning: FILE:LINE: PATH: MESSAGE`. */
@@ -43,7 +44,7 @@ export function buildCli(): Command {
       const config = loadConfig(opts.config);
       const log = createLogger(opts.logLevel ?? config.logLevel);
       for (const w of configWarnings(config)) log.warn({ step: "config", path: w.path, line: w.line }, `config warning: ${w.message}`);
-      await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: false });
+      await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: false, logLevelFixed: opts.logLevel !== undefined });
     });
 
   program
@@ -80,6 +81,18 @@ export function buildCli(): Command {
         process.stdout.write(`${await postToAgent(config, action)}\n`);
       });
   }
+
+  program
+    .command("reload")
+    .description("make the running agent re-read its configuration file (as SIGHUP does); a file that does not validate, or changes a setting that cannot change live, is refused and the agent keeps its configuration")
+    .addOption(configOption())
+    .option("--json", "print the agent's answer as JSON")
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const answer = await requestReload(opts.config);
+      if (opts.json) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+      else process.stdout.write(`${renderReload(answer)}\n`);
+      if (answer.outcome === "refused") throw new ExitError(`reload refused by the agent; it keeps running on its configuration\n${answer.problems ?? answer.message}`, EXIT.config);
+    });
 
   program
     .command("handover")

@@ -6,3 +6,5 @@ export type { RawConfig, CheckConfig, RouteConfig, TableSelector } from "./schem
 export { parseCidr, cidrsOverlap } from "./cidr.js";
 export type { Cidr } from "./cidr.js";
 export { parseDuration, formatDuration } from "./duration.js";
+export { diffConfig, kindOf } from "./diff.js";
+export type { ChangeKind, ConfigChange, ConfigDiff } from "./diff.js";

@@ -217,6 +217,24 @@ export class ConsulApi {
     await this.call("PUT", `/v1/agent/service/deregister/${encodeURIComponent(id)}`, { op: "agent.service.deregister" });
   }
 
+  /**
+   * Registers (or re-registers, same id) one TTL check of a service. Re-registering a check
+   * with the status it has keeps every session bound to it: only a critical status or a
+   * deregistration invalidates them.
+   */
+  async registerCheck(check: { id: string; name: string; serviceId: string; ttlMs: number; status: CheckStatus; notes?: string }, timeoutMs?: number): Promise<void> {
+    await this.call("PUT", "/v1/agent/check/register", {
+      op: "agent.check.register",
+      body: JSON.stringify({ ID: check.id, Name: check.name, ServiceID: check.serviceId, TTL: formatDuration(check.ttlMs), Status: check.status, ...(check.notes ? { Notes: check.notes } : {}) }),
+      timeoutMs,
+    });
+  }
+
+  /** Deregisters one check: every session bound to it is invalidated (release its keys first). */
+  async deregisterCheck(checkId: string, timeoutMs?: number): Promise<void> {
+    await this.call("PUT", `/v1/agent/check/deregister/${encodeURIComponent(checkId)}`, { op: "agent.check.deregister", timeoutMs });
+  }
+
   /** Sets a TTL check's status and its output (what the Consul UI shows). */
   async updateTtlCheck(checkId: string, status: CheckStatus, output: string, timeoutMs?: number): Promise<void> {
     await this.call("PUT", `/v1/agent/check/update/${encodeURIComponent(checkId)}`, {

@@ -10,7 +10,7 @@ import { ActionExecutor, type RouteWriter } from "./executor.js";
 import { verifyOwnership } from "./fencing.js";
 import { encodeHolder, holderOf, parseHolder, routeOfKey, routesPrefix } from "./holder.js";
 import { applyOutcome, type Outcome } from "./results.js";
-import { Sessions } from "./sessions.js";
+import { checkSetKey, Sessions } from "./sessions.js";
 import { routeStatus, type RouteStatus } from "./status.js";
 import { Waiters, Wakeup } from "./wakeup.js";
 import { runPrefixWatch } from "./watch.js";
@@ -78,11 +78,18 @@ export class Election {
   private snapshot: { keys: Map<string, KeyView>; index: number } | undefined;
   private draining: ReleaseReason | undefined;
   private nextReconcileAt = 0;
+  /** The configuration in force: a reload replaces it (see reconfigure). */
+  private config: Config;
+  /** Routes a reload removed: released (reason "removed"), then dropped. */
+  private readonly retiring = new Set<string>();
+  /** A line about the last reload for the liveness check's output, while there is something to say. */
+  private reloadNote: string | undefined;
   /** Routes owed a reconcile since the last tick: kept until a write of theirs goes out (one in flight at the tick must not skip it). */
   private readonly reconcilePending = new Set<string>();
 
   constructor(private readonly deps: ElectionDeps) {
     this.random = deps.random ?? Math.random;
+    this.config = deps.config;
     this.wakeup = new Wakeup(deps.clock);
     this.routes = [...deps.config.routes];
     for (const route of this.routes) this.locals.set(route.name, initialLocal());
@@ -125,7 +132,49 @@ export class Election {
   summary(): string {
     const held = this.heldRoutes();
     const blocked = this.routeStates().filter((s) => s.blocked).map((s) => `${s.route} given up for ${Math.round((s.blocked?.untilMs ?? 0) / 1000)} s: ${s.blocked?.reason}`);
-    return [`holds ${held.length ? held.join(", ") : "no routes"}`, ...(this.draining ? [`draining (${this.draining})`] : []), ...blocked].join("; ");
+    return [`holds ${held.length ? held.join(", ") : "no routes"}`, ...(this.draining ? [`draining (${this.draining})`] : []), ...blocked, ...(this.reloadNote ? [this.reloadNote] : [])].join("; ");
+  }
+
+  /** What the liveness check's output says about the last reload (undefined: nothing). */
+  noteReload(note: string | undefined): void {
+    this.reloadNote = note;
+  }
+
+  /**
+   * A reload: routes new to the configuration join the election at once; routes it no longer
+   * names are released (reason "removed", never deleted from a table unless their onRelease
+   * says so) and dropped once released; a changed route takes its new settings (a new check
+   * set means a new session: the holder releases it and contends again under that session).
+   * Check sets new to the routes get a session with the new timers.
+   */
+  reconfigure(config: Config): void {
+    this.config = config;
+    const names = new Set(config.routes.map((r) => r.name));
+    for (const route of this.routes) if (!names.has(route.name)) this.retiring.add(route.name);
+    for (const route of config.routes) {
+      this.retiring.delete(route.name);
+      const at = this.routes.findIndex((r) => r.name === route.name);
+      if (at >= 0) this.routes[at] = route;
+      else {
+        this.routes.push(route);
+        this.locals.set(route.name, initialLocal());
+      }
+    }
+    for (const task of this.sessions.reconfigure(config, this.routes)) this.track(task);
+    this.deps.log.info({ step: "reload", routes: config.routes.map((r) => r.name), retiring: [...this.retiring] }, "election reconfigured");
+    this.wake();
+  }
+
+  /** Resolves when none of these routes is in the election any more (released and dropped), or on abort. */
+  async whenDropped(names: readonly string[], signal?: AbortSignal): Promise<boolean> {
+    this.wake();
+    return this.waiters.until(() => names.every((n) => !this.retiring.has(n) || !this.routes.some((r) => r.name === n)), 24 * 3600_000, signal);
+  }
+
+  /** Resolves when no session of this node is bound to any of these Consul check ids, or on abort. */
+  async whenUnbound(checkIds: readonly string[], signal?: AbortSignal): Promise<boolean> {
+    this.wake();
+    return this.waiters.until(() => !this.sessions.binds(checkIds), 24 * 3600_000, signal);
   }
 
   routeStates(): readonly RouteStatus[] {
@@ -144,10 +193,25 @@ export class Election {
   async start(): Promise<void> {
     const signal = this.stopController.signal;
     await this.sessions.passLiveness();
-    this.nextReconcileAt = this.deps.clock.now() + this.deps.config.reconcileInterval;
+    this.nextReconcileAt = this.deps.clock.now() + this.config.reconcileInterval;
     for (const task of this.sessions.run(signal)) this.track(task);
     const { api, config, clock, log } = this.deps;
-    this.track(runPrefixWatch({ api, prefix: routesPrefix(config.cluster), waitMs: config.election.watchWait, clock, log, onSnapshot: (entries, index) => this.onSnapshot(entries, index) }, signal));
+    const election = this;
+    this.track(
+      runPrefixWatch(
+        {
+          api,
+          prefix: routesPrefix(config.cluster),
+          get waitMs() {
+            return election.config.election.watchWait;
+          },
+          clock,
+          log,
+          onSnapshot: (entries, index) => this.onSnapshot(entries, index),
+        },
+        signal,
+      ),
+    );
     this.track(this.loop(signal));
   }
 
@@ -223,7 +287,8 @@ export class Election {
 
   /** One cycle: fold the outcomes in, then decide every route from the whole current state. */
   private cycle(now: number): void {
-    const { config, health, policy, log } = this.deps;
+    const { health, policy, log } = this.deps;
+    const config = this.config;
     for (const { action, outcome } of this.outcomes.splice(0)) this.fold(action, outcome, now);
     const reconcileDue = now >= this.nextReconcileAt;
     if (reconcileDue) {
@@ -231,7 +296,7 @@ export class Election {
       for (const route of this.routes) this.reconcilePending.add(route.name);
     }
     const actions: Action[] = [];
-    for (const route of this.routes) {
+    for (const route of [...this.routes]) {
       const local = this.locals.get(route.name) as RouteLocal;
       const session = this.sessions.sessionFor(route);
       const healthy = health.allPassing(route.checks);
@@ -246,7 +311,7 @@ export class Election {
         ...(session ? { session } : {}),
         leaseOk: !!session && now <= this.sessions.leaseDeadline(session),
         healthy,
-        ...(this.draining ? { draining: this.draining } : {}),
+        ...(this.draining ? { draining: this.draining } : this.retiring.has(route.name) ? { draining: "removed" as const } : {}),
         mayContend,
         ...(handOver ? { handOver } : {}),
         ...(inFlight ? { inFlight } : {}),
@@ -262,9 +327,25 @@ export class Election {
       if (previous !== decision.reason) log.debug({ route: route.name, reason: decision.reason }, `${route.name}: ${decision.reason}`);
       const wanted = !releaseReasonOf(view, decision.local) && mayContend && !!session;
       this.statuses.set(route.name, routeStatus(route.name, decision.local, view.key, wanted, decision.reason, now, inFlight === "release" || decision.actions.some((a) => a.kind === "release")));
+      if (this.retiring.has(route.name) && !decision.local.held && !inFlight && decision.actions.length === 0) this.drop(route.name);
     }
     this.executor.submit(actions);
+    if (!this.routes.some((r) => this.executor.inFlight(r.name))) {
+      const held = new Set([...this.locals.values()].flatMap((l) => (l.held ? [l.held.session] : [])));
+      this.sessions.prune(new Set(this.routes.map((r) => checkSetKey(r.checks))), held);
+    }
     this.waiters.check();
+  }
+
+  /** A removed route, released: out of the election. */
+  private drop(name: string): void {
+    const at = this.routes.findIndex((r) => r.name === name);
+    if (at >= 0) this.routes.splice(at, 1);
+    this.locals.delete(name);
+    this.statuses.delete(name);
+    this.retiring.delete(name);
+    this.reconcilePending.delete(name);
+    this.deps.log.info({ step: "reload", route: name, event: "routeDropped" }, `${name}: removed from the configuration and not held: dropped from the election`);
   }
 
   private fold(action: Action, outcome: Outcome, now: number): void {

@@ -14,7 +14,7 @@ export interface HolderInfo {
 }
 
 export type LossReason = "sessionInvalidated" | "keyTaken" | "leaseExpired" | "keyDeleted";
-export type ReleaseReason = "checkFailed" | "shutdown" | "drain" | "handover" | "failback" | "once" | "ineligible" | "writeRefused";
+export type ReleaseReason = "checkFailed" | "shutdown" | "drain" | "handover" | "failback" | "once" | "ineligible" | "writeRefused" | "removed";
 
 /**
  * Transitions the election emits, de-duplicated: logs, metrics, hooks and Consul service tags

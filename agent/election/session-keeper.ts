@@ -43,6 +43,16 @@ export class SessionKeeper {
     return this.deps.spec.name;
   }
 
+  /** The TTL this keeper's sessions are created with (the lease is computed from it, not from a reloaded config). */
+  get ttlMs(): number {
+    return this.deps.spec.ttlMs;
+  }
+
+  /** The service checks its sessions are bound to. */
+  get serviceChecks(): readonly string[] {
+    return this.deps.spec.serviceChecks;
+  }
+
   /** Asks the loop to retry creation at once (a check just turned passing). */
   nudge(): void {
     this.wake?.();

@@ -37,10 +37,59 @@ export interface SessionsDeps {
 export class Sessions {
   private readonly keepers = new Map<string, SessionKeeper>();
   private lastLivenessPassAt = 0;
+  /** The configuration in force (a reload replaces it; sessions alive keep the values they were made with). */
+  private config: Config;
+  private signal: AbortSignal | undefined;
+  private readonly stops = new Map<SessionKeeper, AbortController>();
+  /** Keepers of check sets no route uses any more, until their session is destroyed. */
+  private readonly closing = new Set<SessionKeeper>();
 
   constructor(private readonly deps: SessionsDeps) {
-    const { config, serviceId } = deps;
-    for (const route of config.routes) {
+    this.config = deps.config;
+    this.ensureKeepers(deps.config.routes);
+  }
+
+  /**
+   * A reload: check sets new to the routes get a keeper (started at once when running), made
+   * with the new timers; keepers alive keep theirs until their session ends. Returns the new
+   * keepers' loops for the caller to track.
+   */
+  reconfigure(config: Config, routes: readonly RouteConfig[]): Promise<void>[] {
+    this.config = config;
+    const added = this.ensureKeepers(routes);
+    return this.signal ? added.map((k) => this.start(k, this.signal as AbortSignal)) : [];
+  }
+
+  /**
+   * Retires the keepers of check sets no route uses, once no key is held with their session
+   * (destroying a session imposes lock-delay on keys it still holds).
+   */
+  prune(inUse: ReadonlySet<string>, heldSessions: ReadonlySet<string>): void {
+    for (const [setKey, keeper] of this.keepers) {
+      if (inUse.has(setKey) || (keeper.current && heldSessions.has(keeper.current))) continue;
+      this.keepers.delete(setKey);
+      this.closing.add(keeper);
+      this.stops.get(keeper)?.abort();
+      this.stops.delete(keeper);
+      this.deps.log.info({ step: "session", name: keeper.name, session: keeper.current ?? null }, "check set no longer used: its session is destroyed");
+      void keeper.destroy().finally(() => {
+        this.closing.delete(keeper);
+        this.deps.onChange();
+      });
+    }
+  }
+
+  /** Whether a session of this node (alive or being destroyed) is bound to any of these checks. */
+  binds(checkIds: readonly string[]): boolean {
+    return [...this.keepers.values(), ...this.closing].some((k) => k.serviceChecks.some((c) => checkIds.includes(c)));
+  }
+
+  private ensureKeepers(routes: readonly RouteConfig[]): SessionKeeper[] {
+    const { serviceId } = this.deps;
+    const config = this.config;
+    const deps = this.deps;
+    const added: SessionKeeper[] = [];
+    for (const route of routes) {
       const setKey = checkSetKey(route.checks);
       if (this.keepers.has(setKey)) continue;
       const serviceChecks = [livenessCheckId(serviceId), ...[...route.checks].sort().map((c) => deps.checkId(c))];
@@ -61,7 +110,15 @@ export class Sessions {
           onChange: () => deps.onChange(),
         }),
       );
+      added.push(this.keepers.get(setKey) as SessionKeeper);
     }
+    return added;
+  }
+
+  private start(keeper: SessionKeeper, signal: AbortSignal): Promise<void> {
+    const stop = new AbortController();
+    this.stops.set(keeper, stop);
+    return keeper.run(AbortSignal.any([signal, stop.signal]));
   }
 
   /** The live session of the route's check set, if any. */
@@ -76,8 +133,9 @@ export class Sessions {
   /** The local lease deadline (monotonic ms): no write starts after it. */
   leaseDeadline(session: string): number {
     const keeper = [...this.keepers.values()].find((k) => k.current === session);
-    const { sessionTtl, livenessTtl, fenceMargin } = this.deps.config.election;
-    return leaseDeadline({ lastRenewAt: keeper?.lastRenewAt ?? 0, sessionTtlMs: sessionTtl, lastLivenessPassAt: this.lastLivenessPassAt, livenessTtlMs: livenessTtl, marginMs: fenceMargin });
+    const { livenessTtl, fenceMargin } = this.config.election;
+    // The session's own TTL: a reload changes only sessions made after it.
+    return leaseDeadline({ lastRenewAt: keeper?.lastRenewAt ?? 0, sessionTtlMs: keeper?.ttlMs ?? this.config.election.sessionTtl, lastLivenessPassAt: this.lastLivenessPassAt, livenessTtlMs: livenessTtl, marginMs: fenceMargin });
   }
 
   /** An acquire found the session gone: its keeper recreates it. */
@@ -94,17 +152,18 @@ export class Sessions {
 
   /** The heartbeat and every keeper, until the signal aborts. */
   run(signal: AbortSignal): Promise<void>[] {
-    return [this.livenessLoop(signal), ...[...this.keepers.values()].map((k) => k.run(signal))];
+    this.signal = signal;
+    return [this.livenessLoop(signal), ...[...this.keepers.values()].map((k) => this.start(k, signal))];
   }
 
   /** Fails liveness and destroys every session: call only after the keys were released. */
   async close(): Promise<void> {
     await this.deps.api.updateTtlCheck(livenessCheckId(this.deps.serviceId), "critical", "routeleader stopping").catch(() => undefined);
-    await Promise.all([...this.keepers.values()].map((k) => k.destroy()));
+    await Promise.all([...this.keepers.values(), ...this.closing].map((k) => k.destroy()));
   }
 
   private async livenessLoop(signal: AbortSignal): Promise<void> {
-    const interval = this.deps.config.election.livenessTtl / 3;
+    const interval = this.config.election.livenessTtl / 3;
     while (!signal.aborted) {
       await this.deps.clock.sleep(interval, signal).catch(() => undefined);
       if (signal.aborted) break;

@@ -23,7 +23,7 @@ const WATCH_ERROR_BACKOFF_MS = 500;
  * rules, and a token bucket so a churning key cannot turn the loop into a busy loop.
  */
 export async function runPrefixWatch(deps: PrefixWatchDeps, signal: AbortSignal): Promise<void> {
-  const { api, prefix, waitMs, clock, log } = deps;
+  const { api, prefix, clock, log } = deps;
   const bucket = new TokenBucket(5, 10, clock.now());
   let index = 0;
   let failing = false;
@@ -32,7 +32,8 @@ export async function runPrefixWatch(deps: PrefixWatchDeps, signal: AbortSignal)
     if (wait > 0) await clock.sleep(wait, signal).catch(() => undefined);
     if (signal.aborted) break;
     try {
-      const read = await api.kvRead(prefix, { recurse: true, index, waitMs, signal });
+      // Read per request: a reload may change it.
+      const read = await api.kvRead(prefix, { recurse: true, index, waitMs: deps.waitMs, signal });
       if (failing) log.info({ step: "watch", prefix }, "watch recovered: Consul answers again");
       failing = false;
       index = nextWatchIndex(index, read.index);

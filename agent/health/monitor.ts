@@ -86,6 +86,9 @@ interface Entry {
   lastLatencyMs?: number;
   /** Updates of this check, in order: a refresh may never overtake a newer status. */
   publishing: Promise<void>;
+  /** Its run and refresh loops, and what stops them (a reload replaces or removes one check). */
+  loops: Promise<void>[];
+  stop?: AbortController;
 }
 
 /**
@@ -104,43 +107,97 @@ export class HealthMonitor {
   private readonly metrics: CallRecorder;
   private readonly waiters = new Set<() => void>();
   private controller: AbortController | undefined;
-  private loops: Promise<void>[] = [];
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly deps: HealthMonitorDeps) {
     this.clock = deps.clock ?? systemClock;
     this.runner = deps.runner ?? createCheckRunner();
     this.metrics = deps.metrics ?? processMetrics;
-    for (const [name, check] of Object.entries(deps.checks)) {
-      const hysteresis = initialHysteresis(check);
-      this.entries.set(name, {
-        name,
-        check,
-        consulId: checkConsulId(deps.serviceId, name),
-        ttlMs: checkTtlMs(check),
-        hysteresis,
-        passing: false,
-        consulStatus: "critical",
-        output: `${name}: ${describeCounters(hysteresis)}`,
-        publishing: Promise.resolve(),
-      });
-    }
+    for (const [name, check] of Object.entries(deps.checks)) this.entries.set(name, this.newEntry(name, check));
+  }
+
+  private newEntry(name: string, check: CheckConfig): Entry {
+    const hysteresis = initialHysteresis(check);
+    return {
+      name,
+      check,
+      consulId: checkConsulId(this.deps.serviceId, name),
+      ttlMs: checkTtlMs(check),
+      hysteresis,
+      passing: false,
+      consulStatus: "critical",
+      output: `${name}: ${describeCounters(hysteresis)}`,
+      publishing: Promise.resolve(),
+      loops: [],
+    };
   }
 
   start(): void {
     if (this.controller) return;
     this.controller = new AbortController();
-    const signal = this.controller.signal;
-    for (const entry of this.entries.values()) {
-      this.loops.push(this.runLoop(entry, signal), this.refreshLoop(entry, signal));
+    for (const entry of this.entries.values()) this.startEntry(entry);
+  }
+
+  private startEntry(entry: Entry): void {
+    if (!this.controller || this.stopping) return;
+    const stop = new AbortController();
+    const signal = AbortSignal.any([this.controller.signal, stop.signal]);
+    entry.stop = stop;
+    entry.loops = [this.runLoop(entry, signal), this.refreshLoop(entry, signal)];
+  }
+
+  /** Stops one check's schedule and waits for its run and updates in flight. */
+  private async stopEntry(entry: Entry): Promise<void> {
+    entry.stop?.abort(new Error("check reconfigured"));
+    await Promise.allSettled(entry.loops);
+    await entry.publishing;
+  }
+
+  /** A reload added a check (its Consul TTL check is registered, critical): it runs from now on and passes after `rise`. */
+  setCheck(name: string, check: CheckConfig): void {
+    if (this.entries.has(name)) throw new Error(`check ${name} already exists: use replaceCheck`);
+    const entry = this.newEntry(name, check);
+    this.entries.set(name, entry);
+    this.startEntry(entry);
+  }
+
+  /**
+   * A reload changed a check's definition. Its schedule stops, `register` re-registers it in
+   * Consul with the status it has now (a passing check stays passing: no session bound to it
+   * is invalidated, no lock-delay), and it runs again with the new definition, keeping its
+   * verdict and counters: a holder keeps its routes unless the new definition fails `fall`
+   * times. When `register` throws, the old definition runs on and the error is rethrown.
+   */
+  async replaceCheck(name: string, check: CheckConfig, register: (status: CheckStatus) => Promise<void>): Promise<void> {
+    const old = this.entries.get(name);
+    if (!old) return this.setCheck(name, check);
+    await this.stopEntry(old);
+    try {
+      await register(old.consulStatus);
+    } catch (err) {
+      this.startEntry(old);
+      throw err;
     }
+    const entry: Entry = { ...this.newEntry(name, check), hysteresis: { ...old.hysteresis, rise: check.rise, fall: check.fall }, passing: old.passing, consulStatus: old.consulStatus, output: old.output };
+    if (old.lastLatencyMs !== undefined) entry.lastLatencyMs = old.lastLatencyMs;
+    this.entries.set(name, entry);
+    this.startEntry(entry);
+    this.deps.log.info({ check: name, passing: entry.passing, ttlMs: entry.ttlMs }, `check ${name} re-registered with its new definition; verdict kept (${entry.passing ? "passing" : "not passing"})`);
+  }
+
+  /** A reload removed a check (no session is bound to it any more): its schedule stops; the caller deregisters it. */
+  async removeCheck(name: string): Promise<void> {
+    const entry = this.entries.get(name);
+    if (!entry) return;
+    await this.stopEntry(entry);
+    this.entries.delete(name);
   }
 
   /** Stops every schedule and waits for runs and updates in flight. Idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.controller?.abort(new Error("health monitor stopped"));
-      await Promise.allSettled(this.loops);
+      await Promise.allSettled([...this.entries.values()].flatMap((e) => e.loops));
       await Promise.allSettled([...this.entries.values()].map((e) => e.publishing));
     })();
     return this.stopping;

@@ -21,6 +21,8 @@ export interface HookRunnerOptions {
 export interface HookRunner {
   /** Subscribe this to the election. Returns at once: hooks run in the background. */
   readonly listener: ElectionListener;
+  /** A reload: later transitions use these commands, timeout and destinations; running hooks finish as they started. */
+  reconfigure(hooks: HookRunnerOptions["hooks"], routes: HookRunnerOptions["routes"]): void;
   /** Hooks still running. */
   readonly running: number;
   /**
@@ -38,8 +40,9 @@ export interface HookRunner {
  * successive transitions may overlap: a hook must not assume it is the only one running.
  */
 export function createHookRunner(options: HookRunnerOptions): HookRunner {
-  const { hooks, logger, clock } = options;
-  const destinations = new Map(options.routes.map((r) => [r.name, r.destination]));
+  const { logger, clock } = options;
+  let hooks = options.hooks;
+  let destinations = new Map(options.routes.map((r) => [r.name, r.destination]));
   const running = new Set<{ child: BoundedChild; done: Promise<void> }>();
 
   const start = (invocation: HookInvocation) => {
@@ -79,6 +82,11 @@ export function createHookRunner(options: HookRunnerOptions): HookRunner {
     listener: (event) => {
       const invocation = hookInvocation(event, destinations, options.instanceId);
       if (invocation) start(invocation);
+    },
+    reconfigure(next, routes) {
+      hooks = next;
+      // A removed route's release still comes after the reload: its destination is kept.
+      destinations = new Map([...destinations, ...routes.map((r) => [r.name, r.destination] as [string, string])]);
     },
     get running() {
       return running.size;

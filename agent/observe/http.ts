@@ -18,8 +18,11 @@ export interface StatusServerOptions {
   /** /healthz answers 200 when ok, else 503 with the reason. */
   health: () => Health;
   logger: Logger;
-  /** Operator actions on POST /drain, /undrain; accepted only from a loopback peer. */
-  control?: { drain(): Promise<unknown>; undrain(): Promise<unknown> };
+  /**
+   * Operator actions on POST /drain, /undrain, /reload; accepted only from a loopback peer.
+   * An answer `{ outcome: "refused" }` (a reload refused) is sent with status 422.
+   */
+  control?: { drain(): Promise<unknown>; undrain(): Promise<unknown>; reload?(): Promise<unknown> };
 }
 
 export interface StatusServer {
@@ -61,7 +64,9 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
       send(res, health.ok ? 200 : 503, "text/plain; charset=utf-8", health.ok ? "ok\n" : `unhealthy: ${health.reason ?? "no reason given"}\n`);
     },
   };
-  const actions: Record<string, () => Promise<unknown>> = options.control ? { "/drain": options.control.drain, "/undrain": options.control.undrain } : {};
+  const actions: Record<string, () => Promise<unknown>> = options.control
+    ? { "/drain": options.control.drain, "/undrain": options.control.undrain, ...(options.control.reload ? { "/reload": options.control.reload } : {}) }
+    : {};
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = new URL(req.url ?? "/", "http://localhost").pathname;
     const action = actions[path];
@@ -71,7 +76,8 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
       try {
         const result = await action();
         options.logger.info({ action: path.slice(1), peer }, `operator action ${path.slice(1)}`);
-        return send(res, 200, "application/json; charset=utf-8", `${JSON.stringify(result ?? { ok: true })}\n`);
+        const refused = (result as { outcome?: unknown } | undefined)?.outcome === "refused";
+        return send(res, refused ? 422 : 200, "application/json; charset=utf-8", `${JSON.stringify(result ?? { ok: true })}\n`);
       } catch (err) {
         return send(res, 500, "text/plain; charset=utf-8", `error: ${(err as Error).message}\n`);
       }

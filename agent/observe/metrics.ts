@@ -28,6 +28,8 @@ export interface Metrics extends CallRecorder {
   readonly registry: Registry;
   /** Updates leadership, transitions, failover time and route writes from election events. */
   readonly listener: ElectionListener;
+  /** One configuration reload (SIGHUP or `routeleader reload`): applied, or refused (the agent kept its configuration). */
+  recordReload(outcome: "applied" | "refused"): void;
   /** The exposition text and its content type, for /metrics. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -70,6 +72,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const awsCalls = new Counter({ name: "routeleader_aws_calls_total", help: "EC2 and Auto Scaling API calls, by action and outcome.", labelNames: ["action", "outcome"], registers });
   const awsSeconds = new Histogram({ name: "routeleader_aws_call_seconds", help: "Duration of EC2 and Auto Scaling API calls.", labelNames: ["action"], buckets: CALL_BUCKETS, registers });
   const consulRequests = new Counter({ name: "routeleader_consul_requests_total", help: "Consul HTTP API requests, by operation and outcome.", labelNames: ["op", "outcome"], registers });
+  const reloads = new Counter({ name: "routeleader_config_reloads_total", help: "Configuration reloads (SIGHUP or routeleader reload), by outcome: applied, or refused (invalid file, a setting that cannot change live, tables that cannot be resolved; the agent keeps its configuration).", labelNames: ["outcome"], registers });
+  for (const outcome of ["applied", "refused"]) reloads.inc({ outcome }, 0);
   const errors = new Counter({ name: "routeleader_errors_total", help: "Errors the agent handled and carried on from, by component: aws and consul (a failed call), health (a check that could not run, a release before failing that failed), hooks, discovery, lifecycle, http.", labelNames: ["component"], registers });
 
   for (const route of options.routes ?? []) routeLeader.set({ route }, 0);
@@ -119,6 +123,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     },
     recordError(component) {
       errors.inc({ component });
+    },
+    recordReload(outcome) {
+      reloads.inc({ outcome });
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };

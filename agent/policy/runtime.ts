@@ -55,6 +55,11 @@ export class FailoverPolicy {
 
   constructor(private readonly deps: FailoverPolicyDeps) {}
 
+  /** A reload: routes, timers (standbyDelay, failbackAfter, holdDown) apply from the next decision. */
+  reconfigure(config: Config): void {
+    this.deps.config = config;
+  }
+
   /** Reads failback markers and handover requests from the routes-prefix watch. */
   observe(entries: readonly KvEntry[]): void {
     const { cluster } = this.deps.config;

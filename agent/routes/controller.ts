@@ -100,12 +100,15 @@ export class RouteController {
   private readonly readPolicy: RetryPolicy;
   private readonly writePolicy: RetryPolicy;
   private sourceDestCheckOn = false;
+  /** The configuration in force (a reload replaces it). */
+  private config: Config;
   /** Subnets the selectors name, proven to be in this VPC by resolve(). */
   private readonly knownSubnets = new Set<string>();
   /** Live conflicts already logged (table + destination + routes), so each is logged once. */
   private loggedConflicts = new Set<string>();
 
   constructor(private readonly deps: RouteControllerDeps) {
+    this.config = deps.config;
     this.routes = new Map(deps.config.routes.map((r) => [r.name, r]));
     this.me = { instanceId: deps.identity.instanceId, eniId: deps.identity.eniId };
     this.readPolicy = deps.readPolicy ?? DEFAULT_READ_POLICY;
@@ -130,6 +133,39 @@ export class RouteController {
     for (const [name, ids] of resolved) {
       this.tablesByRoute.set(name, ids);
       this.deps.log.info({ route: name, tables: ids }, "route tables resolved");
+    }
+  }
+
+  /**
+   * A reload's reads: resolves the new configuration's routes against this VPC as start-up
+   * does (unknown ids, other VPCs, selectors matching nothing and two routes on one entry are
+   * refused with the same ExitError), without changing what this controller manages.
+   */
+  async planTables(config: Config): Promise<Map<string, string[]>> {
+    const resolved = await resolveRouteTables(this.deps.ec2, config.routes, this.deps.identity.vpcId, this.readPolicy);
+    assertOneRoutePerEntry(config.routes, resolved);
+    return resolved;
+  }
+
+  /**
+   * A reload: the new configuration's routes with the tables planTables() resolved. A route
+   * the configuration no longer names stays known (its release may delete it, per onRelease)
+   * until forget(). The AWS settings are not reloadable and stay as they are.
+   */
+  applyConfig(config: Config, tables: ReadonlyMap<string, string[]>): void {
+    this.config = config;
+    for (const route of config.routes) {
+      this.routes.set(route.name, route);
+      this.tablesByRoute.set(route.name, tables.get(route.name) ?? []);
+      for (const subnet of selectorSubnets(route.table)) this.knownSubnets.add(subnet);
+    }
+  }
+
+  /** Routes removed by a reload and released: no longer managed. */
+  forget(names: readonly string[]): void {
+    for (const name of names) {
+      this.routes.delete(name);
+      this.tablesByRoute.delete(name);
     }
   }
 
@@ -411,7 +447,7 @@ export class RouteController {
 
   /** In `fix` mode turns the check off (the one write at start), from the start-up read. Throws ExitError(EXIT.aws). */
   async applySourceDestCheckMode(): Promise<void> {
-    const mode = this.deps.config.sourceDestCheck;
+    const mode = this.config.sourceDestCheck;
     if (mode === "ignore") return;
     if (this.sourceDestCheckAtStart === undefined) await this.readSourceDestCheck();
     const { ec2, identity, log } = this.deps;
