@@ -103,6 +103,7 @@ async function boot(config: Config, log: Logger, clock: Clock, dryRun: boolean, 
   log.info({ step: "routes", ms: Date.now() - resolveStarted }, "route tables resolved in the instance's VPC");
   const preferredAz = await resolvePreferredAzs(config.routes, (r) => routes.tablesOf(r), ec2, log);
   if (discovery) log.info({ step: "discovery", tags: await discovery.peerTags() }, "peers are found by these tags");
+  await routes.readSourceDestCheck();
 
   const { api } = await connectConsul(conn, log);
   const serviceId = serviceIdOf(identity);

@@ -10,7 +10,7 @@ import { decideClaim, decideRelease, type ClaimDecision } from "./decide.js";
 import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, type RouteWrite } from "./ec2-tables.js";
 import { assertOneRoutePerEntry, resolveRouteTables } from "./resolve.js";
 import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
-import { disableSourceDestCheck, readSourceDestCheck } from "./source-dest.js";
+import { disableSourceDestCheck, proveSourceDestCheckWrite, readSourceDestCheck } from "./source-dest.js";
 
 /** Fencing: consistent lock check + lease deadline; false → do not write. */
 export type WriteGate = (routeName: string) => Promise<boolean>;
@@ -353,13 +353,31 @@ export class RouteController {
     });
   }
 
-  /** Reads the source/dest check and, in `fix` mode, turns it off: the one write at start. Throws ExitError(EXIT.aws). */
+  /** What the start-up read of the source/dest check found: undefined until read. */
+  private sourceDestCheckAtStart: boolean | undefined;
+
+  /**
+   * Reads the source/dest check and, when `fix` will turn it off, proves the permission with a
+   * DryRun request (start-up reads before it writes: a missing ec2:DescribeInstanceAttribute
+   * or ec2:ModifyInstanceAttribute stops the agent before it registers in Consul). Throws
+   * ExitError(EXIT.aws).
+   */
+  async readSourceDestCheck(): Promise<void> {
+    if (this.deps.config.sourceDestCheck === "ignore") return;
+    const { ec2, identity } = this.deps;
+    this.sourceDestCheckAtStart = await withRetries("ec2:DescribeInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.readPolicy, (s) => readSourceDestCheck(ec2, identity.instanceId, s));
+    if (this.sourceDestCheckAtStart && this.deps.config.sourceDestCheck === "fix" && !this.deps.dryRun) {
+      await withRetries("ec2:ModifyInstanceAttribute", `sourceDestCheck of ${identity.instanceId} (DryRun)`, this.readPolicy, (s) => proveSourceDestCheckWrite(ec2, identity.instanceId, s));
+    }
+  }
+
+  /** In `fix` mode turns the check off (the one write at start), from the start-up read. Throws ExitError(EXIT.aws). */
   async applySourceDestCheckMode(): Promise<void> {
     const mode = this.deps.config.sourceDestCheck;
     if (mode === "ignore") return;
+    if (this.sourceDestCheckAtStart === undefined) await this.readSourceDestCheck();
     const { ec2, identity, log } = this.deps;
-    const on = await withRetries("ec2:DescribeInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.readPolicy, (s) => readSourceDestCheck(ec2, identity.instanceId, s));
-    if (!on) {
+    if (!this.sourceDestCheckAtStart) {
       log.info({ instance: identity.instanceId, mode }, "source/destination check already off");
       return;
     }
