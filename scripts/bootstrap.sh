@@ -345,6 +345,7 @@ User=routeleader
 Group=routeleader
 ExecStartPre=$NODE_BIN $RL_CLI validate --config $RL_CONFIG
 ExecStart=$NODE_BIN $RL_CLI run --config $RL_CONFIG
+ExecReload=/bin/kill -HUP \$MAINPID
 # Only raw ICMP sockets for the ping check; nothing else.
 AmbientCapabilities=CAP_NET_RAW
 CapabilityBoundingSet=CAP_NET_RAW

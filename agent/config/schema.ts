@@ -178,7 +178,7 @@ export const configSchema = z
       .prefault({}),
     checks: z.record(name("check name"), checkSchema).default({}).describe("Named health checks, referenced by routes."),
     routes: z.array(routeSchema).min(1, "at least one route is required").describe("Managed routes."),
-    reconcileInterval: duration(1_000, 3_600_000).prefault("30s").describe("How often the holder re-reads its tables and repairs drift."),
+    reconcileInterval: duration(1_000, 3_600_000).prefault("30s").describe("How often the holder re-reads its tables, re-resolves the table selectors (a table that starts matching is claimed, one that stops matching is left as it is) and repairs drift."),
     sourceDestCheck: z.enum(["fix", "verify", "ignore"]).default("fix").describe("'fix' disables source/dest check on start; 'verify' refuses to claim while it is on."),
     policy: z
       .strictObject({

@@ -119,8 +119,10 @@ export class FailoverPolicy {
 
   /** Polls Consul's health API for the routeleader service until the signal aborts. */
   async run(signal: AbortSignal): Promise<void> {
-    const { api, config, clock, log } = this.deps;
+    const { api, clock, log } = this.deps;
     while (!signal.aborted) {
+      // Read per poll: a reload may change the routes and their checks.
+      const config = this.deps.config;
       try {
         const instances = await api.healthService(config.consul.serviceName, { timeoutMs: 2000 });
         const now = clock.now();
