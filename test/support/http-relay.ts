@@ -29,10 +29,12 @@ export interface HttpRelayOptions {
  * What the relay does to a matching request instead of relaying it faithfully:
  * - `dropAnswer`: forward it, let the upstream answer in full (the request took effect), then
  *   destroy the client's socket instead of answering: "the answer was lost";
+ * - `withholdAnswer`: forward it, let the upstream answer in full, and never answer the client
+ *   (its own timeout ends the request): "the answer timed out";
  * - `reset`: destroy the client's socket without forwarding: "the request never arrived";
  * - `delay`: hold it `delayMs`, then forward it.
  */
-export type RelayFault = "dropAnswer" | "reset" | "delay";
+export type RelayFault = "dropAnswer" | "withholdAnswer" | "reset" | "delay";
 
 export interface RelayFaultOptions {
   /** How many matching requests get the fault (default 1). */
@@ -154,10 +156,10 @@ export async function startHttpRelay(options: HttpRelayOptions): Promise<Started
     }
     const forward = () => {
       const up = http.request({ host: upstream.hostname, port: upstream.port, method, path, headers: { ...req.headers, host: upstream.host } }, (r) => {
-        if (fault?.fault === "dropAnswer") {
+        if (fault?.fault === "dropAnswer" || fault?.fault === "withholdAnswer") {
           // The upstream acted on the request; its answer is read in full and thrown away.
           r.resume();
-          r.on("end", () => req.socket.destroy());
+          if (fault.fault === "dropAnswer") r.on("end", () => req.socket.destroy());
           return;
         }
         res.writeHead(r.statusCode ?? 502, r.headers);
