@@ -3,6 +3,7 @@ import { awsClientOptions, createAutoScalingClient, createEc2Client } from "./aw
 import { systemClock, type Clock } from "./clock.js";
 import type { Config } from "./config/index.js";
 import { ConsulAclError, ConsulApi, ConsulConnection, ConsulRequestError, ConsulUnavailableError, resolveConsulSettings } from "./consul/index.js";
+import { DisposerStack } from "./disposers.js";
 import { Election, livenessCheckId, type ElectionEvent } from "./election/index.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { PeerDiscovery } from "./discovery/index.js";
@@ -10,7 +11,7 @@ import { checkConsulId, checkTtlMs, createCheckRunner, HealthMonitor } from "./h
 import { createHookRunner } from "./hooks/index.js";
 import { InstanceMetadata, type Identity } from "./identity/index.js";
 import { completeLifecycleAction, watchForTermination } from "./lifecycle/index.js";
-import { createMetrics, startStatusServer, type StatusServer } from "./observe/index.js";
+import { createMetrics, startStatusServer } from "./observe/index.js";
 import type { Logger } from "./observe/log.js";
 import { FailoverPolicy, resolvePreferredAzs } from "./policy/index.js";
 import { RouteController } from "./routes/controller.js";
@@ -64,48 +65,47 @@ function stopOnSignals(log: Logger): AbortSignal {
   return controller.signal;
 }
 
-/**
- * Wires the agent together: identity (IMDSv2), Consul registration, health checks, route
- * writer, election; runs until told to stop, then releases every held route before it exits.
- */
-export async function runAgent(config: Config, options: RunOptions): Promise<void> {
-  const { log } = options;
-  const clock = options.clock ?? systemClock;
-  log.info({ step: "start", version: VERSION, config: config.source, cluster: config.cluster, routes: config.routes.map((r) => r.name), dryRun: options.dryRun }, "routeleader starting");
-  const stopSignal = options.stopSignal ?? stopOnSignals(log);
+/** Everything boot() made: read and proven, registered in Consul, source/dest check applied. */
+interface Booted {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  identity: Identity;
+  imds: InstanceMetadata;
+  ec2: EC2Client;
+  api: ConsulApi;
+  routes: RouteController;
+  discovery: PeerDiscovery | undefined;
+  preferredAz: Map<string, string | undefined>;
+  serviceId: string;
+  service: { id: string; name: string; meta: Record<string, string>; address: string };
+}
 
-  // Start-up only reads until every check has passed: a bad token file, CA, permission or id
-  // stops the agent before it writes anything to AWS or Consul.
+/**
+ * Start-up reads before it writes: identity, route tables, preferred AZs, discovery tags and
+ * the Consul agent (token, reachability) are read and proven first; only then is the service
+ * registered and the source/dest check fixed. Each resource registers its cleanup as it is made.
+ */
+async function boot(config: Config, log: Logger, clock: Clock, dryRun: boolean, disposers: DisposerStack): Promise<Booted> {
   const conn = new ConsulConnection(resolveConsulSettings(config.consul));
+  disposers.defer("close Consul connection", () => conn.close());
   const imdsStarted = Date.now();
   const imds = new InstanceMetadata({ endpoint: config.imds.endpoint, timeoutMs: config.imds.timeout });
-  const identity = await imds.identity().catch((err: unknown) => {
-    conn.close();
-    throw err;
-  });
+  const identity = await imds.identity();
   log.info({ step: "identity", ...identity, endpoint: imds.endpoint, ms: Date.now() - imdsStarted }, "identity read from instance metadata (IMDSv2)");
 
   const ec2 = createEc2Client({ ...awsClientOptions(config, identity), maxAttempts: 1 });
-  const routes = new RouteController({ ec2, config, identity, log, dryRun: options.dryRun });
+  disposers.defer("close EC2 client", () => ec2.destroy());
+  const routes = new RouteController({ ec2, config, identity, log, dryRun });
   const discovery = config.discovery.enabled ? new PeerDiscovery({ ec2, consul: new ConsulApi(conn), identity, config, log }) : undefined;
-  let preferredAz: Map<string, string | undefined>;
-  try {
-    const resolveStarted = Date.now();
-    await routes.resolve();
-    log.info({ step: "routes", ms: Date.now() - resolveStarted }, "route tables resolved in the instance's VPC");
-    preferredAz = await resolvePreferredAzs(config.routes, (r) => routes.tablesOf(r), ec2, log);
-    if (discovery) log.info({ step: "discovery", tags: await discovery.peerTags() }, "peers are found by these tags");
-  } catch (err) {
-    conn.close();
-    ec2.destroy();
-    throw err;
-  }
+  const resolveStarted = Date.now();
+  await routes.resolve();
+  log.info({ step: "routes", ms: Date.now() - resolveStarted }, "route tables resolved in the instance's VPC");
+  const preferredAz = await resolvePreferredAzs(config.routes, (r) => routes.tablesOf(r), ec2, log);
+  if (discovery) log.info({ step: "discovery", tags: await discovery.peerTags() }, "peers are found by these tags");
+  await routes.readSourceDestCheck();
 
-  const { api } = await connectConsul(conn, log).catch((err: unknown) => {
-    conn.close();
-    ec2.destroy();
-    throw err;
-  });
+  const { api } = await connectConsul(conn, log);
   const serviceId = serviceIdOf(identity);
   const service = {
     id: serviceId,
@@ -123,23 +123,27 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
       ],
     });
   } catch (err) {
-    conn.close();
-    ec2.destroy();
     throw new ExitError(`cannot register service ${serviceId} with Consul: ${(err as Error).message}`, EXIT.consul, { cause: err });
   }
+  disposers.defer("deregister the service", () => api.deregisterService(serviceId));
   log.info({ step: "register", serviceId, checks: Object.keys(config.checks) }, "service registered in Consul");
-  try {
-    await routes.applySourceDestCheckMode();
-  } catch (err) {
-    await api.deregisterService(serviceId).catch(() => undefined);
-    conn.close();
-    ec2.destroy();
-    throw err;
-  }
+  await routes.applySourceDestCheckMode();
+  return { config, log, clock, identity, imds, ec2, api, routes, discovery, preferredAz, serviceId, service };
+}
 
+/** The running parts, wired to each other; nothing is started yet. */
+interface Wired {
+  election: Election;
+  health: HealthMonitor;
+  tasks: Promise<unknown>[];
+}
+
+async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): Promise<Wired> {
+  const { config, log, clock, identity, ec2, api, routes, serviceId, service, preferredAz } = b;
   const policy = new FailoverPolicy({ api, config, identity, clock, log, preferredAz });
   const metrics = createMetrics({ routes: config.routes.map((r) => r.name) });
   const hooks = createHookRunner({ hooks: config.hooks, routes: config.routes, instanceId: identity.instanceId, logger: log, clock });
+  disposers.defer("finish running hooks", () => hooks.drain());
 
   let election: Election | undefined;
   const health = new HealthMonitor({
@@ -149,24 +153,14 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
     log,
     clock,
     runner: createCheckRunner({ nat: { sourceDestCheckOff: cached(SOURCE_DEST_CACHE_MS, clock, () => sourceDestCheckOff(ec2, identity)) } }),
+    // The check is already failing locally: the election releases its routes on its next cycle.
     beforeFail: async (checkName) => {
-      if (election) await election.releaseRoutes(election.routesUsingCheck(checkName), "checkFailed");
+      if (election) await election.whenReleased(election.routesUsingCheck(checkName), BEFORE_FAIL_RELEASE_WAIT_MS);
     },
-    onPass: () => election?.refreshEligibility(),
+    onPass: () => election?.wake(),
   });
-  election = new Election({
-    api,
-    config,
-    identity,
-    clock,
-    log,
-    routes,
-    health,
-    serviceId,
-    checkId: (name) => checkConsulId(serviceId, name),
-    policy,
-    onSnapshot: (entries) => policy.observe(entries),
-  });
+  disposers.defer("stop health checks", () => health.stop());
+  election = new Election({ api, config, identity, clock, log, routes, health, serviceId, checkId: (name) => checkConsulId(serviceId, name), policy, onSnapshot: (entries) => policy.observe(entries) });
   const running = election;
 
   let tagsWanted = "";
@@ -181,9 +175,7 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
   running.on(metrics.listener);
   running.on(hooks.listener);
 
-  let draining = false;
   const setDraining = async (on: boolean) => {
-    draining = on;
     await running.setDraining(on);
     return { draining: on, holds: running.heldRoutes() };
   };
@@ -191,44 +183,42 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
     instanceId: identity.instanceId,
     az: identity.az,
     serviceId,
-    draining,
+    draining: running.drainingReason !== undefined,
     routes: running.routeStates().map((s) => ({
       route: s.route,
       phase: s.phase,
       eligible: s.eligible,
-      holder: s.observed?.holder?.instanceId && s.observed.session ? s.observed.holder.instanceId : null,
-      lockIndex: s.held?.lockIndex ?? s.observed?.lockIndex ?? null,
+      holder: s.holder?.instanceId ?? null,
+      lockIndex: s.lockIndex ?? null,
       preferredAz: preferredAz.get(s.route) ?? null,
+      ...(s.blocked ? { blocked: { reason: s.blocked.reason, forMs: Math.round(s.blocked.untilMs) } } : {}),
+      ...(s.lastWriteError ? { lastWriteError: s.lastWriteError } : {}),
+      reason: s.reason,
     })),
     checks: health.states().map((c) => ({ name: c.name, passing: c.passing, output: c.output })),
   });
   const leasePassed = () => running.routeStates().find((s) => s.phase === "holding" && s.held && clock.now() > running.leaseDeadline(s.held.session));
-  let server: StatusServer | undefined;
-  try {
-    server = await startStatusServer({
-      listen: config.http.listen,
-      metrics,
-      status,
-      health: () => {
-        const late = leasePassed();
-        return late ? { ok: false, reason: `holding ${late.route} past its lease deadline (Consul unreachable?)` } : { ok: true };
-      },
-      logger: log,
-      control: { drain: () => setDraining(true), undrain: () => setDraining(false) },
-    });
-  } catch (err) {
-    log.error({ err: (err as Error).message, listen: config.http.listen }, "http endpoint could not start; running without it");
-  }
+  const server = await startStatusServer({
+    listen: config.http.listen,
+    metrics,
+    status,
+    health: () => {
+      const late = leasePassed();
+      return late ? { ok: false, reason: `holding ${late.route} past its lease deadline (Consul unreachable?)` } : { ok: true };
+    },
+    logger: log,
+    control: { drain: () => setDraining(true), undrain: () => setDraining(false) },
+  }).catch((err: Error) => log.error({ err: err.message, listen: config.http.listen }, "http endpoint could not start; running without it"));
+  if (server) disposers.defer("close the http endpoint", () => server.close());
 
   const background = new AbortController();
   const tasks: Promise<unknown>[] = [policy.run(background.signal)];
-  if (discovery) {
-    tasks.push(discovery.run(background.signal).catch((err: Error) => log.error({ step: "discovery", err: err.message }, "peer discovery stopped")));
-  }
+  if (b.discovery) tasks.push(b.discovery.run(background.signal).catch((err: Error) => log.error({ step: "discovery", err: err.message }, "peer discovery stopped")));
   const autoscaling = createAutoScalingClient({ ...awsClientOptions(config, identity), maxAttempts: 2 });
+  disposers.defer("close Auto Scaling client", () => autoscaling.destroy());
   if (config.lifecycle.watch && !options.once) {
     tasks.push(
-      watchForTermination({ imds, clock, log, intervalMs: config.lifecycle.pollInterval }, background.signal).then(async (notice) => {
+      watchForTermination({ imds: b.imds, clock, log, intervalMs: config.lifecycle.pollInterval }, background.signal).then(async (notice) => {
         if (!notice) return;
         const started = clock.now();
         log.warn({ step: "lifecycle", ...notice }, "termination notice: draining");
@@ -240,33 +230,52 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
       }),
     );
   }
-
-  health.start();
-  await running.start();
-  log.info({ step: "ready", serviceId }, "agent running");
-
-  try {
-    if (options.once) {
-      await running.whenSettled(config.election.lockDelay + config.aws.writeTimeout + 10_000, stopSignal);
-    } else if (!stopSignal.aborted) {
-      await new Promise<void>((resolve) => stopSignal.addEventListener("abort", () => resolve(), { once: true }));
-    }
-    const started = clock.now();
-    const result = await running.stop(options.once ? "once" : "shutdown");
-    log.info({ step: "stop", handedOver: result.handedOver, notTaken: result.notTaken, ms: Math.round(clock.now() - started) }, "routes released");
-  } finally {
+  disposers.defer("stop background tasks", async () => {
     background.abort();
-    await health.stop();
-    await hooks.drain();
     await Promise.allSettled(tasks);
-    await server?.close();
-    await api.deregisterService(serviceId).catch((err: Error) => log.warn({ err: err.message }, "deregister failed"));
-    conn.close();
-    ec2.destroy();
-    autoscaling.destroy();
+  });
+  return { election: running, health, tasks };
+}
+
+/** Runs until told to stop (or, with `once`, until every route is settled), then releases every route. */
+async function serve(b: Booted, w: Wired, options: RunOptions, stopSignal: AbortSignal, disposers: DisposerStack): Promise<void> {
+  const { config, log, clock } = b;
+  w.health.start();
+  await w.election.start();
+  let stopped: Promise<unknown> | undefined;
+  const stopElection = () => (stopped ??= w.election.stop(options.once ? "once" : "shutdown"));
+  disposers.defer("release routes", stopElection);
+  log.info({ step: "ready", serviceId: b.serviceId }, "agent running");
+  if (options.once) await w.election.whenSettled(config.election.lockDelay + config.aws.writeTimeout + 10_000, stopSignal);
+  else if (!stopSignal.aborted) await new Promise<void>((resolve) => stopSignal.addEventListener("abort", () => resolve(), { once: true }));
+  const started = clock.now();
+  const result = (await stopElection()) as Awaited<ReturnType<Election["stop"]>>;
+  log.info({ step: "stop", handedOver: result.handedOver, notTaken: result.notTaken, ms: Math.round(clock.now() - started) }, "routes released");
+}
+
+/**
+ * The agent: boot (read and prove, then register), wire (the running parts), serve (until
+ * told to stop, then release every held route). One stack of disposers undoes whatever was
+ * made, whichever step fails.
+ */
+export async function runAgent(config: Config, options: RunOptions): Promise<void> {
+  const { log } = options;
+  const clock = options.clock ?? systemClock;
+  log.info({ step: "start", version: VERSION, config: config.source, cluster: config.cluster, routes: config.routes.map((r) => r.name), dryRun: options.dryRun }, "routeleader starting");
+  const stopSignal = options.stopSignal ?? stopOnSignals(log);
+  const disposers = new DisposerStack(log);
+  try {
+    const booted = await boot(config, log, clock, options.dryRun, disposers);
+    const wired = await wire(booted, options, disposers);
+    await serve(booted, wired, options, stopSignal, disposers);
+  } finally {
+    await disposers.disposeAll();
     log.info({ step: "exit" }, "routeleader stopped");
   }
 }
+
+/** beforeFail waits this long for the election to confirm the release of the check's routes. */
+const BEFORE_FAIL_RELEASE_WAIT_MS = 4000;
 
 /** This instance's aws:autoscaling:groupName tag, for CompleteLifecycleAction. */
 async function ownAsgName(ec2: EC2Client, identity: Identity): Promise<string | undefined> {

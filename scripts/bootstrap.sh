@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# routeleader instance bootstrap: user data of the NAT nodes (RL_ROLE=nat) and the Consul
-# servers (RL_ROLE=server) of cloudformation/routeleader-nat.yaml. Installs Node.js 20, Consul
-# (pinned) and routeleader; IPv4 forwarding and MASQUERADE for the VPC CIDR; Consul and
+# routeleader instance bootstrap for the NAT nodes (RL_ROLE=nat) and the Consul servers
+# (RL_ROLE=server) of cloudformation/routeleader-nat.yaml. Shipped inside the release artifact
+# (routeleader/bootstrap.sh) and run by the user data (scripts/user-data.sh) once it verified
+# that artifact. Installs Node.js 22 from the distribution (NAT), Consul from RL_CONSUL_URL only
+# if its sha256 is RL_CONSUL_SHA256; IPv4 forwarding and MASQUERADE for the VPC CIDR; Consul and
 # routeleader configs; systemd units. Idempotent: a re-run writes nothing and restarts nothing.
 # Logs: journalctl -t routeleader-bootstrap. Inputs (RL_* below) are documented in
 # docs/deploy.md. Sandbox hooks: ROOT prefixes every path written, programs are found
@@ -9,15 +11,17 @@
 set -euo pipefail
 
 ROOT=${ROOT:-}
-export HOME=${HOME:-/root} # cloud-init may run user data without HOME; npm needs one
 RL_ROLE=${RL_ROLE:-nat}
 RL_DESTINATION=${RL_DESTINATION:-0.0.0.0/0}
 RL_PROFILE=${RL_PROFILE:-default}
 RL_CHECK_HOST=${RL_CHECK_HOST:-1.1.1.1}
 RL_CONSUL_DATACENTER=${RL_CONSUL_DATACENTER:-dc1}
 RL_CONSUL_SERVERS=${RL_CONSUL_SERVERS:-3}
-RL_CONSUL_VERSION=${RL_CONSUL_VERSION:-1.19.2}
-RL_PACKAGE=${RL_PACKAGE:-routeleader@0.1.0}
+RL_CONSUL_URL=${RL_CONSUL_URL:-}
+RL_CONSUL_SHA256=${RL_CONSUL_SHA256:-}
+RL_RELEASE_DIR=${RL_RELEASE_DIR:-}
+RL_LIFECYCLE_HOOK=${RL_LIFECYCLE_HOOK:-}
+RL_FAILURE_FILE=${RL_FAILURE_FILE:-}
 RL_IMDS_ENDPOINT=${RL_IMDS_ENDPOINT:-http://169.254.169.254}
 RL_ROUTE_TABLE_IDS=${RL_ROUTE_TABLE_IDS:-}
 RL_ROUTE_TABLE_TAG_KEY=${RL_ROUTE_TABLE_TAG_KEY:-}
@@ -32,7 +36,11 @@ if [ -z "${RL_BOOTSTRAP_IN_JOURNAL:-}" ] && command -v systemd-cat >/dev/null 2>
 fi
 
 log() { printf 'routeleader-bootstrap: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+die() { # the reason also goes to RL_FAILURE_FILE, for the user data's console line and signal
+  log "ERROR: $*"
+  if [ -n "$RL_FAILURE_FILE" ]; then printf '%s\n' "$*" >"$RL_FAILURE_FILE" || true; fi
+  exit 1
+}
 
 [ -n "${RL_CLUSTER:-}" ] || die "RL_CLUSTER is required"
 case $RL_ROLE in nat | server) ;; *) die "RL_ROLE must be nat or server, not '$RL_ROLE'" ;; esac
@@ -41,14 +49,19 @@ if [ "$RL_ROLE" = nat ]; then
   [ -n "${RL_VPC_CIDR:-}" ] || die "RL_VPC_CIDR is required for a NAT node"
   [ -n "$RL_ROUTE_TABLE_IDS" ] || [ -n "$RL_ROUTE_TABLE_TAG_KEY" ] ||
     die "set RL_ROUTE_TABLE_IDS or RL_ROUTE_TABLE_TAG_KEY/RL_ROUTE_TABLE_TAG_VALUE"
+  [ -f "$ROOT$RL_RELEASE_DIR/dist/agent/cli.js" ] ||
+    die "RL_RELEASE_DIR must name an extracted release (no dist/agent/cli.js in '$RL_RELEASE_DIR')"
 fi
+[ -n "$RL_CONSUL_URL" ] || die "RL_CONSUL_URL is required (s3:// or https://)"
+[[ $RL_CONSUL_SHA256 =~ ^[0-9a-f]{64}$ ]] || die "RL_CONSUL_SHA256 must be 64 lowercase hex digits"
 if [ -z "${RL_CONSUL_JOIN_TAG_KEY:-}" ] || [ -z "${RL_CONSUL_JOIN_TAG_VALUE:-}" ]; then
   die "RL_CONSUL_JOIN_TAG_KEY and RL_CONSUL_JOIN_TAG_VALUE are required"
 fi
 
-NODE_BIN=/usr/bin/node-20
+NODE_BIN=/usr/bin/node-22
+CONSUL_BIN=/usr/local/bin/consul
 RL_PREFIX=/opt/routeleader
-RL_CLI=$RL_PREFIX/node_modules/routeleader/dist/agent/cli.js
+RL_CLI=$RL_PREFIX/current/dist/agent/cli.js
 RL_CONFIG=/etc/routeleader/routeleader.yaml
 RESTART=()   # units whose files changed in this run
 
@@ -85,21 +98,47 @@ REGION=$(imds placement/region)
 PRIVATE_IP=$(imds local-ipv4)
 log "instance $INSTANCE_ID ($PRIVATE_IP) in $REGION, role $RL_ROLE, cluster $RL_CLUSTER"
 
-# ---------------------------------------------------------------- packages
-put_file /etc/yum.repos.d/hashicorp.repo 0644 root:root "[hashicorp]
-name=HashiCorp Stable - \$basearch
-baseurl=https://rpm.releases.hashicorp.com/AmazonLinux/latest/\$basearch/stable
-enabled=1
-gpgcheck=1
-gpgkey=https://rpm.releases.hashicorp.com/gpg"
-
-packages=("consul-$RL_CONSUL_VERSION")
-[ "$RL_ROLE" = nat ] && packages+=(nodejs20 nodejs20-npm iptables-nft)
+# ---------------------------------------------------------------- packages (the distribution's, signed)
+packages=()
+[ "$RL_ROLE" = nat ] && packages+=(nodejs22 iptables-nft)
 missing=()
 for p in "${packages[@]}"; do rpm -q --quiet "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   dnf install -y --setopt=install_weak_deps=False "${missing[@]}"
+fi
+
+# ---------------------------------------------------------------- Consul binary (verified download)
+# fetch_verified URL SHA256 FILE: downloads URL to FILE; on a checksum mismatch deletes it and dies.
+fetch_verified() {
+  case $1 in
+    s3://*) aws s3 cp --only-show-errors --region "$REGION" "$1" "$3" || die "download of $1 failed" ;;
+    https://*) curl -fsSL --proto '=https' --retry 5 --max-time 600 -o "$3" "$1" || die "download of $1 failed" ;;
+    *) die "$1: only s3:// and https:// locations are accepted" ;;
+  esac
+  local got
+  got=$(sha256sum "$3" | cut -d' ' -f1)
+  if [ "$got" != "$2" ]; then
+    rm -f "$3"
+    die "sha256 mismatch for $1: expected $2, got $got; nothing installed"
+  fi
+}
+consul_marker=/var/lib/routeleader/consul.sha256
+if [ ! -x "$ROOT$CONSUL_BIN" ] || [ "$(cat "$ROOT$consul_marker" 2>/dev/null || true)" != "$RL_CONSUL_SHA256" ]; then
+  mkdir -p "$ROOT/var/tmp"
+  work=$(mktemp -d "$ROOT/var/tmp/consul.XXXXXX")
+  fetch_verified "$RL_CONSUL_URL" "$RL_CONSUL_SHA256" "$work/download"
+  if [[ $RL_CONSUL_URL == *.zip ]]; then # HashiCorp's release zip; python3 is always on AL2023
+    python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("consul"))' "$work/download" >"$work/consul"
+  else
+    mv "$work/download" "$work/consul"
+  fi
+  chmod 0755 "$work/consul"
+  mkdir -p "$(dirname "$ROOT$CONSUL_BIN")"
+  mv -f "$work/consul" "$ROOT$CONSUL_BIN"
+  rm -rf "$work"
+  put_file "$consul_marker" 0644 root:root "$RL_CONSUL_SHA256"
+  log "installed Consul $RL_CONSUL_SHA256 from $RL_CONSUL_URL"
 fi
 
 ensure_user() { # ensure_user NAME HOME
@@ -184,7 +223,7 @@ After=network-online.target
 [Service]
 User=consul
 Group=consul
-ExecStart=/usr/bin/consul agent -config-dir=/etc/consul.d
+ExecStart=$CONSUL_BIN agent -config-dir=/etc/consul.d
 ExecReload=/bin/kill -HUP \$MAINPID
 # SIGTERM without a leave (leave_on_terminate = false): held locks survive a restart.
 KillSignal=SIGTERM
@@ -197,7 +236,7 @@ StandardError=journal
 
 [Install]
 WantedBy=multi-user.target"
-if changed /etc/consul.d/consul.hcl /etc/systemd/system/consul.service; then RESTART+=(consul.service); fi
+if changed /etc/consul.d/consul.hcl /etc/systemd/system/consul.service "$consul_marker"; then RESTART+=(consul.service); fi
 
 # ---------------------------------------------------------------- NAT data plane + routeleader
 if [ "$RL_ROLE" = nat ]; then
@@ -226,11 +265,13 @@ ExecStart=/bin/sh -c 'iptables -t nat -C ${masq[*]} 2>/dev/null || iptables -t n
 WantedBy=multi-user.target"
 
   ensure_user routeleader "$RL_PREFIX"
-  if [ "$(cat "$ROOT$RL_PREFIX/.installed" 2>/dev/null || true)" != "$RL_PACKAGE" ]; then
-    log "installing $RL_PACKAGE"
-    mkdir -p "$ROOT$RL_PREFIX"
-    npm-20 install --prefix "$ROOT$RL_PREFIX" --omit=dev --no-audit --no-fund "$RL_PACKAGE"
-    put_file "$RL_PREFIX/.installed" 0644 root:root "$RL_PACKAGE"
+  # The verified release the user data extracted; "current" points at it (root-owned, read-only
+  # for the agent).
+  release_changed=""
+  if [ "$(readlink "$ROOT$RL_PREFIX/current" 2>/dev/null || true)" != "$RL_RELEASE_DIR" ]; then
+    ln -sfn "$RL_RELEASE_DIR" "$ROOT$RL_PREFIX/current"
+    release_changed=1
+    log "routeleader release: $RL_RELEASE_DIR"
   fi
 
   if [ -n "$RL_ROUTE_TABLE_IDS" ]; then
@@ -257,10 +298,15 @@ WantedBy=multi-user.target"
   fi
   token_line=""
   if [ -n "$ACL_TOKEN" ]; then
-    put_file /etc/routeleader/consul-token 0640 root:routeleader "$ACL_TOKEN"
+    put_file /etc/routeleader/consul-token 0600 routeleader:routeleader "$ACL_TOKEN"
     token_line="
   tokenFile: /etc/routeleader/consul-token"
   fi
+  lifecycle_line=""
+  [ -z "$RL_LIFECYCLE_HOOK" ] || lifecycle_line="
+lifecycle:
+  # Scale-in: release every route, then CompleteLifecycleAction(CONTINUE) on this hook.
+  hookName: $RL_LIFECYCLE_HOOK"
   put_file "$RL_CONFIG" 0644 root:root "# Written by routeleader bootstrap (scripts/bootstrap.sh); a re-run rewrites it.
 cluster: $RL_CLUSTER
 region: $REGION
@@ -280,7 +326,7 @@ checks:
     # The MASQUERADE rule is owned by routeleader-nat.service (root); reading netfilter would
     # need CAP_NET_ADMIN, which the agent does not get.
     requireMasquerade: false
-routes:$routes"
+routes:$routes$lifecycle_line"
 
   put_file /etc/systemd/system/routeleader.service 0644 root:root "[Unit]
 Description=routeleader: elects the holder of each NAT route through Consul
@@ -288,6 +334,11 @@ Documentation=https://github.com/routeleader/routeleader
 Wants=network-online.target
 After=network-online.target consul.service routeleader-nat.service
 Requires=routeleader-nat.service
+# Crash loop: more than 5 starts in 2 minutes stops the restarts and tells the Auto Scaling
+# group this instance is unhealthy, so it is replaced.
+StartLimitIntervalSec=120
+StartLimitBurst=5
+OnFailure=routeleader-unhealthy.service
 
 [Service]
 User=routeleader
@@ -316,8 +367,14 @@ SyslogIdentifier=routeleader
 
 [Install]
 WantedBy=multi-user.target"
+  put_file /etc/systemd/system/routeleader-unhealthy.service 0644 root:root "[Unit]
+Description=routeleader crash loop: mark this instance unhealthy in its Auto Scaling group
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/aws autoscaling set-instance-health --region $REGION --instance-id $INSTANCE_ID --health-status Unhealthy --no-should-respect-grace-period"
   if changed /etc/systemd/system/routeleader-nat.service; then RESTART+=(routeleader-nat.service); fi
-  if changed "$RL_CONFIG" /etc/routeleader/consul-token /etc/systemd/system/routeleader.service "$RL_PREFIX/.installed"; then
+  if [ -n "$release_changed" ] || changed "$RL_CONFIG" /etc/routeleader/consul-token /etc/systemd/system/routeleader.service; then
     RESTART+=(routeleader.service)
   fi
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Copies scripts/bootstrap.sh verbatim into every "# @embed scripts/bootstrap.sh" block of the
-// CloudFormation templates (a YAML literal block ending with the line "# @end scripts/bootstrap.sh"),
-// so the launch templates' user data is the tested script, byte for byte.
+// Copies scripts/user-data.sh verbatim into every "# @embed scripts/user-data.sh" block of the
+// CloudFormation templates (a YAML literal block ending with the line "# @end scripts/user-data.sh"),
+// so the launch templates' user data is the tested script, byte for byte. (scripts/bootstrap.sh
+// travels inside the release artifact, which the user data verifies before running it.)
 //
 //   node scripts/embed-user-data.mjs          rewrite the templates
 //   node scripts/embed-user-data.mjs --check  exit 1 if a template is out of date
@@ -10,8 +11,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
-const START = "# @embed scripts/bootstrap.sh";
-const END = "# @end scripts/bootstrap.sh";
+const START = "# @embed scripts/user-data.sh";
+const END = "# @end scripts/user-data.sh";
 
 /** The template text with every embed block holding `script`. */
 export function embed(template, script) {
@@ -36,7 +37,7 @@ export function embed(template, script) {
 const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
 if (isMain) {
   const check = process.argv.includes("--check");
-  const script = readFileSync(join(repo, "scripts", "bootstrap.sh"), "utf8");
+  const script = readFileSync(join(repo, "scripts", "user-data.sh"), "utf8");
   let stale = 0;
   const dir = join(repo, "cloudformation");
   for (const name of readdirSync(dir).filter((n) => n.endsWith(".yaml"))) {
@@ -45,7 +46,7 @@ if (isMain) {
     const after = embed(before, script);
     if (after === before) continue;
     if (check) {
-      console.error(`${file}: user data differs from scripts/bootstrap.sh (run node scripts/embed-user-data.mjs)`);
+      console.error(`${file}: user data differs from scripts/user-data.sh (run node scripts/embed-user-data.mjs)`);
       stale++;
     } else {
       writeFileSync(file, after);

@@ -8,7 +8,8 @@
 # $ROUTELEADER_CACHE/paths.env for the test support code and the demo.
 set -euo pipefail
 
-CONSUL_VERSION=1.19.2
+# The default test Consul: the last MPL-2.0 release (see install_consul).
+CONSUL_VERSION=1.16.1
 CONSUL_MIN=1.16
 AEMM_VERSION=v1.12.0
 MOTO_VERSION=5.2.5
@@ -51,37 +52,87 @@ go_build_env() {
   export GOWORK=off GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 }
 
+# Reads KEY from a wrapper's build.env (KEY=value lines; not sourced).
+build_env() { sed -n "s/^$2=//p" "$1/build.env"; }
+
+# The first line of `consul version` ("Consul v1.16.1"). Reads the whole output first:
+# `consul version | head -n 1` under pipefail fails whenever consul is still writing when head
+# exits (SIGPIPE).
+consul_reported() {
+  local out
+  out=$("$1" version) || die "$1 version failed"
+  printf '%s' "${out%%$'\n'*}"
+}
+
+# The test Consul. Default: v$CONSUL_VERSION, the last MPL-2.0 release, built from the Go module
+# proxy through scripts/deps/consul/. Whatever `consul` is on PATH is never used by itself.
+# Opt-ins, for testing against the Consul you run:
+#   ROUTELEADER_CONSUL_BIN=/path/to/consul   that binary (Consul >= $CONSUL_MIN), as it is
+#   ROUTELEADER_CONSUL_VERSION=1.19.2        build that version through scripts/deps/consul-<version>/
+# Consul 1.17 and later are under the Business Source License (not open source).
 install_consul() {
-  local bin="$cache/consul-$CONSUL_VERSION/consul"
-  if command -v consul >/dev/null 2>&1; then
-    local v
-    v=$(consul version | sed -n 's/^Consul v\([0-9.]*\).*/\1/p')
-    if [ -n "$v" ] && version_ge "$v" "$CONSUL_MIN"; then
-      log "consul: using $(command -v consul) (v$v)"
-      echo "ROUTELEADER_CONSUL_BIN=$(command -v consul)" >>"$cache/paths.env.new"
-      return
+  local on_path
+  on_path=$(command -v consul 2>/dev/null || true)
+  if [ -n "${ROUTELEADER_CONSUL_BIN:-}" ]; then
+    [ -z "${ROUTELEADER_CONSUL_VERSION:-}" ] || die "set ROUTELEADER_CONSUL_BIN or ROUTELEADER_CONSUL_VERSION, not both"
+    if [ ! -f "$ROUTELEADER_CONSUL_BIN" ] || [ ! -x "$ROUTELEADER_CONSUL_BIN" ]; then
+      die "ROUTELEADER_CONSUL_BIN=$ROUTELEADER_CONSUL_BIN is not an executable file"
+    fi
+    local reported v
+    reported=$(consul_reported "$ROUTELEADER_CONSUL_BIN")
+    v=$(printf '%s' "$reported" | sed -n 's/^Consul v\([0-9][0-9.]*\).*/\1/p')
+    [ -n "$v" ] || die "ROUTELEADER_CONSUL_BIN=$ROUTELEADER_CONSUL_BIN reports '$reported', not a Consul version"
+    version_ge "$v" "$CONSUL_MIN" || die "ROUTELEADER_CONSUL_BIN=$ROUTELEADER_CONSUL_BIN is $reported; the tests need Consul >= $CONSUL_MIN"
+    # Not written to paths.env: the tests read the variable itself, and a later run without it
+    # goes back to the default build.
+    log "consul: tests use $reported at $ROUTELEADER_CONSUL_BIN (opt-in ROUTELEADER_CONSUL_BIN; default: v$CONSUL_VERSION)"
+    return
+  fi
+
+  local version=${ROUTELEADER_CONSUL_VERSION:-$CONSUL_VERSION}
+  version=${version#v}
+  local wrapper="$repo/scripts/deps/consul" how="default: the last MPL-2.0 release"
+  if [ "$version" != "$CONSUL_VERSION" ]; then
+    wrapper="$repo/scripts/deps/consul-$version"
+    how="opt-in ROUTELEADER_CONSUL_VERSION"
+    if version_ge "$version" 1.17; then how+="; Consul 1.17 and later are under the Business Source License, not open source"; fi
+    if [ ! -f "$wrapper/build.env" ]; then
+      local have="$CONSUL_VERSION (default)" d
+      for d in "$repo"/scripts/deps/consul-*/; do [ -f "$d/build.env" ] && have+=", $(build_env "$d" VERSION)"; done
+      die "ROUTELEADER_CONSUL_VERSION=$version: no build recipe scripts/deps/consul-$version/ (recipes: $have). Add one like scripts/deps/consul/ (go.mod, go.sum, build.env), or set ROUTELEADER_CONSUL_BIN to a consul binary"
     fi
   fi
+  [ "$(build_env "$wrapper" VERSION)" = "$version" ] || die "$wrapper/build.env is not for Consul $version"
+  grep -q "^require github.com/hashicorp/consul v$version\$" "$wrapper/go.mod" ||
+    die "$wrapper/go.mod does not require github.com/hashicorp/consul v$version"
+
+  local bin="$cache/consul-$version/consul"
   if [ ! -x "$bin" ]; then
-    need go "build Consul $CONSUL_VERSION from the Go module proxy" "the Go toolchain, >= 1.22"
-    log "consul: building v$CONSUL_VERSION from source (cold: ~5-15 min on 2 cores; ~1,000 packages)"
-    local work
+    need go "build Consul $version from the Go module proxy" "the Go toolchain, >= 1.22"
+    log "consul: building v$version from source through ${wrapper#"$repo"/} (~1,500 packages: 17 min on 2 busy cores with an empty Go build cache; much less with a warm one)"
+    local work ldflags
     work=$(mktemp -d)
-    cp "$repo/scripts/deps/consul/go.mod" "$work/"
-    [ -f "$repo/scripts/deps/consul/go.sum" ] && cp "$repo/scripts/deps/consul/go.sum" "$work/"
+    cp -R "$wrapper/." "$work/"
+    mkdir -p "$(dirname "$bin")"
     go_build_env
-    with_progress "consul build" "$cache/consul-build.log" \
-      bash -c "cd '$work' && go build -v -trimpath -ldflags '-s -w -X github.com/hashicorp/consul/version.GitCommit=048f1936 -X github.com/hashicorp/consul/version.BuildDate=2024-08-27T16:06:44Z' -o '$bin.tmp' github.com/hashicorp/consul"
+    # GOFLAGS from build.env: -mod=readonly for the default wrapper, whose go.mod and go.sum are
+    # the complete build list and its hashes (a module missing from go.sum fails the build
+    # rather than being looked up).
+    GOFLAGS=$(build_env "$wrapper" GOFLAGS)
+    export GOFLAGS
+    ldflags="-s -w -X github.com/hashicorp/consul/version.GitCommit=$(build_env "$wrapper" GIT_COMMIT) -X github.com/hashicorp/consul/version.BuildDate=$(build_env "$wrapper" BUILD_DATE)"
+    with_progress "consul build" "$cache/consul-$version-build.log" \
+      bash -c "cd '$work' && go build -v -trimpath -ldflags '$ldflags' -o '$bin.tmp' github.com/hashicorp/consul"
     mv "$bin.tmp" "$bin"
     rm -rf "$work"
   fi
-  # Read the whole output first: `consul version | head -n 1` under pipefail fails whenever
-  # consul is still writing when head exits (SIGPIPE).
   local reported
-  reported=$("$bin" version) || die "$bin version failed"
-  reported=${reported%%$'\n'*}
-  [ "$reported" = "Consul v$CONSUL_VERSION" ] || die "built consul reports '$reported', not v$CONSUL_VERSION"
-  log "consul: $reported at $bin"
+  reported=$(consul_reported "$bin")
+  [ "$reported" = "Consul v$version" ] || die "built consul reports '$reported', not v$version"
+  if [ -n "$on_path" ] && [ "$on_path" != "$bin" ]; then
+    log "consul: not using $on_path on PATH ($(consul_reported "$on_path" 2>/dev/null || echo 'version unknown')); to test against it: ROUTELEADER_CONSUL_BIN=$on_path"
+  fi
+  log "consul: tests use $reported at $bin ($how)"
   echo "ROUTELEADER_CONSUL_BIN=$bin" >>"$cache/paths.env.new"
 }
 

@@ -128,7 +128,7 @@ const routeSchema = z.strictObject({
 export const configSchema = z
   .strictObject({
     cluster: name("cluster").describe("Cluster name; the Consul KV prefix is routeleader/<cluster>/."),
-    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "not an AWS region name").optional().describe("AWS region; default: from instance metadata."),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, "not an AWS region name").optional().describe("AWS region of the EC2 and Auto Scaling calls; default: AWS_REGION, else the instance's region from instance metadata."),
     consul: z
       .strictObject({
         address: z.string().default("http://127.0.0.1:8500").describe("Local Consul agent HTTP address; CONSUL_HTTP_ADDR overrides."),
@@ -142,7 +142,7 @@ export const configSchema = z
       .prefault({}),
     imds: z
       .strictObject({
-        endpoint: z.string().optional().describe("IMDS endpoint; default http://169.254.169.254 (AWS_EC2_METADATA_SERVICE_ENDPOINT overrides)."),
+        endpoint: z.string().optional().describe("IMDS endpoint; this setting wins over AWS_EC2_METADATA_SERVICE_ENDPOINT, which is used when it is unset; default http://169.254.169.254."),
         timeout: duration(100, 30_000).prefault("1s").describe("Per-request timeout."),
       })
       .prefault({}),
@@ -181,7 +181,7 @@ export const configSchema = z
       .strictObject({
         standbyDelay: duration(0, 3_600_000).prefault("10s").describe("How long a node outside the preferred AZ waits before contending when preferred nodes look healthy."),
         failbackAfter: duration(0, 3_600_000).prefault("30s").describe("A preferred-AZ node healthy this long gets the route back."),
-        holdDown: duration(0, 3_600_000).prefault("60s").describe("Minimum time between two voluntary handovers of one route."),
+        holdDown: duration(0, 3_600_000).prefault("60s").describe("Minimum time between two automatic failbacks of one route (the last one's time is kept in Consul); an operator handover, a drain or a failing check is never held down."),
       })
       .prefault({}),
     lifecycle: z

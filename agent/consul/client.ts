@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import { formatDuration } from "../config/duration.js";
+import { processMetrics, type CallOutcome, type CallRecorder } from "../observe/metrics.js";
 import type { ConsulConnection } from "./connection.js";
 import { ConsulUnavailableError, describeConnectionError, toConsulError } from "./errors.js";
 
@@ -68,6 +69,8 @@ interface RawResponse {
 }
 
 interface RequestOptions {
+  /** The operation's name in consul_requests_total{op}: kv.acquire, session.create, … */
+  op: string;
   query?: Record<string, string | number | boolean | undefined>;
   body?: string;
   timeoutMs?: number;
@@ -110,13 +113,35 @@ function decodeSession(s: RawSession): SessionInfo {
  * `consul` npm package drops `NodeChecks` and `ServiceChecks`.
  */
 export class ConsulApi {
-  constructor(private readonly conn: ConsulConnection) {}
+  /** `metrics`: where every request is counted (consul_requests_total); default the process's metrics. */
+  constructor(
+    private readonly conn: ConsulConnection,
+    private readonly metrics: CallRecorder = processMetrics,
+  ) {}
+
+  /** Counts one request by its operation and outcome; a failure also counts in errors_total{component="consul"}. */
+  private count(op: string, outcome: CallOutcome): void {
+    this.metrics.recordConsulRequest(op, outcome);
+    if (outcome === "error" || outcome === "timeout") this.metrics.recordError("consul");
+  }
+
+  private async track<T>(op: string, run: () => Promise<T>): Promise<T> {
+    try {
+      const result = await run();
+      this.count(op, "ok");
+      return result;
+    } catch (err) {
+      this.count(op, consulOutcome(err));
+      throw err;
+    }
+  }
 
   get address(): string {
     return this.conn.url.origin;
   }
 
-  private request(method: string, path: string, options: RequestOptions = {}): Promise<RawResponse> {
+  /** One HTTP request; counted by `call`/`kvRead` (which know whether the answer is a success). */
+  private request(method: string, path: string, options: RequestOptions): Promise<RawResponse> {
     const url = new URL(path, this.conn.url);
     for (const [k, v] of Object.entries(options.query ?? {})) {
       if (v === undefined || v === false) continue;
@@ -152,13 +177,15 @@ export class ConsulApi {
     });
   }
 
-  private async call(method: string, path: string, options: RequestOptions = {}): Promise<RawResponse> {
-    const res = await this.request(method, path, options);
-    if (res.status < 200 || res.status >= 300) throw toConsulError(method, path, res.status, res.body);
-    return res;
+  private call(method: string, path: string, options: RequestOptions): Promise<RawResponse> {
+    return this.track(options.op, async () => {
+      const res = await this.request(method, path, options);
+      if (res.status < 200 || res.status >= 300) throw toConsulError(method, path, res.status, res.body);
+      return res;
+    });
   }
 
-  private async json<T>(method: string, path: string, options: RequestOptions = {}): Promise<T> {
+  private async json<T>(method: string, path: string, options: RequestOptions): Promise<T> {
     const res = await this.call(method, path, options);
     return JSON.parse(res.body) as T;
   }
@@ -167,11 +194,11 @@ export class ConsulApi {
 
   /** The current Raft leader's address, or "" when the cluster has none. */
   async leader(timeoutMs?: number): Promise<string> {
-    return this.json<string>("GET", "/v1/status/leader", { timeoutMs });
+    return this.json<string>("GET", "/v1/status/leader", { op: "status.leader", timeoutMs });
   }
 
   async agentSelf(timeoutMs?: number): Promise<{ nodeName: string; datacenter: string; server: boolean }> {
-    const self = await this.json<{ Config: { NodeName: string; Datacenter: string; Server: boolean } }>("GET", "/v1/agent/self", { timeoutMs });
+    const self = await this.json<{ Config: { NodeName: string; Datacenter: string; Server: boolean } }>("GET", "/v1/agent/self", { op: "agent.self", timeoutMs });
     return { nodeName: self.Config.NodeName, datacenter: self.Config.Datacenter, server: self.Config.Server };
   }
 
@@ -193,39 +220,48 @@ export class ConsulApi {
         ...(c.notes ? { notes: c.notes } : {}),
       })),
     } as unknown as RegisterOptions;
-    await this.conn.client.agent.service.register(options).catch((err: unknown) => {
-      throw this.npmError("PUT", "/v1/agent/service/register", err);
-    });
+    await this.track("agent.service.register", () =>
+      this.conn.client.agent.service.register(options).catch((err: unknown) => {
+        throw this.npmError("PUT", "/v1/agent/service/register", err);
+      }),
+    );
   }
 
   async deregisterService(id: string): Promise<void> {
-    await this.call("PUT", `/v1/agent/service/deregister/${encodeURIComponent(id)}`);
+    await this.call("PUT", `/v1/agent/service/deregister/${encodeURIComponent(id)}`, { op: "agent.service.deregister" });
   }
 
   /** Sets a TTL check's status and its output (what the Consul UI shows). */
   async updateTtlCheck(checkId: string, status: CheckStatus, output: string, timeoutMs?: number): Promise<void> {
     await this.call("PUT", `/v1/agent/check/update/${encodeURIComponent(checkId)}`, {
+      op: "agent.check.update",
       body: JSON.stringify({ Status: status, Output: output }),
       timeoutMs,
     });
   }
 
   async join(address: string): Promise<void> {
-    await this.conn.client.agent.join({ address }).catch((err: unknown) => {
-      throw this.npmError("PUT", `/v1/agent/join/${address}`, err);
-    });
+    await this.track("agent.join", () =>
+      this.conn.client.agent.join({ address }).catch((err: unknown) => {
+        throw this.npmError("PUT", `/v1/agent/join/${address}`, err);
+      }),
+    );
   }
 
   async forceLeave(node: string): Promise<void> {
-    await this.conn.client.agent.forceLeave({ node }).catch((err: unknown) => {
-      throw this.npmError("PUT", `/v1/agent/force-leave/${node}`, err);
-    });
+    await this.track("agent.force-leave", () =>
+      this.conn.client.agent.forceLeave({ node }).catch((err: unknown) => {
+        throw this.npmError("PUT", `/v1/agent/force-leave/${node}`, err);
+      }),
+    );
   }
 
   async members(): Promise<Member[]> {
-    const raw = (await this.conn.client.agent.members().catch((err: unknown) => {
-      throw this.npmError("GET", "/v1/agent/members", err);
-    })) as { Name: string; Addr: string; Status: number; Tags?: Record<string, string> }[];
+    const raw = (await this.track("agent.members", () =>
+      this.conn.client.agent.members().catch((err: unknown) => {
+        throw this.npmError("GET", "/v1/agent/members", err);
+      }),
+    )) as { Name: string; Addr: string; Status: number; Tags?: Record<string, string> }[];
     return raw.map((m) => ({ name: m.Name, addr: m.Addr, status: m.Status, tags: m.Tags ?? {} }));
   }
 
@@ -233,6 +269,7 @@ export class ConsulApi {
   async healthService(service: string, options: { passing?: boolean; timeoutMs?: number } = {}) {
     type Raw = { Node: { Node: string }; Service: { ID: string; Tags: string[]; Meta: Record<string, string> }; Checks: { CheckID: string; Status: string; Output: string; ServiceID: string }[] };
     const raw = await this.json<Raw[]>("GET", `/v1/health/service/${encodeURIComponent(service)}`, {
+      op: "health.service",
       query: { passing: options.passing },
       timeoutMs: options.timeoutMs,
     });
@@ -257,28 +294,28 @@ export class ConsulApi {
       NodeChecks: spec.nodeChecks,
       ServiceChecks: spec.serviceChecks.map((id) => ({ ID: id })),
     };
-    const res = await this.json<{ ID: string }>("PUT", "/v1/session/create", { body: JSON.stringify(body), timeoutMs });
+    const res = await this.json<{ ID: string }>("PUT", "/v1/session/create", { op: "session.create", body: JSON.stringify(body), timeoutMs });
     return res.ID;
   }
 
   /** Renews a session; returns the TTL Consul asks for (it may raise it under load). */
   async renewSession(id: string, timeoutMs?: number): Promise<string> {
-    const res = await this.json<{ TTL: string }[]>("PUT", `/v1/session/renew/${id}`, { timeoutMs });
+    const res = await this.json<{ TTL: string }[]>("PUT", `/v1/session/renew/${id}`, { op: "session.renew", timeoutMs });
     return res[0]?.TTL ?? "";
   }
 
   async destroySession(id: string, timeoutMs?: number): Promise<void> {
-    await this.call("PUT", `/v1/session/destroy/${id}`, { timeoutMs });
+    await this.call("PUT", `/v1/session/destroy/${id}`, { op: "session.destroy", timeoutMs });
   }
 
   async sessionInfo(id: string): Promise<SessionInfo | undefined> {
-    const raw = await this.json<RawSession[] | null>("GET", `/v1/session/info/${id}`, { query: { consistent: true } });
+    const raw = await this.json<RawSession[] | null>("GET", `/v1/session/info/${id}`, { op: "session.info", query: { consistent: true } });
     return raw?.[0] ? decodeSession(raw[0]) : undefined;
   }
 
   /** Every live session of the datacenter, in one request (peers' health: a peer without one cannot hold a route). */
   async listSessions(timeoutMs?: number): Promise<SessionInfo[]> {
-    const raw = await this.json<RawSession[] | null>("GET", "/v1/session/list", { timeoutMs });
+    const raw = await this.json<RawSession[] | null>("GET", "/v1/session/list", { op: "session.list", timeoutMs });
     return (raw ?? []).map(decodeSession);
   }
 
@@ -294,7 +331,13 @@ export class ConsulApi {
   ): Promise<KvRead> {
     const blocking = options.index !== undefined && options.index > 0;
     const waitMs = options.waitMs ?? 5000;
+    // A blocking read counts under its own op: its latency is the wait, not Consul's.
+    return this.track(blocking ? "kv.watch" : options.consistent ? "kv.read.consistent" : "kv.read", () => this.kvReadOnce(key, options, blocking, waitMs));
+  }
+
+  private async kvReadOnce(key: string, options: { recurse?: boolean; consistent?: boolean; index?: number; timeoutMs?: number; signal?: AbortSignal }, blocking: boolean, waitMs: number): Promise<KvRead> {
     const res = await this.request("GET", `/v1/kv/${key}`, {
+      op: "kv.read",
       query: {
         recurse: options.recurse,
         consistent: options.consistent,
@@ -314,20 +357,20 @@ export class ConsulApi {
 
   /** `?acquire=`: true when this session now holds the key. */
   async acquire(key: string, session: string, value: string, timeoutMs?: number): Promise<boolean> {
-    return this.json<boolean>("PUT", `/v1/kv/${key}`, { query: { acquire: session }, body: value, timeoutMs });
+    return this.json<boolean>("PUT", `/v1/kv/${key}`, { op: "kv.acquire", query: { acquire: session }, body: value, timeoutMs });
   }
 
   /** `?release=`: no lock-delay. The body becomes the value, so send the holder JSON again. */
   async release(key: string, session: string, value: string, timeoutMs?: number): Promise<boolean> {
-    return this.json<boolean>("PUT", `/v1/kv/${key}`, { query: { release: session }, body: value, timeoutMs });
+    return this.json<boolean>("PUT", `/v1/kv/${key}`, { op: "kv.release", query: { release: session }, body: value, timeoutMs });
   }
 
   async kvPut(key: string, value: string, timeoutMs?: number): Promise<boolean> {
-    return this.json<boolean>("PUT", `/v1/kv/${key}`, { body: value, timeoutMs });
+    return this.json<boolean>("PUT", `/v1/kv/${key}`, { op: "kv.put", body: value, timeoutMs });
   }
 
   async kvDelete(key: string, options: { recurse?: boolean } = {}): Promise<void> {
-    await this.call("DELETE", `/v1/kv/${key}`, { query: { recurse: options.recurse } });
+    await this.call("DELETE", `/v1/kv/${key}`, { op: "kv.delete", query: { recurse: options.recurse } });
   }
 
   private npmError(method: string, path: string, err: unknown): Error {
@@ -336,4 +379,13 @@ export class ConsulApi {
     if (status) return toConsulError(method, path, status, typeof e.response?.body === "string" ? e.response.body : (e.message ?? ""));
     return new ConsulUnavailableError(`consul ${method} ${path} at ${this.conn.url.origin}: ${e.code ?? e.message ?? String(err)}`);
   }
+}
+
+/** The outcome label of a failed Consul request. */
+function consulOutcome(err: unknown): CallOutcome {
+  const e = err as Error;
+  if (e?.name === "AbortError") return "aborted";
+  if (e instanceof ConsulUnavailableError && /no answer within/.test(e.message)) return "timeout";
+  if (e instanceof ConsulUnavailableError && /HTTP 429/.test(e.message)) return "throttled";
+  return "error";
 }

@@ -1,7 +1,7 @@
 export { ConsulApi } from "./client.js";
 export type { KvEntry, KvRead, SessionSpec, SessionInfo, ServiceRegistration, Member, CheckStatus } from "./client.js";
-export { ConsulConnection, resolveConsulSettings } from "./connection.js";
-export type { ConsulSettings, ConsulConfigSection } from "./connection.js";
+export { ConsulConnection, readTokenFile, resolveConsulSettings } from "./connection.js";
+export type { ConsulSettings, ConsulConfigSection, TokenSource } from "./connection.js";
 export {
   ConsulUnavailableError,
   SessionNotFoundError,

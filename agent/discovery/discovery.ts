@@ -5,6 +5,7 @@ import type { ConsulApi, Member } from "../consul/index.js";
 import { EXIT, ExitError } from "../exit-codes.js";
 import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
+import { processMetrics } from "../observe/metrics.js";
 import { defaultMemberInstanceId, forceLeaveCandidates, peerTagFilters, toPeerInstance, type PeerInstance } from "./peers.js";
 
 export interface PeerDiscoveryDeps {
@@ -68,6 +69,7 @@ export class PeerDiscovery {
         joined.push(peer.instanceId);
       } catch (err) {
         joinFailures.push({ instanceId: peer.instanceId, address, error: (err as Error).message });
+        processMetrics.recordError("discovery");
         log.warn({ peer: peer.instanceId, address, err: (err as Error).message }, "consul join failed");
       }
     }
@@ -100,6 +102,7 @@ export class PeerDiscovery {
       } catch (err) {
         if (err instanceof ExitError) throw err;
         if (signal.aborted) return;
+        processMetrics.recordError("discovery");
         this.deps.log.warn({ err: (err as Error).message }, "peer discovery failed; retrying next interval");
       }
       try {

@@ -14,7 +14,7 @@ export interface HolderInfo {
 }
 
 export type LossReason = "sessionInvalidated" | "keyTaken" | "leaseExpired" | "keyDeleted";
-export type ReleaseReason = "checkFailed" | "shutdown" | "drain" | "handover" | "failback" | "once" | "ineligible";
+export type ReleaseReason = "checkFailed" | "shutdown" | "drain" | "handover" | "failback" | "once" | "ineligible" | "writeRefused";
 
 /**
  * Transitions the election emits, de-duplicated: logs, metrics, hooks and Consul service tags
@@ -26,6 +26,8 @@ export type ElectionEvent =
   | { type: "lost"; route: string; reason: LossReason; newHolder?: string; at: number }
   | { type: "leaderChanged"; route: string; holder?: HolderInfo; at: number }
   | { type: "routeWritten"; route: string; action: string; tables: string[]; ms: number; at: number }
-  | { type: "writeRefused"; route: string; reason: string; at: number };
+  | { type: "writeRefused"; route: string; reason: string; at: number }
+  | { type: "writeFailed"; route: string; fatal: boolean; reason: string; retryInMs: number; at: number }
+  | { type: "blocked"; route: string; reason: string; forMs: number; at: number };
 
 export type ElectionListener = (event: ElectionEvent) => void;

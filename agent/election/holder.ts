@@ -1,4 +1,7 @@
-import type { HolderInfo } from "./events.js";
+import type { Clock } from "../clock.js";
+import type { Identity } from "../identity/index.js";
+import { VERSION } from "../version.js";
+import type { HolderInfo, ReleaseReason } from "./events.js";
 
 /** The Consul key of a route: routeleader/<cluster>/routes/<route-name>. */
 export function routeKey(cluster: string, route: string): string {
@@ -48,5 +51,20 @@ export function parseHolder(value: string | null | undefined): HolderInfo | unde
     agentVersion: str("agentVersion"),
     ...(str("releasedAt") ? { releasedAt: str("releasedAt") } : {}),
     ...(str("releaseReason") ? { releaseReason: str("releaseReason") } : {}),
+  };
+}
+
+/** The value written with an acquire, or with a release (marked released, keeping when it was acquired). */
+export function holderOf(identity: Identity, clock: Clock, session: string, lockIndex: number, release?: { reason: ReleaseReason; acquiredAt: number }): HolderInfo {
+  return {
+    instanceId: identity.instanceId,
+    az: identity.az,
+    eni: identity.eniId,
+    privateIp: identity.privateIp,
+    session,
+    lockIndex,
+    acquiredAt: new Date(release ? clock.wallNow() - (clock.now() - release.acquiredAt) : clock.wallNow()).toISOString(),
+    agentVersion: VERSION,
+    ...(release ? { releasedAt: new Date(clock.wallNow()).toISOString(), releaseReason: release.reason } : {}),
   };
 }

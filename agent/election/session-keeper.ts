@@ -86,10 +86,11 @@ export class SessionKeeper {
         try {
           const started = clock.now();
           const id = await api.createSession(spec, 3000);
-          this.renewedAt = clock.now();
+          // The lease runs from when the request was sent: Consul may have started the TTL then.
+          this.renewedAt = started;
           createDelay = CREATE_RETRY_MIN_MS;
           lastCreateError = "";
-          log.info({ step: "session", session: id, name: spec.name, checks: spec.serviceChecks, nodeChecks: spec.nodeChecks, lockDelayMs: spec.lockDelayMs, ms: this.renewedAt - started }, "session created");
+          log.info({ step: "session", session: id, name: spec.name, checks: spec.serviceChecks, nodeChecks: spec.nodeChecks, lockDelayMs: spec.lockDelayMs, ms: Math.round(clock.now() - started) }, "session created");
           this.set(id);
         } catch (err) {
           const message = (err as Error).message;
@@ -111,8 +112,10 @@ export class SessionKeeper {
     const session = this.session as string;
     while (!signal.aborted && this.session === session) {
       try {
+        const started = clock.now();
         await api.renewSession(session, 2000);
-        this.renewedAt = clock.now();
+        // Measured from the request, not the answer: the TTL restarted no earlier than that.
+        this.renewedAt = started;
         return;
       } catch (err) {
         if (err instanceof SessionNotFoundError) {

@@ -9,7 +9,8 @@ export interface PrefixWatchDeps {
   waitMs: number;
   clock: Clock;
   log: Logger;
-  onSnapshot: (entries: readonly KvEntry[]) => void;
+  /** Every answer, even an unchanged one: the loop keeps only the latest and decides from it. */
+  onSnapshot: (entries: readonly KvEntry[], index: number) => void;
   onError?: (err: Error) => void;
 }
 
@@ -35,7 +36,7 @@ export async function runPrefixWatch(deps: PrefixWatchDeps, signal: AbortSignal)
       if (failing) log.info({ step: "watch", prefix }, "watch recovered: Consul answers again");
       failing = false;
       index = nextWatchIndex(index, read.index);
-      deps.onSnapshot(read.entries);
+      deps.onSnapshot(read.entries, read.index);
     } catch (err) {
       if (signal.aborted) break;
       if (!failing) log.warn({ step: "watch", prefix, err: (err as Error).message }, "watch failed; routes held stay unwritten until Consul answers");

@@ -2,6 +2,7 @@ import { systemClock, type Clock } from "../clock.js";
 import type { CheckConfig } from "../config/schema.js";
 import type { CheckStatus, ConsulApi } from "../consul/client.js";
 import type { Logger } from "../observe/log.js";
+import { processMetrics, type CallRecorder } from "../observe/metrics.js";
 import { describeCounters, initialHysteresis, step, type Hysteresis } from "./hysteresis.js";
 import type { CheckResult } from "./result.js";
 import { createCheckRunner, type CheckRunner } from "./run.js";
@@ -63,6 +64,12 @@ export interface HealthMonitorDeps {
   beforeFailTimeoutMs?: number;
   /** Optional, defaults to createCheckRunner() (the real runners). */
   runner?: CheckRunner;
+  /**
+   * Where every run is recorded (check_passing: the rise/fall verdict, check_latency_seconds)
+   * and errors (errors_total{component="health"}: a check that could not run, a beforeFail
+   * that failed or timed out). Default: the process's metrics.
+   */
+  metrics?: CallRecorder;
 }
 
 interface Entry {
@@ -94,6 +101,7 @@ export class HealthMonitor {
   private readonly entries = new Map<string, Entry>();
   private readonly clock: Clock;
   private readonly runner: CheckRunner;
+  private readonly metrics: CallRecorder;
   private readonly waiters = new Set<() => void>();
   private controller: AbortController | undefined;
   private loops: Promise<void>[] = [];
@@ -102,6 +110,7 @@ export class HealthMonitor {
   constructor(private readonly deps: HealthMonitorDeps) {
     this.clock = deps.clock ?? systemClock;
     this.runner = deps.runner ?? createCheckRunner();
+    this.metrics = deps.metrics ?? processMetrics;
     for (const [name, check] of Object.entries(deps.checks)) {
       const hysteresis = initialHysteresis(check);
       this.entries.set(name, {
@@ -186,9 +195,10 @@ export class HealthMonitor {
   private async runLoop(entry: Entry, signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       const startedAt = this.clock.now();
-      const result = await this.runner(entry.check, signal).catch(
-        (err: unknown): CheckResult => ({ ok: false, output: `${entry.check.type} check failed to run: ${(err as Error).message}`, latencyMs: 0 }),
-      );
+      const result = await this.runner(entry.check, signal).catch((err: unknown): CheckResult => {
+        if (!signal.aborted) this.metrics.recordError("health");
+        return { ok: false, output: `${entry.check.type} check failed to run: ${(err as Error).message}`, latencyMs: 0 };
+      });
       if (signal.aborted) return;
       await this.record(entry, result);
       await this.sleep(Math.max(0, startedAt + entry.check.every - this.clock.now()), signal);
@@ -210,6 +220,8 @@ export class HealthMonitor {
     entry.hysteresis = after;
     entry.lastLatencyMs = result.latencyMs;
     entry.output = `${entry.name}: ${describeCounters(after)} — ${result.output}`;
+    // The verdict after rise/fall, as the agent acts on it (a fall counts at once, before the release).
+    this.metrics.recordCheck(entry.name, after.passing, result.latencyMs);
     const { log } = this.deps;
     if (!before.passing && after.passing) {
       entry.consulStatus = "passing";
@@ -243,6 +255,7 @@ export class HealthMonitor {
       this.sleep(timeoutMs, timer.signal).then(() => "timeout" as const),
     ]);
     timer.abort();
+    if (outcome !== "done") this.metrics.recordError("health");
     if (outcome === "timeout") this.deps.log.error({ check: name, timeoutMs }, "beforeFail did not finish in time: publishing critical anyway");
     else if (outcome instanceof Error) this.deps.log.error({ check: name, err: outcome }, "beforeFail failed: publishing critical anyway");
     else this.deps.log.info({ check: name, ms: Math.round(this.clock.now() - started) }, "routes released before failing the check");

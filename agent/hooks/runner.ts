@@ -3,6 +3,7 @@ import type { ElectionListener } from "../election/events.js";
 import type { Logger } from "../observe/log.js";
 import { hookInvocation, type HookInvocation } from "./environment.js";
 import { spawnBounded, type BoundedChild } from "./spawn-bounded.js";
+import { processMetrics } from "../observe/metrics.js";
 
 export interface HookRunnerOptions {
   /** `config.hooks`: argv arrays (no shell) and the timeout in ms. */
@@ -65,7 +66,10 @@ export function createHookRunner(options: HookRunnerOptions): HookRunner {
         };
         const message = result.killed ? `hook killed after ${hooks.timeout} ms` : result.spawnError ? "hook could not start" : ok ? "hook finished" : "hook failed";
         if (ok) logger.info(fields, message);
-        else logger.warn(fields, message);
+        else {
+          logger.warn(fields, message);
+          processMetrics.recordError("hooks");
+        }
       }),
     };
     running.add(entry);

@@ -3,6 +3,7 @@ import type { Clock } from "../clock.js";
 import { classifyAwsError, describeAwsFailure } from "../aws/index.js";
 import type { InstanceMetadata } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
+import { processMetrics } from "../observe/metrics.js";
 
 export type TerminationNotice = { reason: "asg-terminating"; state: string } | { reason: "spot-interruption"; action: string };
 
@@ -35,6 +36,7 @@ export async function watchForTermination(deps: { imds: InstanceMetadata; clock:
       if (notice) return notice;
       warned = false;
     } catch (err) {
+      processMetrics.recordError("lifecycle");
       if (!warned) log.warn({ err: (err as Error).message }, "termination watch: instance metadata unavailable");
       warned = true;
     }
@@ -53,6 +55,7 @@ export async function completeLifecycleAction(deps: { autoscaling: AutoScalingCl
     );
     deps.log.info({ step: "lifecycle", group: args.group, hook: args.hook, ms: Date.now() - started }, "lifecycle action completed (CONTINUE)");
   } catch (err) {
+    processMetrics.recordError("lifecycle");
     deps.log.error({ step: "lifecycle", group: args.group, hook: args.hook, err: describeAwsFailure(classifyAwsError(err), "autoscaling:CompleteLifecycleAction", args.group) }, "CompleteLifecycleAction failed; Auto Scaling continues after the hook's heartbeat timeout");
   }
 }

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { Logger } from "./log.js";
 import { parseListenAddress } from "./listen-address.js";
+import { processMetrics } from "./metrics.js";
 
 export interface Health {
   ok: boolean;
@@ -84,6 +85,7 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
     try {
       await handler(res);
     } catch (err) {
+      processMetrics.recordError("http");
       options.logger.error({ err, path }, "http endpoint handler failed");
       if (!res.headersSent) send(res, 500, "text/plain; charset=utf-8", `error: ${(err as Error).message}\n`);
     }

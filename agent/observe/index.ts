@@ -1,7 +1,7 @@
 export { createLogger } from "./log.js";
 export type { Logger } from "./log.js";
-export { createMetrics } from "./metrics.js";
-export type { Metrics, MetricsOptions, CallOutcome } from "./metrics.js";
+export { createMetrics, processMetrics } from "./metrics.js";
+export type { Metrics, MetricsOptions, CallOutcome, CallRecorder } from "./metrics.js";
 export { startStatusServer } from "./http.js";
 export type { StatusServer, StatusServerOptions, Health } from "./http.js";
 export { parseListenAddress, DEFAULT_LISTEN_HOST } from "./listen-address.js";

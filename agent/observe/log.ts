@@ -7,6 +7,23 @@ export type { Logger };
  * terminal. Secrets are redacted wherever they could appear.
  */
 export function createLogger(level: string, options: { pretty?: boolean; destination?: pino.DestinationStream } = {}): Logger {
+  const logger = buildLogger(level, options);
+  latest = logger;
+  return logger;
+}
+
+let latest: Logger | undefined;
+
+/**
+ * The logger the CLI made for this process (the last createLogger), for the few modules that
+ * log before the agent hands them one (the Consul token's source, chosen while the settings
+ * are resolved); undefined when no logger was made (library use, unit tests).
+ */
+export function processLogger(): Logger | undefined {
+  return latest;
+}
+
+function buildLogger(level: string, options: { pretty?: boolean; destination?: pino.DestinationStream }): Logger {
   const pretty = options.pretty ?? (process.stdout.isTTY && !process.env.CI);
   const base: pino.LoggerOptions = {
     level,

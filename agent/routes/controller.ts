@@ -5,11 +5,12 @@ import type { Config } from "../config/index.js";
 import type { RouteConfig } from "../config/schema.js";
 import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
-import { decideClaim, decideRelease } from "./decide.js";
+import { ExitError } from "../exit-codes.js";
+import { decideClaim, decideRelease, type ClaimDecision } from "./decide.js";
 import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, type RouteWrite } from "./ec2-tables.js";
 import { assertOneRoutePerEntry, resolveRouteTables } from "./resolve.js";
 import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
-import { disableSourceDestCheck, readSourceDestCheck } from "./source-dest.js";
+import { disableSourceDestCheck, proveSourceDestCheckWrite, readSourceDestCheck } from "./source-dest.js";
 
 /** Fencing: consistent lock check + lease deadline; false → do not write. */
 export type WriteGate = (routeName: string) => Promise<boolean>;
@@ -138,26 +139,53 @@ export class RouteController {
     const route = this.route(routeName);
     await this.ensureSourceDestCheckOff(routeName);
     const tables = await this.describe(this.tablesOf(routeName), signal);
-    const { result, failure } = await this.converge(route, tables, gate, started, "claim", signal);
+    const { result, failure } = await this.converge1(route, tables, gate, started, "claim", signal);
     if (failure) throw failure;
     return result;
   }
 
   /**
    * One DescribeRouteTables for every table of the held routes; repairs what drifted. A
-   * failed write (throttled past its deadline, 5xx) does not stop the other repairs; the
-   * first such error is thrown at the end. A fatal one (ExitError) is thrown at once.
+   * failed write (throttled past its deadline, 5xx, refused) does not stop the other repairs;
+   * the first such error is thrown at the end.
    */
   async reconcile(heldRoutes: readonly string[], gate: WriteGate): Promise<ClaimResult[]> {
-    if (heldRoutes.length === 0) return [];
+    const outcomes = await this.converge(heldRoutes.map((name) => ({ name, force: false })), gate);
+    const firstFailure = outcomes.find((o) => !o.ok);
+    if (firstFailure && !firstFailure.ok) throw firstFailure.error;
+    return outcomes.map((o) => (o.ok ? o.result : (undefined as never)));
+  }
+
+  /**
+   * The election's write: one DescribeRouteTables for every table of the routes, then each
+   * route brought to this instance (at most RECONCILE_CONCURRENCY at once). `force` writes a
+   * route even where the describe shows it ours already: a new holder's re-assert must not
+   * trust an eventually consistent read. Every route gets its own outcome, reported through
+   * `onDone` as soon as that route is finished; nothing is thrown.
+   */
+  async converge(items: readonly { name: string; force: boolean }[], gate: WriteGate, onDone?: (name: string, outcome: RouteWriteOutcome) => void): Promise<RouteWriteOutcome[]> {
+    if (items.length === 0) return [];
     const started = performance.now();
-    for (const name of heldRoutes) await this.ensureSourceDestCheckOff(name);
-    const ids = [...new Set(heldRoutes.flatMap((name) => this.tablesOf(name)))];
-    const tables = await this.describe(ids);
-    const outcomes = await mapWithConcurrency(heldRoutes, RECONCILE_CONCURRENCY, (name) => this.converge(this.route(name), tables, gate, started, "reconcile"));
-    const firstFailure = outcomes.find((o) => o.failure)?.failure;
-    if (firstFailure) throw firstFailure;
-    return outcomes.map((o) => o.result);
+    const finish = (name: string, outcome: RouteWriteOutcome) => {
+      onDone?.(name, outcome);
+      return outcome;
+    };
+    let tables: Map<string, TableSnapshot>;
+    try {
+      const ids = [...new Set(items.flatMap((i) => this.tablesOf(i.name)))];
+      tables = await this.describe(ids);
+    } catch (err) {
+      return items.map((i) => finish(i.name, failed(err)));
+    }
+    return mapWithConcurrency(items, RECONCILE_CONCURRENCY, async (item) => {
+      try {
+        await this.ensureSourceDestCheckOff(item.name);
+        const { result, failure } = await this.converge1(this.route(item.name), tables, gate, started, "reconcile", undefined, item.force);
+        return finish(item.name, failure ? failed(failure) : { ok: true, result });
+      } catch (err) {
+        return finish(item.name, failed(err));
+      }
+    });
   }
 
   async release(routeName: string, gate: WriteGate): Promise<void> {
@@ -231,13 +259,14 @@ export class RouteController {
   }
 
   /** Brings one route's tables to this instance; non-fatal write failures are returned, after the other tables were tried. */
-  private async converge(
+  private async converge1(
     route: RouteConfig,
     tables: Map<string, TableSnapshot>,
     gate: WriteGate,
     started: number,
     cause: "claim" | "reconcile",
     signal?: AbortSignal,
+    force = false,
   ): Promise<{ result: ClaimResult; failure?: unknown }> {
     const to = route.target === "eni" ? this.me.eniId : this.me.instanceId;
     const results: ClaimResult["tables"] = [];
@@ -252,7 +281,7 @@ export class RouteController {
         continue;
       }
       const current = findRoute(table, route.destination);
-      const decision = decideClaim(current, this.me);
+      const decision = forced(decideClaim(current, this.me), force);
       const from = targetText(current);
       const line = { route: route.name, table: tableId, destination: route.destination, from: from ?? "absent", to, reason: decision.reason, cause };
       const previous = from ? { previousTarget: from } : {};
@@ -276,7 +305,7 @@ export class RouteController {
         this.deps.log.info({ ...line, ms: elapsed(tableStarted), ...(done !== decision.write ? { fallback: done } : {}) }, `route ${done === "create" ? "created" : "replaced"}`);
         results.push({ tableId, action: done === "create" ? "created" : "replaced", reason: decision.reason, ...previous });
       } catch (err) {
-        if (err instanceof AwsCallError && !signal?.aborted) {
+        if ((err instanceof AwsCallError || err instanceof ExitError || err instanceof SourceDestCheckError) && !signal?.aborted) {
           this.deps.log.error({ ...line, ms: elapsed(tableStarted), err: err.message }, "route write failed");
           results.push({ tableId, action: "failed", reason: err.message, ...previous });
           failure ??= err;
@@ -324,13 +353,31 @@ export class RouteController {
     });
   }
 
-  /** Reads the source/dest check and, in `fix` mode, turns it off: the one write at start. Throws ExitError(EXIT.aws). */
+  /** What the start-up read of the source/dest check found: undefined until read. */
+  private sourceDestCheckAtStart: boolean | undefined;
+
+  /**
+   * Reads the source/dest check and, when `fix` will turn it off, proves the permission with a
+   * DryRun request (start-up reads before it writes: a missing ec2:DescribeInstanceAttribute
+   * or ec2:ModifyInstanceAttribute stops the agent before it registers in Consul). Throws
+   * ExitError(EXIT.aws).
+   */
+  async readSourceDestCheck(): Promise<void> {
+    if (this.deps.config.sourceDestCheck === "ignore") return;
+    const { ec2, identity } = this.deps;
+    this.sourceDestCheckAtStart = await withRetries("ec2:DescribeInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.readPolicy, (s) => readSourceDestCheck(ec2, identity.instanceId, s));
+    if (this.sourceDestCheckAtStart && this.deps.config.sourceDestCheck === "fix" && !this.deps.dryRun) {
+      await withRetries("ec2:ModifyInstanceAttribute", `sourceDestCheck of ${identity.instanceId} (DryRun)`, this.readPolicy, (s) => proveSourceDestCheckWrite(ec2, identity.instanceId, s));
+    }
+  }
+
+  /** In `fix` mode turns the check off (the one write at start), from the start-up read. Throws ExitError(EXIT.aws). */
   async applySourceDestCheckMode(): Promise<void> {
     const mode = this.deps.config.sourceDestCheck;
     if (mode === "ignore") return;
+    if (this.sourceDestCheckAtStart === undefined) await this.readSourceDestCheck();
     const { ec2, identity, log } = this.deps;
-    const on = await withRetries("ec2:DescribeInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.readPolicy, (s) => readSourceDestCheck(ec2, identity.instanceId, s));
-    if (!on) {
+    if (!this.sourceDestCheckAtStart) {
       log.info({ instance: identity.instanceId, mode }, "source/destination check already off");
       return;
     }
@@ -354,6 +401,20 @@ export class RouteController {
     this.sourceDestCheckOn = await withRetries("ec2:DescribeInstanceAttribute", `sourceDestCheck of ${identity.instanceId}`, this.readPolicy, (s) => readSourceDestCheck(ec2, identity.instanceId, s));
     if (this.sourceDestCheckOn) throw new SourceDestCheckError(identity.instanceId, routeName);
   }
+}
+
+/** One route's write outcome for the election: fatal means EC2 refused it for good. */
+export type RouteWriteOutcome = { ok: true; result: ClaimResult } | { ok: false; fatal: boolean; message: string; error: unknown };
+
+function failed(err: unknown): RouteWriteOutcome {
+  const fatal = err instanceof ExitError || err instanceof SourceDestCheckError;
+  return { ok: false, fatal, message: (err as Error).message, error: err };
+}
+
+/** A re-assert writes even a route the describe shows ours (the read may be stale). */
+function forced(decision: ClaimDecision, force: boolean): ClaimDecision {
+  if (!force || decision.write !== "none") return decision;
+  return { write: "replace", reason: "re-assert", from: "this instance" };
 }
 
 function elapsed(started: number): number {

@@ -6,6 +6,19 @@ export async function readSourceDestCheck(ec2: EC2Client, instanceId: string, si
   return out.SourceDestCheck?.Value !== false;
 }
 
-export async function disableSourceDestCheck(ec2: EC2Client, instanceId: string, signal?: AbortSignal): Promise<void> {
-  await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: instanceId, SourceDestCheck: { Value: false } }), { abortSignal: signal });
+export async function disableSourceDestCheck(ec2: EC2Client, instanceId: string, signal?: AbortSignal, dryRun = false): Promise<void> {
+  await ec2.send(new ModifyInstanceAttributeCommand({ InstanceId: instanceId, SourceDestCheck: { Value: false }, ...(dryRun ? { DryRun: true } : {}) }), { abortSignal: signal });
+}
+
+/**
+ * Proves ec2:ModifyInstanceAttribute without writing: EC2 answers a permitted DryRun request
+ * with the error DryRunOperation, a refused one with UnauthorizedOperation (thrown).
+ */
+export async function proveSourceDestCheckWrite(ec2: EC2Client, instanceId: string, signal?: AbortSignal): Promise<void> {
+  try {
+    await disableSourceDestCheck(ec2, instanceId, signal, true);
+  } catch (err) {
+    if ((err as { name?: string }).name === "DryRunOperation") return;
+    throw err;
+  }
 }

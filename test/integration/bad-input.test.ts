@@ -33,6 +33,8 @@ let aclConsul: StartedSecureConsul;
 let aemm: StartedAemm;
 let aemmV1: StartedAemm;
 const relays: StartedHttpRelay[] = [];
+/** Every request an agent sends the dev Consul agent passes here: a refused start must send no write at all. */
+let consulRelay: StartedHttpRelay;
 let dir: string;
 let selfId: string;
 let ownTable: string;
@@ -93,7 +95,7 @@ function baseConfig(caller: string): Record<string, unknown> {
   return {
     cluster: "bad",
     region: EMULATOR_AWS.region,
-    consul: { address: consul.httpAddr },
+    consul: { address: consulRelay.endpoint },
     imds: { endpoint: aemm.endpoint, timeout: "500ms" },
     aws: { endpoint: proxy.endpointFor(caller) },
     // The realistic first boot: the instance's source/dest check is still on, so `fix` would write.
@@ -123,6 +125,7 @@ async function runCase(c: Case): Promise<string> {
   await consulOf.reset();
   await admin.send(new ModifyInstanceAttributeCommand({ InstanceId: selfId, SourceDestCheck: { Value: true } }));
   const before = await consulOf.writable();
+  const startedAt = Date.now();
   if (c.deny) proxy.failWith(c.deny.action, 1000, c.deny.error ?? UNAUTHORIZED);
   let result;
   try {
@@ -136,6 +139,9 @@ async function runCase(c: Case): Promise<string> {
   const forwardedWrites = proxy.calls({ caller: c.id, mutating: true }).filter((call) => !call.injected);
   expect(forwardedWrites.map((w) => w.action), context).toEqual([]);
   expect(await consulOf.writable(), `${context}\n(Consul was written)`).toEqual(before);
+  // Not even a write that was undone later (a registration, then a deregistration on failure).
+  const consulWrites = consulRelay.requests(startedAt).filter((r) => r.method !== "GET");
+  expect(consulWrites.map((r) => `${r.method} ${r.path}`), `${context}\n(Consul was sent writes)`).toEqual([]);
   expect(await sourceDestCheckOn(), `${context}\n(the instance's source/dest check was modified)`).toBe(true);
   return result.output;
 }
@@ -162,6 +168,8 @@ beforeAll(async () => {
     startAemm(identity, { imdsv2Only: false }),
     freePort(),
   ]);
+  consulRelay = await startHttpRelay({ upstream: consul.httpAddr });
+  relays.push(consulRelay);
   expect(await sourceDestCheckOn()).toBe(true);
 }, 180_000);
 
@@ -357,7 +365,7 @@ describe("Consul at start: exit 5, nothing written", () => {
   const aclCase = (id: string, token: string | undefined, message: RegExp): Case => ({
     id,
     config: (b) => {
-      if (token) writeFileSync(join(dir, `${id}.token`), `${token}\n`);
+      if (token) writeFileSync(join(dir, `${id}.token`), `${token}\n`, { mode: 0o600 });
       return { ...b, consul: { address: aclConsul.address, ...(token ? { tokenFile: join(dir, `${id}.token`) } : {}) } };
     },
     consulOf: () => aclConsul,
@@ -396,6 +404,7 @@ describe("control: a valid start does write (so the assertions above can fail)",
       await agent.waitForLine(/"step":"ready"/, 60_000);
       const left = await devWritable(consul).writable();
       expect(left.services).toContain(`routeleader-${selfId}`);
+      expect(consulRelay.requests().some((r) => r.method === "PUT" && r.path.startsWith("/v1/agent/service/register")), "the relay sees the registration").toBe(true);
       expect(proxy.calls({ caller: "control", mutating: true }).filter((c) => !c.injected).map((c) => c.action)).toContain("ModifyInstanceAttribute");
     } finally {
       await agent.stop(15_000);

@@ -1,20 +1,26 @@
 import { execFile } from "node:child_process";
-import { once } from "node:events";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-import { readdirSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { EC2Client } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { startAemm, type SimulatedIdentity, type StartedAemm } from "../support/aemm.js";
 import { binaryPath } from "../support/binaries.js";
-import { BootstrapSandbox, mutatingCalls, type Call } from "../support/bootstrap-sandbox.js";
-import { ManagedProcess } from "../support/process.js";
+import { BootstrapSandbox, mutatingCalls, type Call, type RunResult } from "../support/bootstrap-sandbox.js";
 import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
+import { startConsulDev, type StartedConsul } from "../support/consul.js";
+import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../support/ec2-world.js";
+import { startHttpRelay } from "../support/http-relay.js";
+import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
+import { freePort } from "../support/ports.js";
+import { ManagedProcess, waitUntil } from "../support/process.js";
+import { buildRelease, sha256Of, type ReleaseArtifact } from "../support/release.js";
+import { s3Upload } from "../support/s3.js";
 
 const run = promisify(execFile);
 const SCRIPT = join(REPO, "scripts", "bootstrap.sh");
+const BUCKET = "rl-artifacts";
 
 const IDENTITY: SimulatedIdentity = {
   instanceId: "i-0b00751e5c0ffee01",
@@ -27,19 +33,81 @@ const IDENTITY: SimulatedIdentity = {
   privateIp: "10.42.1.23",
 };
 
-const NAT_ENV = {
-  RL_ROLE: "nat",
-  RL_CLUSTER: "prod-nat",
-  RL_VPC_CIDR: "10.42.0.0/16",
-  RL_ROUTE_TABLE_IDS: "rtb-0aaa1111aaaa1111a,rtb-0bbb2222bbbb2222b",
-  RL_CONSUL_JOIN_TAG_KEY: "routeleader:consul-server",
-  RL_CONSUL_JOIN_TAG_VALUE: "prod-nat",
+/**
+ * Shared by every suite of this file: the release artifact (`npm run release`), moto with an S3
+ * bucket holding it, a tampered copy, and Consul (the locally built binary, as HashiCorp's
+ * release zip and bare), and one IMDSv2-only metadata mock.
+ */
+const world = {} as {
+  artifact: ReleaseArtifact;
+  moto: StartedMoto;
+  aemm: StartedAemm;
+  consulSha: string;
+  consulZipSha: string;
+  tamperedSha: string;
+  /** Environment of a NAT node's bootstrap.sh run (RL_RELEASE_DIR is per sandbox). */
+  natEnv: Record<string, string>;
 };
 
-/** `routeleader validate --config FILE`, from this checkout. */
-async function routeleaderValidate(file: string): Promise<{ code: number; out: string }> {
+beforeAll(async () => {
+  world.artifact = await buildRelease();
+  world.moto = await startMoto();
+  const consul = binaryPath("consul");
+  const zip = join(world.artifact.dir, "consul.zip");
+  await run(join(binaryPath("moto"), "..", "python"), ["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z: z.write(sys.argv[2], 'consul')", zip, consul]);
+  const good = readFileSync(world.artifact.tarball);
+  // Tampered: the same tarball with a byte changed in its last block.
+  const tampered = Buffer.from(good);
+  tampered[tampered.length - 9] = tampered[tampered.length - 9]! ^ 0xff;
+  await s3Upload(world.moto.endpoint, BUCKET, {
+    [`releases/${world.artifact.fileName}`]: good,
+    "releases/tampered.tar.gz": tampered,
+    "mirror/consul.zip": readFileSync(zip),
+    "mirror/consul": readFileSync(consul),
+  });
+  world.tamperedSha = sha256Of(Buffer.from(tampered));
+  world.consulSha = sha256Of(consul);
+  world.consulZipSha = sha256Of(zip);
+  world.aemm = await startAemm(IDENTITY, { imdsv2Only: true });
+  world.natEnv = {
+    RL_ROLE: "nat",
+    RL_CLUSTER: "prod-nat",
+    RL_VPC_CIDR: "10.42.0.0/16",
+    RL_ROUTE_TABLE_IDS: "rtb-0aaa1111aaaa1111a,rtb-0bbb2222bbbb2222b",
+    RL_CONSUL_JOIN_TAG_KEY: "routeleader:consul-server",
+    RL_CONSUL_JOIN_TAG_VALUE: "prod-nat",
+    RL_CONSUL_URL: `s3://${BUCKET}/mirror/consul.zip`,
+    RL_CONSUL_SHA256: world.consulZipSha,
+    RL_LIFECYCLE_HOOK: "routeleader-release",
+    RL_IMDS_ENDPOINT: world.aemm.endpoint,
+  };
+});
+afterAll(async () => {
+  await world.aemm?.stop();
+  await world.moto?.stop();
+});
+
+const sandboxes: BootstrapSandbox[] = [];
+afterAll(() => {
+  for (const sb of sandboxes) sb.dispose();
+});
+function sandbox(): BootstrapSandbox {
+  const sb = new BootstrapSandbox({ s3Endpoint: world.moto.endpoint });
+  sandboxes.push(sb);
+  return sb;
+}
+/** A sandbox holding the release where the user data would have extracted it. */
+function sandboxWithRelease(): { sb: BootstrapSandbox; env: Record<string, string> } {
+  const sb = sandbox();
+  const releaseDir = sb.installRelease(world.artifact.tarball, world.artifact.sha256);
+  return { sb, env: { ...world.natEnv, RL_RELEASE_DIR: releaseDir } };
+}
+
+/** `routeleader validate --config FILE` with the release's own CLI, under plain node. */
+async function releaseValidate(sb: BootstrapSandbox, file: string): Promise<{ code: number; out: string }> {
+  const cli = join(sb.root, "opt/routeleader/releases", world.artifact.sha256, "routeleader/dist/agent/cli.js");
   try {
-    const { stdout, stderr } = await run(process.execPath, ["--import", "tsx", "agent/cli.ts", "validate", "--config", file], { cwd: REPO });
+    const { stdout, stderr } = await run(process.execPath, [cli, "validate", "--config", file], { cwd: sb.dir, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
     return { code: 0, out: stdout + stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -68,31 +136,14 @@ async function systemdVerify(files: string[]): Promise<string[]> {
 
 const line = (c: Call) => [c.program, ...c.args].join(" ");
 
-describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, IMDSv2-only metadata mock)", () => {
-  let aemm: StartedAemm;
-  const sandboxes: BootstrapSandbox[] = [];
-  const sandbox = () => {
-    const sb = new BootstrapSandbox();
-    sandboxes.push(sb);
-    return sb;
-  };
-  let env: Record<string, string>;
-
-  beforeAll(async () => {
-    aemm = await startAemm(IDENTITY, { imdsv2Only: true });
-    env = { ...NAT_ENV, RL_IMDS_ENDPOINT: aemm.endpoint };
-  });
-  afterAll(async () => {
-    for (const sb of sandboxes) sb.dispose();
-    await aemm?.stop();
-  });
-
+describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, moto S3, IMDSv2-only metadata mock)", () => {
   describe("a NAT node, first run then second run", () => {
     let sb: BootstrapSandbox;
-    let first: Awaited<ReturnType<BootstrapSandbox["run"]>>;
+    let env: Record<string, string>;
+    let first: RunResult;
 
     beforeAll(async () => {
-      sb = sandbox();
+      ({ sb, env } = sandboxWithRelease());
       first = await sb.run(SCRIPT, env);
     });
 
@@ -102,13 +153,22 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(first.output).toContain(`instance ${IDENTITY.instanceId} (${IDENTITY.privateIp}) in us-east-1`);
     });
 
-    it("installs Node.js 20, the pinned Consul and iptables in one dnf transaction, and routeleader with npm-20", () => {
+    it("ship: installs Node.js 22 and iptables from the distribution in one dnf transaction, nothing from npm or a third-party repository", () => {
       const installs = first.calls.filter((c) => c.program === "dnf");
-      expect(installs.map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False consul-1.19.2 nodejs20 nodejs20-npm iptables-nft"]);
-      expect(sb.read("/etc/yum.repos.d/hashicorp.repo")).toContain("baseurl=https://rpm.releases.hashicorp.com/AmazonLinux/latest/$basearch/stable");
-      const npm = first.calls.filter((c) => c.program === "npm-20");
-      expect(npm.map(line)).toEqual([`npm-20 install --prefix ${sb.root}/opt/routeleader --omit=dev --no-audit --no-fund routeleader@0.1.0`]);
+      expect(installs.map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False nodejs22 iptables-nft"]);
+      expect(sb.exists("/etc/yum.repos.d")).toBe(false);
+      expect(first.calls.some((c) => c.program.startsWith("npm"))).toBe(false);
       expect(first.calls.filter((c) => c.program === "useradd").map((c) => c.args.at(-1))).toEqual(["consul", "routeleader"]);
+    });
+
+    it("ship: installs Consul from the S3 zip only after checking its sha256, into /usr/local/bin", () => {
+      const downloads = first.calls.filter((c) => c.program === "aws" && c.args[0] === "s3");
+      expect(downloads).toHaveLength(1);
+      expect(line(downloads[0]!)).toMatch(new RegExp(`^aws s3 cp --only-show-errors --region us-east-1 s3://${BUCKET}/mirror/consul\\.zip ${sb.root}/var/tmp/consul\\.\\w+/download$`));
+      expect(sha256Of(join(sb.root, "usr/local/bin/consul"))).toBe(world.consulSha);
+      expect(sb.mode("/usr/local/bin/consul")).toBe("755");
+      expect(sb.read("/var/lib/routeleader/consul.sha256")).toBe(`${world.consulZipSha}\n`);
+      expect(readdirSync(join(sb.root, "var/tmp"))).toEqual([]); // the download is gone
     });
 
     it("writes the Consul client config: identity from IMDSv2, no leave on stop, no update check, retry_join by EC2 tag", async () => {
@@ -128,9 +188,9 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(valid.code, valid.out).toBe(0);
     });
 
-    it("renders a routeleader config that `routeleader validate` accepts, one route per table", async () => {
+    it("ship: renders a routeleader config that the release's own CLI validates: one route per table, the lifecycle hook named", async () => {
       const file = join(sb.root, "etc/routeleader/routeleader.yaml");
-      const result = await routeleaderValidate(file);
+      const result = await releaseValidate(sb, file);
       expect(result.code, result.out).toBe(0);
       expect(result.out).toContain("valid (cluster prod-nat, 2 routes, 2 checks)");
       const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
@@ -140,6 +200,11 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       ]);
       expect(cfg.region).toBe("us-east-1");
       expect(cfg.discovery).toEqual({ tags: { "routeleader:cluster": "prod-nat" } });
+      expect(cfg.lifecycle).toEqual({ hookName: "routeleader-release" });
+    });
+
+    it("ship: points /opt/routeleader/current at the verified release", () => {
+      expect(readlinkSync(join(sb.root, "opt/routeleader/current"))).toBe(env.RL_RELEASE_DIR);
     });
 
     it("turns on forwarding and MASQUERADE for the VPC CIDR only", () => {
@@ -151,7 +216,7 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(natUnit).toContain("iptables -t nat -C POSTROUTING -s 10.42.0.0/16 ! -d 10.42.0.0/16 -j MASQUERADE 2>/dev/null || iptables -t nat -A POSTROUTING");
     });
 
-    it("runs routeleader as a non-root user with CAP_NET_RAW only, always restarted, logging to the journal", () => {
+    it("runs routeleader as a non-root user with CAP_NET_RAW only, under node-22 from the release, always restarted, logging to the journal", () => {
       const unit = sb.read("/etc/systemd/system/routeleader.service");
       expect(unit).toMatch(/^User=routeleader$/m);
       expect(unit).toMatch(/^AmbientCapabilities=CAP_NET_RAW$/m);
@@ -159,15 +224,27 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(unit).toMatch(/^NoNewPrivileges=yes$/m);
       expect(unit).toMatch(/^Restart=always$/m);
       expect(unit).toMatch(/^StandardOutput=journal$/m);
-      expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node-20 \/opt\/routeleader\/node_modules\/routeleader\/dist\/agent\/cli\.js run --config \/etc\/routeleader\/routeleader\.yaml$/m);
+      expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node-22 \/opt\/routeleader\/current\/dist\/agent\/cli\.js run --config \/etc\/routeleader\/routeleader\.yaml$/m);
       const consul = sb.read("/etc/systemd/system/consul.service");
       expect(consul).toMatch(/^User=consul$/m);
       expect(consul).toMatch(/^Restart=always$/m);
-      expect(consul).toMatch(/^ExecStart=\/usr\/bin\/consul agent -config-dir=\/etc\/consul\.d$/m);
+      expect(consul).toMatch(/^ExecStart=\/usr\/local\/bin\/consul agent -config-dir=\/etc\/consul\.d$/m);
+    });
+
+    it("ship: a crash loop (5 starts in 2 minutes) marks the instance unhealthy in its Auto Scaling group", () => {
+      const unit = sb.read("/etc/systemd/system/routeleader.service");
+      expect(unit).toMatch(/^StartLimitIntervalSec=120$/m);
+      expect(unit).toMatch(/^StartLimitBurst=5$/m);
+      expect(unit).toMatch(/^OnFailure=routeleader-unhealthy\.service$/m);
+      // [Unit] settings: before [Service].
+      expect(unit.indexOf("OnFailure=")).toBeLessThan(unit.indexOf("[Service]"));
+      const unhealthy = sb.read("/etc/systemd/system/routeleader-unhealthy.service");
+      expect(unhealthy).toContain(`ExecStart=/usr/bin/aws autoscaling set-instance-health --region us-east-1 --instance-id ${IDENTITY.instanceId} --health-status Unhealthy --no-should-respect-grace-period`);
+      expect(unhealthy).toMatch(/^Type=oneshot$/m);
     });
 
     it("writes systemd units that systemd-analyze verify accepts (apart from programs only the instance has)", async () => {
-      const units = ["consul.service", "routeleader-nat.service", "routeleader.service"].map((u) => join(sb.root, "etc/systemd/system", u));
+      const units = ["consul.service", "routeleader-nat.service", "routeleader.service", "routeleader-unhealthy.service"].map((u) => join(sb.root, "etc/systemd/system", u));
       const problems = (await systemdVerify(units)).filter((l) => !/: Command \S+ is not executable: No such file or directory$/.test(l));
       expect(problems).toEqual([]);
       // The check is real: a misspelt directive is reported.
@@ -185,12 +262,13 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(lines).toContain("systemctl daemon-reload");
     });
 
-    it("a second run changes nothing: byte-identical files, no install, no write, no restart", async () => {
+    it("a second run changes nothing: byte-identical files, no download, no install, no write, no restart", async () => {
       const before = sb.snapshot();
       const second = await sb.run(SCRIPT, env);
       expect(second.code, second.output).toBe(0);
       expect(sb.snapshot()).toEqual(before);
       expect(mutatingCalls(second.calls).map(line)).toEqual([]);
+      expect(second.calls.some((c) => c.program === "aws")).toBe(false);
       expect(second.output).toContain("done: 0 file(s) written, restarted: none");
     });
 
@@ -205,7 +283,7 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(hcl).toMatch(/probe_interval = "500ms"/);
       expect(hcl).toMatch(/suspicion_mult = 3/);
       expect((await consulValidate(join(sb.root, "etc/consul.d/consul.hcl"))).code).toBe(0);
-      expect((await routeleaderValidate(join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
+      expect((await releaseValidate(sb, join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
       expect(mutatingCalls(third.calls).map(line)).toEqual([
         `chown root:consul ${third.calls.find((c) => c.program === "chown" && c.args[1]!.includes("consul.hcl"))!.args[1]}`,
         `chown root:root ${third.calls.find((c) => c.program === "chown" && c.args[1]!.includes("routeleader.yaml"))!.args[1]}`,
@@ -214,15 +292,36 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
         "systemctl restart routeleader.service",
       ]);
     });
+
+    it("ship: a new Consul binary (new URL and sha256) is downloaded, verified and restarts Consul only", async () => {
+      const res = await sb.run(SCRIPT, { ...env, RL_PROFILE: "fast", RL_CONSUL_URL: `s3://${BUCKET}/mirror/consul`, RL_CONSUL_SHA256: world.consulSha });
+      expect(res.code, res.output).toBe(0);
+      expect(sb.read("/var/lib/routeleader/consul.sha256")).toBe(`${world.consulSha}\n`);
+      expect(sha256Of(join(sb.root, "usr/local/bin/consul"))).toBe(world.consulSha);
+      expect(res.calls.filter((c) => c.program === "systemctl" && c.args[0] === "restart").map(line)).toEqual(["systemctl restart consul.service"]);
+    });
   });
 
-  it("reads the gossip key and ACL token from SSM SecureString parameters into files only root and the service read", async () => {
-    const sb = sandbox();
+  it("ship: a Consul download whose sha256 differs is refused: the reason is reported, nothing is installed", async () => {
+    const { sb, env } = sandboxWithRelease();
+    const reasonFile = join(sb.dir, "reason");
+    const res = await sb.run(SCRIPT, { ...env, RL_CONSUL_SHA256: world.consulSha /* the bare binary's, not the zip's */, RL_FAILURE_FILE: reasonFile });
+    expect(res.code).not.toBe(0);
+    const reason = `sha256 mismatch for s3://${BUCKET}/mirror/consul.zip: expected ${world.consulSha}, got ${world.consulZipSha}; nothing installed`;
+    expect(res.output).toContain(`ERROR: ${reason}`);
+    expect(readFileSync(reasonFile, "utf8")).toBe(`${reason}\n`);
+    expect(sb.exists("/usr/local/bin/consul")).toBe(false);
+    expect(readdirSync(join(sb.root, "var/tmp")).flatMap((d) => readdirSync(join(sb.root, "var/tmp", d)))).toEqual([]);
+    expect(res.calls.some((c) => c.program === "systemctl" && c.args[0] !== "is-active" && c.args[0] !== "is-enabled")).toBe(false);
+  });
+
+  it("ship: reads the gossip key and ACL token from SSM; the token file is 0600 and readable by the agent's user only", async () => {
+    const { sb, env } = sandboxWithRelease();
     sb.putSsmParameter("/routeleader/prod/gossip-key", "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=");
     sb.putSsmParameter("/routeleader/prod/acl-token", "8f3d6a8e-6b2a-4d2c-9f0e-2b1c5a7e9d10");
     const res = await sb.run(SCRIPT, { ...env, RL_GOSSIP_KEY_PARAM: "/routeleader/prod/gossip-key", RL_ACL_TOKEN_PARAM: "/routeleader/prod/acl-token" });
     expect(res.code, res.output).toBe(0);
-    expect(res.calls.filter((c) => c.program === "aws").map(line)).toEqual([
+    expect(res.calls.filter((c) => c.program === "aws" && c.args[0] === "ssm").map(line)).toEqual([
       "aws ssm get-parameter --region us-east-1 --with-decryption --name /routeleader/prod/gossip-key --query Parameter.Value --output text",
       "aws ssm get-parameter --region us-east-1 --with-decryption --name /routeleader/prod/acl-token --query Parameter.Value --output text",
     ]);
@@ -232,25 +331,25 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
     expect(hcl).not.toContain("initial_management"); // a client never holds the management token
     expect(sb.mode("/etc/consul.d/consul.hcl")).toBe("640");
     expect(sb.read("/etc/routeleader/consul-token")).toBe("8f3d6a8e-6b2a-4d2c-9f0e-2b1c5a7e9d10\n");
-    expect(sb.mode("/etc/routeleader/consul-token")).toBe("640");
-    expect(res.calls.map(line)).toContain(`chown root:routeleader ${res.calls.find((c) => c.program === "chown" && c.args[1]!.includes("consul-token"))!.args[1]}`);
+    expect(sb.mode("/etc/routeleader/consul-token")).toBe("600");
+    expect(res.calls.map(line)).toContain(`chown routeleader:routeleader ${res.calls.find((c) => c.program === "chown" && c.args[1]!.includes("consul-token"))!.args[1]}`);
     expect(sb.read("/etc/routeleader/routeleader.yaml")).toContain("tokenFile: /etc/routeleader/consul-token");
     expect((await consulValidate(join(sb.root, "etc/consul.d/consul.hcl"))).code).toBe(0);
-    expect((await routeleaderValidate(join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
+    expect((await releaseValidate(sb, join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
   });
 
   it("selects route tables by tag when no ids are given (one route for all of them)", async () => {
-    const sb = sandbox();
+    const { sb, env } = sandboxWithRelease();
     const res = await sb.run(SCRIPT, { ...env, RL_ROUTE_TABLE_IDS: "", RL_ROUTE_TABLE_TAG_KEY: "routeleader/managed", RL_ROUTE_TABLE_TAG_VALUE: "prod-nat" });
     expect(res.code, res.output).toBe(0);
     const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
     expect(cfg.routes).toEqual([
       { name: "nat-default", table: { tags: { "routeleader/managed": "prod-nat" } }, destination: "0.0.0.0/0", checks: ["egress", "forwarding"], preferredAz: "none" },
     ]);
-    expect((await routeleaderValidate(join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
+    expect((await releaseValidate(sb, join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
   });
 
-  it("a Consul server: server config with bootstrap_expect 3 and the UI on loopback, no NAT, no Node.js", async () => {
+  it("a Consul server: server config with bootstrap_expect 3 and the UI on loopback, no NAT, no Node.js, no package at all", async () => {
     const sb = sandbox();
     sb.putSsmParameter("/routeleader/prod/acl-token", "11111111-2222-3333-4444-555555555555");
     const res = await sb.run(SCRIPT, {
@@ -259,7 +358,9 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       RL_CONSUL_JOIN_TAG_KEY: "routeleader:consul-server",
       RL_CONSUL_JOIN_TAG_VALUE: "prod-nat",
       RL_ACL_TOKEN_PARAM: "/routeleader/prod/acl-token",
-      RL_IMDS_ENDPOINT: aemm.endpoint,
+      RL_CONSUL_URL: world.natEnv.RL_CONSUL_URL!,
+      RL_CONSUL_SHA256: world.consulZipSha,
+      RL_IMDS_ENDPOINT: world.aemm.endpoint,
     });
     expect(res.code, res.output).toBe(0);
     const hcl = sb.read("/etc/consul.d/consul.hcl");
@@ -268,79 +369,231 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
     expect(hcl).toContain('client_addr = "127.0.0.1"'); // the UI is reachable only through SSM port forwarding
     expect(hcl).toContain('initial_management = "11111111-2222-3333-4444-555555555555"');
     expect((await consulValidate(join(sb.root, "etc/consul.d/consul.hcl"))).code).toBe(0);
-    expect(res.calls.filter((c) => c.program === "dnf").map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False consul-1.19.2"]);
-    expect(res.calls.some((c) => c.program === "iptables" || c.program === "npm-20" || c.program === "sysctl")).toBe(false);
+    expect(res.calls.filter((c) => c.program === "dnf")).toEqual([]);
+    expect(sha256Of(join(sb.root, "usr/local/bin/consul"))).toBe(world.consulSha);
+    expect(res.calls.some((c) => c.program === "iptables" || c.program === "sysctl")).toBe(false);
     expect(sb.exists("/etc/routeleader")).toBe(false);
     expect(res.calls.filter((c) => c.program === "systemctl" && c.args[0] === "start").map(line)).toEqual(["systemctl start consul.service"]);
   });
 
-  it("refuses to run without a cluster name or route tables, before touching anything", async () => {
-    const sb = sandbox();
-    const noCluster = await sb.run(SCRIPT, { ...env, RL_CLUSTER: "" });
-    expect(noCluster.code).not.toBe(0);
-    expect(noCluster.output).toContain("RL_CLUSTER is required");
-    const noTables = await sb.run(SCRIPT, { ...env, RL_ROUTE_TABLE_IDS: "" });
-    expect(noTables.code).not.toBe(0);
-    expect(noTables.output).toContain("set RL_ROUTE_TABLE_IDS or RL_ROUTE_TABLE_TAG_KEY");
-    expect(mutatingCalls(noTables.calls)).toEqual([]);
-    expect(readdirSync(sb.root)).toEqual([]);
+  it("refuses to run without a cluster name, route tables, a release or a Consul checksum, before touching anything", async () => {
+    const { sb, env } = sandboxWithRelease();
+    const before = sb.snapshot();
+    const cases: [Record<string, string>, string][] = [
+      [{ RL_CLUSTER: "" }, "RL_CLUSTER is required"],
+      [{ RL_ROUTE_TABLE_IDS: "" }, "set RL_ROUTE_TABLE_IDS or RL_ROUTE_TABLE_TAG_KEY"],
+      [{ RL_RELEASE_DIR: "/opt/routeleader/releases/none/routeleader" }, "RL_RELEASE_DIR must name an extracted release"],
+      [{ RL_CONSUL_SHA256: "" }, "RL_CONSUL_SHA256 must be 64 lowercase hex digits"],
+      [{ RL_CONSUL_URL: "" }, "RL_CONSUL_URL is required"],
+    ];
+    for (const [override, message] of cases) {
+      const res = await sb.run(SCRIPT, { ...env, ...override });
+      expect(res.code, message).not.toBe(0);
+      expect(res.output).toContain(message);
+      expect(mutatingCalls(res.calls)).toEqual([]);
+    }
+    expect(sb.snapshot()).toEqual(before);
   });
 
-  it("never falls back to IMDSv1: a metadata service that refuses tokens stops the run before any change", async () => {
-    // An IMDSv1-only service: the token PUT is refused (403), plain GETs would answer.
-    const v1Only = createServer((req, res) => {
-      if (req.method === "PUT") {
-        res.writeHead(403).end();
-        return;
-      }
-      res.writeHead(200, { "content-type": "text/plain" }).end(req.url?.endsWith("local-ipv4") ? "10.9.9.9" : "i-0v1v1v1v1v1v1v1v1");
-    });
-    v1Only.listen(0, "127.0.0.1");
-    await once(v1Only, "listening");
+  it("never falls back to IMDSv1: when the metadata mock refuses the token, the run stops before any change", async () => {
+    // The real metadata mock with IMDSv1 allowed (no -I), behind a relay that refuses the
+    // token PUT as a hop-limited or IMDSv2-broken instance would see it: a fallback to plain
+    // GETs would succeed here, so only a script that never tries one stops.
+    const v1 = await startAemm({ ...IDENTITY, instanceId: "i-0v1v1v1v1v1v1v1v1" }, { imdsv2Only: false });
+    const relay = await startHttpRelay({ upstream: v1.endpoint, refuse: (r) => (r.method === "PUT" ? { status: 403, body: "token refused" } : undefined) });
     try {
-      const { port } = v1Only.address() as AddressInfo;
-      const sb = sandbox();
-      const res = await sb.run(SCRIPT, { ...env, RL_IMDS_ENDPOINT: `http://127.0.0.1:${port}` });
+      const { sb, env } = sandboxWithRelease();
+      const before = sb.snapshot();
+      const res = await sb.run(SCRIPT, { ...env, RL_IMDS_ENDPOINT: relay.endpoint });
       expect(res.code).not.toBe(0);
       expect(res.output).toMatch(/403/);
       expect(mutatingCalls(res.calls)).toEqual([]);
-      expect(readdirSync(sb.root)).toEqual([]);
+      expect(sb.snapshot()).toEqual(before);
+      const seen = relay.requests();
+      expect(seen.length).toBeGreaterThan(0);
+      expect(seen.every((r) => r.method === "PUT" && r.path === "/latest/api/token"), JSON.stringify(seen)).toBe(true);
     } finally {
-      v1Only.close();
+      await relay.stop();
+      await v1.stop();
     }
   });
+});
 
-  it("the NAT launch template's user data, as CloudFormation renders it, is this script and runs in the sandbox", async () => {
-    const template = loadTemplate("routeleader-nat.yaml");
+describe("ship: the launch template's user data (scripts/user-data.sh as CloudFormation renders it) in a sandbox", () => {
+  // An instance in moto (EC2 identity, route table), its metadata mock, a Consul agent with a
+  // leader: what a NAT node finds on its first boot. The test plays systemd for routeleader:
+  // when the bootstrap starts routeleader.service, it starts the command line of that unit
+  // from the installed release, under plain node.
+  let ec2: EC2Client;
+  let consul: StartedConsul;
+  let aemm: StartedAemm;
+  let identity: SimulatedIdentity;
+  let table: string;
+  const template = loadTemplate("routeleader-nat.yaml");
+
+  beforeAll(async () => {
+    ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: world.moto.endpoint, maxAttempts: 1 });
+    const { vpcId } = await createVpc(ec2, "10.42.0.0/16");
+    const subnet = await createSubnet(ec2, vpcId, "10.42.1.0/24", "us-east-1a");
+    table = await createTable(ec2, vpcId);
+    identity = identityOf(await runInstance(ec2, subnet, { "routeleader:cluster": "prod-nat" }));
+    aemm = await startAemm(identity, { imdsv2Only: true });
+    consul = await startConsulDev("ship-launch");
+  });
+  afterAll(async () => {
+    await consul?.stop();
+    await aemm?.stop();
+    ec2?.destroy();
+  });
+
+  /** The user data of a launch template for these stack parameters, written to a file in the sandbox. */
+  function userData(sb: BootstrapSandbox, logical: "NatLaunchTemplate" | "ConsulServerLaunchTemplate", overrides: Record<string, string> = {}): string {
     const params = {
       ClusterName: "prod-nat",
-      VpcId: "vpc-0123456789abcdef0",
+      VpcId: identity.vpcId,
       VpcCidr: "10.42.0.0/16",
-      PublicSubnetA: "subnet-0a",
-      PublicSubnetB: "subnet-0b",
-      PrivateRouteTableIds: "rtb-0aaa1111aaaa1111a,rtb-0bbb2222bbbb2222b",
+      PublicSubnetA: identity.subnetId,
+      PublicSubnetB: "subnet-0b0b0b0b0b0b0b0b0",
+      PrivateRouteTableIds: table,
+      CheckHost: "127.0.0.1",
+      ArtifactBucket: BUCKET,
+      ArtifactKey: `releases/${world.artifact.fileName}`,
+      ArtifactSha256: world.artifact.sha256,
+      ConsulBinaryUrl: `s3://${BUCKET}/mirror/consul.zip`,
+      ConsulBinarySha256: world.consulZipSha,
       "AWS::StackName": "prod-nat",
       "AWS::Region": "us-east-1",
       "AWS::Partition": "aws",
       "AWS::AccountId": "123456789012",
       "AWS::URLSuffix": "amazonaws.com",
+      ...overrides,
     };
     const ctx = evaluateConditions(template, params);
-    const userData = resolve(template.Resources.NatLaunchTemplate.Properties.LaunchTemplateData.UserData["Fn::Base64"], ctx) as string;
+    const text = resolve(template.Resources[logical].Properties.LaunchTemplateData.UserData["Fn::Base64"], ctx) as string;
+    const file = join(sb.dir, `user-data-${logical}`);
+    writeFileSync(file, text, { mode: 0o755 });
+    return file;
+  }
+
+  const signals = (res: RunResult) => res.calls.filter((c) => c.program === "aws" && c.args[0] === "cloudformation").map(line);
+  const signal = (resource: string, status: string) =>
+    `aws cloudformation signal-resource --region us-east-1 --stack-name prod-nat --logical-resource-id ${resource} --unique-id ${identity.instanceId} --status ${status}`;
+
+  it("ship: a good artifact is verified, installed and run; the agent joins Consul and answers /healthz; only then SUCCESS is signalled", async () => {
     const sb = sandbox();
-    const file = join(sb.dir, "user-data");
-    writeFileSync(file, userData, { mode: 0o755 });
-    const res = await sb.run(file, { RL_IMDS_ENDPOINT: aemm.endpoint });
-    expect(res.code, res.output).toBe(0);
-    const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
-    expect(cfg.routes.map((r: { table: { id: string } }) => r.table.id)).toEqual(["rtb-0aaa1111aaaa1111a", "rtb-0bbb2222bbbb2222b"]);
-    expect((await routeleaderValidate(join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
-    // And shellcheck accepts the whole user data, header included.
-    const sc = await run("shellcheck", ["-s", "bash", file]).then(
-      () => ({ code: 0, out: "" }),
-      (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
+    sb.console(); // creates $ROOT/dev/console, where the verdict is written
+    const port = await freePort();
+    const file = userData(sb, "NatLaunchTemplate");
+    const launch = sb.run(file, { RL_IMDS_ENDPOINT: aemm.endpoint, RL_CONSUL_HTTP_ADDR: consul.httpAddr, RL_AGENT_HTTP: `http://127.0.0.1:${port}`, RL_HEALTH_TIMEOUT: "180" });
+
+    // systemd's part: start routeleader.service's ExecStart when the bootstrap starts the unit.
+    let agent: ManagedProcess | undefined;
+    try {
+      await waitUntil("systemctl start routeleader.service", async () => (readFileSync(join(sb.state, "active"), "utf8").split("\n").includes("routeleader.service") ? true : undefined), { timeoutMs: 120_000, intervalMs: 200 });
+      const unit = sb.read("/etc/systemd/system/routeleader.service");
+      const execStart = /^ExecStart=(.*)$/m.exec(unit)![1]!.split(" ");
+      expect(execStart.slice(0, 2)).toEqual(["/usr/bin/node-22", "/opt/routeleader/current/dist/agent/cli.js"]);
+      const current = readlinkSync(join(sb.root, "opt/routeleader/current"));
+      expect(current).toBe(`/opt/routeleader/releases/${world.artifact.sha256}/routeleader`);
+      // The config as written, pointed at this test's Consul agent and a free port.
+      const config = parseYaml(sb.read(execStart[4]!));
+      expect(config.consul.address).toBe("http://127.0.0.1:8500");
+      config.consul.address = consul.httpAddr;
+      config.http = { listen: `127.0.0.1:${port}` };
+      const agentConfig = join(sb.dir, "agent.yaml");
+      writeFileSync(agentConfig, toYaml(config));
+      agent = new ManagedProcess(process.execPath, [join(sb.root, current, "dist/agent/cli.js"), "run", "--config", agentConfig], {
+        name: "routeleader (from the release)",
+        cwd: sb.dir,
+        env: {
+          PATH: process.env.PATH ?? "/usr/bin:/bin",
+          HOME: sb.dir,
+          AWS_ACCESS_KEY_ID: "testing",
+          AWS_SECRET_ACCESS_KEY: "testing",
+          AWS_REGION: "us-east-1",
+          AWS_ENDPOINT_URL: world.moto.endpoint,
+          AWS_EC2_METADATA_SERVICE_ENDPOINT: aemm.endpoint,
+        },
+        keepLines: 500,
+      });
+      const res = await launch;
+      expect(res.code, `${res.output}\n--- agent ---\n${agent.output(50)}`).toBe(0);
+      expect(signals(res)).toEqual([signal("NatGroupA", "SUCCESS")]);
+      expect(sb.console()).toContain(`routeleader-launch: healthy: nat node ${identity.instanceId} is up`);
+      // It really is the agent from the artifact, registered in Consul.
+      const services = await consul.get<Record<string, unknown>>("/v1/agent/services");
+      expect(Object.keys(services).some((id) => id.startsWith("routeleader"))).toBe(true);
+      expect(agent.hasExited).toBe(false);
+      // The user data left no download behind and extracted the release once, where the unit runs it.
+      expect(readdirSync(join(sb.root, "var/tmp"))).toEqual([]);
+      expect(readdirSync(join(sb.root, "opt/routeleader/releases"))).toEqual([world.artifact.sha256]);
+      // And shellcheck accepts the whole user data, header included.
+      const sc = await run("shellcheck", ["-s", "bash", file]).then(
+        () => ({ code: 0, out: "" }),
+        (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),
+      );
+      expect(sc.code, sc.out).toBe(0);
+    } finally {
+      await agent?.stop();
+      await launch.catch(() => undefined);
+    }
+  });
+
+  it("ship: a tampered artifact (sha256 differs) is refused: console line, FAILURE signal, nothing installed", async () => {
+    const sb = sandbox();
+    sb.console();
+    const res = await sb.run(userData(sb, "NatLaunchTemplate", { ArtifactKey: "releases/tampered.tar.gz" }), { RL_IMDS_ENDPOINT: aemm.endpoint, RL_CONSUL_HTTP_ADDR: consul.httpAddr });
+    expect(res.code).toBe(1);
+    const reason = `sha256 mismatch for s3://${BUCKET}/releases/tampered.tar.gz: expected ${world.artifact.sha256}, got ${world.tamperedSha}; nothing installed`;
+    expect(sb.console()).toBe(`routeleader-launch: FAILED on ${identity.instanceId}: ${reason}\n`);
+    expect(signals(res)).toEqual([signal("NatGroupA", "FAILURE")]);
+    expect(mutatingCalls(res.calls)).toEqual([]);
+    expect(res.calls.filter((c) => c.program !== "aws").map((c) => c.program)).toEqual([]);
+    // Nothing under ROOT but the console and an empty scratch folder.
+    const files = [...sb.snapshot().keys()];
+    expect(files).toEqual(["/dev/", "/dev/console", "/var/", "/var/tmp/"]);
+  });
+
+  it("ship: a Consul binary whose sha256 differs fails the bootstrap; the reason reaches the console and the FAILURE signal", async () => {
+    const sb = sandbox();
+    sb.console();
+    const res = await sb.run(userData(sb, "NatLaunchTemplate", { ConsulBinarySha256: world.consulSha }), { RL_IMDS_ENDPOINT: aemm.endpoint, RL_CONSUL_HTTP_ADDR: consul.httpAddr });
+    expect(res.code).toBe(1);
+    expect(sb.console()).toBe(
+      `routeleader-launch: FAILED on ${identity.instanceId}: bootstrap: sha256 mismatch for s3://${BUCKET}/mirror/consul.zip: expected ${world.consulSha}, got ${world.consulZipSha}; nothing installed (journalctl -t routeleader-bootstrap)\n`,
     );
-    expect(sc.code, sc.out).toBe(0);
+    expect(signals(res)).toEqual([signal("NatGroupA", "FAILURE")]);
+    expect(sb.exists("/usr/local/bin/consul")).toBe(false);
+    expect(res.calls.some((c) => c.program === "systemctl" && c.args[0] === "start")).toBe(false);
+  });
+
+  it("ship: a node that never becomes healthy signals FAILURE with what is missing", async () => {
+    const sb = sandbox();
+    sb.console();
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const res = await sb.run(userData(sb, "NatLaunchTemplate"), { RL_IMDS_ENDPOINT: aemm.endpoint, RL_CONSUL_HTTP_ADDR: closed, RL_HEALTH_TIMEOUT: "3" });
+    expect(res.code).toBe(1);
+    expect(sb.console()).toBe(`routeleader-launch: FAILED on ${identity.instanceId}: not healthy after 3 s: the Consul agent has not joined a cluster with a leader\n`);
+    expect(signals(res)).toEqual([signal("NatGroupA", "FAILURE")]);
+  });
+
+  it("ship: an instance in a subnet that is none of the stack's signals nothing it cannot attribute, and says so", async () => {
+    const sb = sandbox();
+    sb.console();
+    const res = await sb.run(userData(sb, "NatLaunchTemplate", { PublicSubnetA: "subnet-0aaaaaaaaaaaaaaaa" }), { RL_IMDS_ENDPOINT: aemm.endpoint });
+    expect(res.code).toBe(1);
+    expect(sb.console()).toContain(`subnet ${identity.subnetId} is none of the stack's NAT subnets`);
+    expect(signals(res)).toEqual([]);
+  });
+
+  it("ship: a Consul server signals ConsulServerGroup once its agent sees a leader", async () => {
+    const sb = sandbox();
+    sb.console();
+    const res = await sb.run(userData(sb, "ConsulServerLaunchTemplate"), { RL_IMDS_ENDPOINT: aemm.endpoint, RL_CONSUL_HTTP_ADDR: consul.httpAddr, RL_HEALTH_TIMEOUT: "30" });
+    expect(res.code, res.output).toBe(0);
+    expect(signals(res)).toEqual([signal("ConsulServerGroup", "SUCCESS")]);
+    expect(sb.read("/etc/consul.d/consul.hcl")).toMatch(/^server = true$/m);
+    expect(sb.exists("/etc/routeleader")).toBe(false);
   });
 });
 
@@ -351,17 +604,16 @@ describe("the NAT data plane it configures, for real in network namespaces", () 
   // bootstrap wrote and recorded.
   const id = `rl${process.pid % 100000}`;
   const ns = { host: `${id}h`, nat: `${id}n`, net: `${id}i` };
-  let aemm: StartedAemm;
-  let sb: BootstrapSandbox;
   let masquerade: string[];
+  let sysctlFile: string;
   let server: ManagedProcess | undefined;
   const sh = (args: string[]) => run("ip", args);
   const inNs = (name: string, args: string[]) => run("ip", ["netns", "exec", name, ...args]);
 
   beforeAll(async () => {
-    aemm = await startAemm({ ...IDENTITY, instanceId: "i-0da7a91a7e0000001" }, { imdsv2Only: true });
-    sb = new BootstrapSandbox();
-    const res = await sb.run(SCRIPT, { ...NAT_ENV, RL_IMDS_ENDPOINT: aemm.endpoint });
+    const { sb, env } = sandboxWithRelease();
+    const res = await sb.run(SCRIPT, env);
+    sysctlFile = join(sb.root, "etc/sysctl.d/90-routeleader-nat.conf");
     expect(res.code, res.output).toBe(0);
     const append = res.calls.find((c) => c.program === "iptables" && c.args.includes("-A"));
     masquerade = append!.args;
@@ -389,8 +641,6 @@ describe("the NAT data plane it configures, for real in network namespaces", () 
   afterAll(async () => {
     await server?.stop();
     for (const n of Object.values(ns)) await sh(["netns", "del", n]).catch(() => undefined);
-    sb?.dispose();
-    await aemm?.stop();
   });
 
   /** What the internet host sees as the client address, or undefined when nothing comes back. */
@@ -406,7 +656,7 @@ describe("the NAT data plane it configures, for real in network namespaces", () 
   });
 
   it("forwarding alone is not enough: replies have no way back without MASQUERADE", async () => {
-    await inNs(ns.nat, ["sysctl", "-q", "-p", join(sb.root, "etc/sysctl.d/90-routeleader-nat.conf")]);
+    await inNs(ns.nat, ["sysctl", "-q", "-p", sysctlFile]);
     expect((await inNs(ns.nat, ["cat", "/proc/sys/net/ipv4/ip_forward"])).stdout.trim()).toBe("1");
     expect(await fetchFromPrivateHost()).toBeUndefined();
   });

@@ -20,13 +20,21 @@ import {
 } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { binaryPath } from "../support/binaries.js";
-import { evaluateConditions, loadTemplate, REPO } from "../support/cfn.js";
+import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
 import { waitUntil } from "../support/process.js";
 
 const run = promisify(execFile);
 const TEMPLATES = readdirSync(join(REPO, "cloudformation")).filter((f) => f.endsWith(".yaml")).sort();
-const BOOTSTRAP = readFileSync(join(REPO, "scripts", "bootstrap.sh"), "utf8");
+const USER_DATA = readFileSync(join(REPO, "scripts", "user-data.sh"), "utf8");
+/** Release parameters (moto checks no object; the sandbox tests download real ones). */
+const RELEASE_PARAMS = {
+  ArtifactBucket: "rl-artifacts",
+  ArtifactKey: "releases/routeleader-0.1.0-linux-arm64.tar.gz",
+  ArtifactSha256: "a".repeat(64),
+  ConsulBinaryUrl: "https://releases.hashicorp.com/consul/1.19.2/consul_1.19.2_linux_arm64.zip",
+  ConsulBinarySha256: "b".repeat(64),
+};
 
 /**
  * Template features moto's CloudFormation skips (it logs "No Moto CloudFormation support" and
@@ -107,11 +115,11 @@ describe("template content", () => {
     expect(nat.Parameters.LatestAmiId.Default).toMatch(/^\/aws\/service\/ami-amazon-linux-latest\/al2023-ami-kernel-default-(arm64|x86_64)$/);
   });
 
-  it.each(launchTemplates)("%s user data is a settings header then scripts/bootstrap.sh byte for byte", (name) => {
+  it.each(launchTemplates)("%s user data is a settings header then scripts/user-data.sh byte for byte", (name) => {
     const join = nat.Resources[name].Properties.LaunchTemplateData.UserData["Fn::Base64"]["Fn::Join"];
     expect(join[0]).toBe("");
     expect(join[1]).toHaveLength(2);
-    expect(join[1][1]).toBe(`${BOOTSTRAP}# @end scripts/bootstrap.sh\n`);
+    expect(join[1][1]).toBe(`${USER_DATA}# @end scripts/user-data.sh\n`);
   });
 
   it("the embedded copies are up to date (node scripts/embed-user-data.mjs --check)", async () => {
@@ -121,7 +129,7 @@ describe("template content", () => {
   it("the user data stays under EC2's 16 KB limit", () => {
     const header = (nat.Resources.NatLaunchTemplate.Properties.LaunchTemplateData.UserData["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"][0] as string).length;
     // Header with every parameter at its longest allowed value stays well under 2 KB.
-    expect(Buffer.byteLength(BOOTSTRAP) + header + 2048).toBeLessThan(16 * 1024);
+    expect(Buffer.byteLength(USER_DATA) + header + 2048).toBeLessThan(16 * 1024);
   });
 
   it("one NAT autoscaling group per AZ, each in one subnet, each with a termination lifecycle hook", () => {
@@ -133,6 +141,42 @@ describe("template content", () => {
       expect(hook.Type).toBe("AWS::AutoScaling::LifecycleHook");
       expect(hook.Properties).toMatchObject({ AutoScalingGroupName: { Ref: `NatGroup${az}` }, LifecycleTransition: "autoscaling:EC2_INSTANCE_TERMINATING" });
     }
+  });
+
+  it("ship: each group launches truthfully (CreationPolicy: one signal per instance) and rolls make-before-break, one AZ after the other", () => {
+    const groups = ["NatGroupA", "NatGroupB", "NatGroupC"].map((g) => nat.Resources[g]);
+    for (const g of groups) {
+      expect(g.CreationPolicy).toEqual({ ResourceSignal: { Count: { Ref: "NodesPerAz" }, Timeout: "PT15M" } });
+      expect(g.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ MinInstancesInService: { Ref: "NodesPerAz" }, MaxBatchSize: 1, WaitOnResourceSignals: true });
+      // Room for the extra instance: MaxSize above the largest NodesPerAz.
+      expect(Number(g.Properties.MaxSize)).toBeGreaterThan(nat.Parameters.NodesPerAz.MaxValue);
+    }
+    expect(groups.map((g) => g.DependsOn)).toEqual([undefined, "NatGroupA", "NatGroupB"]);
+    const servers = nat.Resources.ConsulServerGroup;
+    expect(servers.CreationPolicy.ResourceSignal.Count).toBe(3);
+    expect(servers.UpdatePolicy.AutoScalingRollingUpdate).toMatchObject({ MinInstancesInService: 3, MaxBatchSize: 1, WaitOnResourceSignals: true });
+    expect(Number(servers.Properties.MaxSize)).toBe(4);
+  });
+
+  it("ship: every instance is told its stack, the resource it signals, the hook name and the verified downloads", () => {
+    const ctx = evaluateConditions(nat, { ...RELEASE_PARAMS, ClusterName: "prod-nat", VpcId: "vpc-1", VpcCidr: "10.0.0.0/16", PublicSubnetA: "subnet-0a", PublicSubnetB: "subnet-0b", PublicSubnetC: "subnet-0c", "AWS::StackName": "prod-nat" });
+    const header = (lt: string) => resolve(nat.Resources[lt].Properties.LaunchTemplateData.UserData["Fn::Base64"]["Fn::Join"][1][0], { ...ctx, params: { ...ctx.params, "AWS::StackName": "prod-nat" } }) as string;
+    const natHeader = header("NatLaunchTemplate");
+    expect(natHeader).toContain("export RL_SIGNAL_STACK='prod-nat' RL_SIGNAL_BY_SUBNET='subnet-0a=NatGroupA,subnet-0b=NatGroupB,subnet-0c=NatGroupC'");
+    expect(natHeader).toContain("RL_LIFECYCLE_HOOK=routeleader-release");
+    expect(nat.Resources.NatTerminationHookA.Properties.LifecycleHookName).toBe("routeleader-release");
+    expect(natHeader).toContain(`export RL_CONSUL_URL='${RELEASE_PARAMS.ConsulBinaryUrl}' RL_CONSUL_SHA256='${"b".repeat(64)}'`);
+    const serverHeader = header("ConsulServerLaunchTemplate");
+    expect(serverHeader).toContain("export RL_SIGNAL_STACK='prod-nat' RL_SIGNAL_RESOURCE=ConsulServerGroup");
+    expect(serverHeader).toContain(`RL_ARTIFACT_SHA256='${"a".repeat(64)}'`);
+    expect(nat.Parameters.RouteleaderPackage).toBeUndefined(); // nothing installed by name from a registry
+  });
+
+  it("ship: demo with 3 AZs: the NAT stack waits for the third public subnet's association too", () => {
+    expect(demo.Resources.Nat.DependsOn).toContain("PublicAssociationsReady");
+    expect(demo.Resources.PublicAssociationsReady.Metadata.ThirdAz).toEqual({ "Fn::If": ["ThreeAzs", { Ref: "PublicAssociationC" }, "none"] });
+    const ctx = evaluateConditions(demo, { AzCount: "3" });
+    expect(resolve(demo.Resources.PublicAssociationsReady.Metadata, { ...ctx, params: { ...ctx.params, PublicAssociationC: "rtbassoc-0c" } })).toEqual({ ThirdAz: "rtbassoc-0c" });
   });
 
   it("the demo stack nests routeleader-nat.yaml and passes every parameter the NAT stack requires", () => {
@@ -240,7 +284,7 @@ describe("the stacks in moto's CloudFormation", () => {
 
     beforeAll(async () => {
       await moto.reset();
-      demo = await createAndWait("rl-demo", await packagedDemo(), { ClusterName: "demo-nat", AzCount: "3" });
+      demo = await createAndWait("rl-demo", await packagedDemo(), { ...RELEASE_PARAMS, ClusterName: "demo-nat", AzCount: "3" });
       const natName = output(demo, "NatStackId");
       nat = (await cf.send(new DescribeStacksCommand({ StackName: natName }))).Stacks![0]!;
       vpcId = output(demo, "VpcId");
@@ -320,7 +364,8 @@ describe("the stacks in moto's CloudFormation", () => {
         expect(data.ImageId).toMatch(/^ami-[0-9a-f]+$/);
         const userData = decode(data.UserData);
         expect(userData.startsWith("#!/bin/bash\n")).toBe(true);
-        expect(userData).toContain(BOOTSTRAP);
+        expect(userData).toContain(USER_DATA);
+        expect(userData).toContain(`export RL_ARTIFACT_URL='s3://rl-artifacts/releases/routeleader-0.1.0-linux-arm64.tar.gz' RL_ARTIFACT_SHA256='${"a".repeat(64)}'`);
         if (logical === "NatLaunchTemplate") {
           expect(userData).toContain(`export RL_ROUTE_TABLE_IDS='${privateTables.join(",")}'`);
           expect(userData).toContain("export RL_ROLE=nat RL_CLUSTER='demo-nat' RL_VPC_CIDR='10.42.0.0/16'");
@@ -350,7 +395,7 @@ describe("the stacks in moto's CloudFormation", () => {
       const template = loadTemplate("routeleader-nat.yaml");
       const declared = template.Resources as Record<string, { Type: string; Condition?: string }>;
       // The nested stack's parameters: 3 AZs, own servers, no secrets.
-      const ctx = evaluateConditions(template, { PublicSubnetC: "subnet-c", ConsulMode: "servers", PrivateRouteTableIds: privateTables.join(",") });
+      const ctx = evaluateConditions(template, { ...RELEASE_PARAMS, PublicSubnetC: "subnet-c", ConsulMode: "servers", PrivateRouteTableIds: privateTables.join(",") });
       const active = Object.entries(declared).filter(([, r]) => !r.Condition || ctx.conditions![r.Condition]);
       const skippedByMoto = active.filter(([, r]) => MOTO_SKIPS.includes(r.Type));
       expect(skippedByMoto.map(([logical]) => logical)).toEqual(["NatTerminationHookA", "NatTerminationHookB", "NatTerminationHookC"]);
@@ -367,7 +412,7 @@ describe("the stacks in moto's CloudFormation", () => {
 
   it("demo VPC with 2 AZs: no third subnet, group or table", async () => {
     await moto.reset();
-    const demo = await createAndWait("rl-demo2", await packagedDemo(), { ClusterName: "two-az", AzCount: "2", VpcCidr: "10.77.0.0/16", PublicSubnetCidrA: "10.77.0.0/24", PublicSubnetCidrB: "10.77.1.0/24", PrivateSubnetCidrA: "10.77.128.0/20", PrivateSubnetCidrB: "10.77.144.0/20" });
+    const demo = await createAndWait("rl-demo2", await packagedDemo(), { ...RELEASE_PARAMS, ClusterName: "two-az", AzCount: "2", VpcCidr: "10.77.0.0/16", PublicSubnetCidrA: "10.77.0.0/24", PublicSubnetCidrB: "10.77.1.0/24", PrivateSubnetCidrA: "10.77.128.0/20", PrivateSubnetCidrB: "10.77.144.0/20" });
     const nat = (await cf.send(new DescribeStacksCommand({ StackName: output(demo, "NatStackId") }))).Stacks![0]!;
     expect(output(demo, "PrivateRouteTableIds").split(",")).toHaveLength(2);
     const natGroups = output(nat, "NatGroupNames").split(",");
@@ -385,6 +430,7 @@ describe("the stacks in moto's CloudFormation", () => {
     const b = (await ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId, CidrBlock: "10.88.1.0/24", AvailabilityZone: "us-east-1b" }))).Subnet!;
     const existingSg = (await ec2.send(new CreateSecurityGroupCommand({ VpcId: vpc.VpcId, GroupName: "consul-servers", Description: "existing Consul servers" }))).GroupId!;
     const stack = await createAndWait("rl-existing", readFileSync(join(REPO, "cloudformation", "routeleader-nat.yaml"), "utf8"), {
+      ...RELEASE_PARAMS,
       ClusterName: "shared-nat",
       VpcId: vpc.VpcId!,
       VpcCidr: "10.88.0.0/16",

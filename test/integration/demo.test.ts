@@ -55,13 +55,17 @@ function descendants(root: number): ProcInfo[] {
 
 let demo: ManagedProcess | undefined;
 
+// The demo runs as a process group of its own: whatever happens to the test (a failed
+// expectation, a timeout), everything the demo started is stopped, not just its shell.
 afterAll(async () => {
-  await demo?.stop(30_000);
+  if (!demo) return;
+  await demo.stop(30_000);
+  demo.killGroup();
 });
 
 describe("npm run demo", () => {
   it("shows a measured failover and a handover, exits 0 and leaves no process behind", async () => {
-    demo = new ManagedProcess("bash", [join(REPO, "scripts", "demo.sh"), "--once", "--pace", "0"], { name: "demo", cwd: REPO, env: { ...process.env }, keepLines: 5000 });
+    demo = new ManagedProcess("bash", [join(REPO, "scripts", "demo.sh"), "--once", "--pace", "0"], { name: "demo", cwd: REPO, env: { ...process.env }, keepLines: 5000, group: true });
     const seen = new Map<number, ProcInfo>();
     const sample = () => {
       for (const p of descendants(demo!.pid as number)) if (!seen.has(p.pid)) seen.set(p.pid, p);

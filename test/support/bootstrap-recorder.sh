@@ -34,8 +34,19 @@ case $name in
       -A) echo "$rule" >>"$state/iptables" ;;
     esac ;;
   aws)
-    # aws ssm get-parameter ... --name NAME ...
-    while [ $# -gt 0 ]; do [ "$1" = --name ] && { cat "$state/ssm/$(printf '%s' "$2" | tr / _)"; exit $?; }; shift; done
+    case "$1 $2" in
+      "s3 cp")
+        # aws s3 cp [options] s3://BUCKET/KEY FILE: from the sandbox's moto S3, through boto3.
+        [ $# -ge 4 ] || exit 255
+        src=${*: -2:1} dest=${!#}
+        exec "$SANDBOX_PYTHON" -c 'import os, sys, boto3
+bucket, key = sys.argv[1][len("s3://"):].split("/", 1)
+s3 = boto3.client("s3", endpoint_url=os.environ["SANDBOX_S3_ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+s3.download_file(bucket, key, sys.argv[2])' "$src" "$dest" ;;
+      "cloudformation signal-resource" | "autoscaling set-instance-health") exit 0 ;;
+      "ssm get-parameter")
+        while [ $# -gt 0 ]; do [ "$1" = --name ] && { cat "$state/ssm/$(printf '%s' "$2" | tr / _)"; exit $?; }; shift; done ;;
+    esac
     exit 255 ;;
   systemd-cat)
     while [ $# -gt 0 ]; do case $1 in -t | -p) shift 2 ;; -*) shift ;; *) break ;; esac; done

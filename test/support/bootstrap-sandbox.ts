@@ -1,25 +1,29 @@
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { binaryPath } from "./binaries.js";
 
 /**
  * A sandbox for scripts/bootstrap.sh: a temporary ROOT the script writes under, and a PATH
  * holding only recorder stubs for every program that changes a machine (dnf, rpm, systemctl,
- * sysctl, iptables, useradd, getent, chown, npm-20, aws, systemd-cat) plus links to a short
- * list of harmless real tools (coreutils, cmp, curl for IMDS). A program the script calls and
- * the sandbox does not know is "command not found": nothing can reach the real host.
+ * sysctl, iptables, useradd, getent, chown, aws, systemd-cat) plus links to a short list of
+ * harmless real tools (coreutils, cmp, curl for IMDS, tar and sha256sum for the artifact,
+ * python3 for a zip). A program the script calls and the sandbox does not know is "command not
+ * found": nothing can reach the real host. The aws stub answers `s3 cp` from a moto S3
+ * (boto3 from moto's own environment), `ssm get-parameter` from putSsmParameter, and records
+ * `cloudformation signal-resource` and `autoscaling set-instance-health`.
  *
  * The stubs are stateful where the script asks questions (rpm -q, getent, systemctl
  * is-enabled/is-active, iptables -C), so a second run sees what the first "installed".
  */
 
 /** Real programs the script may run as themselves: file plumbing, and curl for IMDS. */
-const REAL_TOOLS = ["bash", "cat", "chmod", "cmp", "curl", "dirname", "basename", "mkdir", "mktemp", "mv", "rm", "stat", "grep", "tr", "sed", "env"];
+const REAL_TOOLS = ["bash", "cat", "chmod", "cmp", "curl", "dirname", "basename", "mkdir", "mktemp", "mv", "rm", "stat", "grep", "tr", "sed", "env", "sha256sum", "cut", "tar", "gzip", "ln", "readlink", "sleep", "python3"];
 
 /** Programs replaced by the recorder. */
-export const STUBBED = ["dnf", "rpm", "systemctl", "sysctl", "iptables", "useradd", "getent", "chown", "npm-20", "aws", "systemd-cat"];
+export const STUBBED = ["dnf", "rpm", "systemctl", "sysctl", "iptables", "useradd", "getent", "chown", "aws", "systemd-cat"];
 
 /** The recorder every stub links to (a bash script next to this file). */
 const RECORDER = readFileSync(join(import.meta.dirname, "bootstrap-recorder.sh"), "utf8");
@@ -43,7 +47,8 @@ export class BootstrapSandbox {
   private readonly log: string;
   private runs = 0;
 
-  constructor() {
+  /** s3Endpoint: the moto server `aws s3 cp` downloads from. */
+  constructor(private readonly options: { s3Endpoint?: string } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), "rl-bootstrap-"));
     this.root = join(this.dir, "root");
     this.bin = join(this.dir, "bin");
@@ -71,7 +76,17 @@ export class BootstrapSandbox {
     this.runs++;
     writeFileSync(this.log, "");
     const child = spawn("/bin/bash", [script], {
-      env: { ...env, ROOT: this.root, PATH: this.bin, HOME: this.dir, SANDBOX_LOG: this.log, SANDBOX_STATE: this.state, LANG: "C" },
+      env: {
+        ...env,
+        ROOT: this.root,
+        PATH: this.bin,
+        HOME: this.dir,
+        SANDBOX_LOG: this.log,
+        SANDBOX_STATE: this.state,
+        SANDBOX_S3_ENDPOINT: this.options.s3Endpoint ?? "http://127.0.0.1:9",
+        SANDBOX_PYTHON: join(dirname(binaryPath("moto")), "python"),
+        LANG: "C",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
@@ -88,6 +103,27 @@ export class BootstrapSandbox {
     return { code, output, calls };
   }
 
+  /**
+   * Extracts a release tarball where the user data would (/opt/routeleader/releases/<sha256>/)
+   * and returns the RL_RELEASE_DIR the bootstrap is given.
+   */
+  installRelease(tarball: string, sha256: string): string {
+    const dir = `/opt/routeleader/releases/${sha256}`;
+    mkdirSync(join(this.root, dir), { recursive: true });
+    execFileSync("tar", ["-xzf", tarball, "-C", join(this.root, dir)]);
+    return `${dir}/routeleader`;
+  }
+
+  /** Lines the scripts wrote to the console ($ROOT/dev/console, created on first use). */
+  console(): string {
+    const file = join(this.root, "dev/console");
+    if (!existsSync(file)) {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, "");
+    }
+    return readFileSync(file, "utf8");
+  }
+
   /** path (relative to ROOT) → sha256 and mode of every file under ROOT. */
   snapshot(): Map<string, string> {
     const out = new Map<string, string>();
@@ -96,7 +132,9 @@ export class BootstrapSandbox {
         const abs = join(dir, name);
         const r = `${rel}/${name}`;
         const st = lstatSync(abs);
-        if (st.isDirectory()) {
+        if (st.isSymbolicLink()) {
+          out.set(r, `-> ${readlinkSync(abs)}`);
+        } else if (st.isDirectory()) {
           out.set(`${r}/`, (st.mode & 0o7777).toString(8));
           walk(abs, r);
         } else {

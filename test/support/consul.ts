@@ -190,7 +190,8 @@ export async function startConsulDev(node = "dev"): Promise<StartedConsul> {
 async function startConsulDevContainer(node: string): Promise<StartedConsul> {
   const [http] = await freePorts(1);
   const dataDir = mkdtempSync(join(tmpdir(), `rl-consul-${node}-`));
-  const image = process.env.ROUTELEADER_CONSUL_IMAGE ?? "hashicorp/consul:1.19";
+  // The same Consul as the default binary (v1.16.1, the last MPL-2.0 release).
+  const image = process.env.ROUTELEADER_CONSUL_IMAGE ?? "hashicorp/consul:1.16.1";
   const args = ["run", "--rm", "--name", `rl-consul-${node}-${http}`, "-p", `127.0.0.1:${http}:8500`, image, "agent", "-dev", "-client", "0.0.0.0", `-node=${node}`];
   const spawnAgent = () => new ManagedProcess("docker", args, { name: `consul ${node} (container)` });
   const started = new StartedConsul(node, "dev", `http://127.0.0.1:${http}`, "", spawnAgent(), dataDir, spawnAgent);

@@ -12,6 +12,7 @@ import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
  * - DescribeRouteTables rewritten so a route whose target instance is stopped or terminated
  *   reads `blackhole`, as on AWS (moto always says `active`);
  * - optionally both InstanceId and NetworkInterfaceId on instance routes, as on AWS;
+ * - EC2 DryRun requests answered DryRunOperation, unexecuted (moto ignores the flag);
  * - Auto Scaling CompleteLifecycleAction / RecordLifecycleActionHeartbeat answered and
  *   recorded (moto answers 500).
  *
@@ -279,6 +280,16 @@ export class StartedFaultProxy {
       res.writeHead(rule.error.status, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
       res.end(text);
       record(rule.error.status, rule.label);
+      return;
+    }
+
+    // EC2 answers a permitted DryRun request with DryRunOperation (HTTP 412) and does nothing;
+    // moto ignores the flag and would execute the call.
+    if (service === "ec2" && params.DryRun === "true") {
+      const text = ec2ErrorBody({ status: 412, code: "DryRunOperation", message: "Request would have succeeded, but DryRun flag is set." });
+      res.writeHead(412, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+      this.log.push({ time, caller, service, action, params, mutating: false, status: 412, injected: "dry-run" });
       return;
     }
 

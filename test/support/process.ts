@@ -8,7 +8,7 @@ function killAllSync(): void {
   for (const p of live) {
     if (p.pid !== undefined) {
       try {
-        process.kill(p.pid, "SIGKILL");
+        process.kill(p.group ? -p.pid : p.pid, "SIGKILL");
       } catch {
         // already gone
       }
@@ -30,6 +30,11 @@ export interface StartOptions extends Pick<SpawnOptions, "cwd" | "env"> {
   name: string;
   /** Keep this many output lines for error messages. */
   keepLines?: number;
+  /**
+   * Start the process as the leader of a process group of its own, so that signal(), stop()
+   * and killGroup() reach everything it started (a script's children), not just its own pid.
+   */
+  group?: boolean;
 }
 
 /**
@@ -39,6 +44,7 @@ export interface StartOptions extends Pick<SpawnOptions, "cwd" | "env"> {
 export class ManagedProcess {
   readonly child: ChildProcess;
   readonly name: string;
+  readonly group: boolean;
   private readonly lines: string[] = [];
   private readonly keep: number;
   private stopping: Promise<void> | undefined;
@@ -49,7 +55,8 @@ export class ManagedProcess {
   constructor(command: string, args: readonly string[], options: StartOptions) {
     this.name = options.name;
     this.keep = options.keepLines ?? 200;
-    this.child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    this.group = options.group ?? false;
+    this.child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: this.group });
     live.add(this);
     const onData = (buf: Buffer) => {
       for (const line of buf.toString("utf8").split("\n")) {
@@ -132,7 +139,21 @@ export class ManagedProcess {
   }
 
   signal(sig: NodeJS.Signals): void {
-    if (this.pid !== undefined && !this.hasExited) process.kill(this.pid, sig);
+    if (this.pid !== undefined && !this.hasExited) process.kill(this.group ? -this.pid : this.pid, sig);
+  }
+
+  /**
+   * SIGKILL to every process still in the group (with `group`), whether or not the leader
+   * has exited: what a failed or interrupted test leaves behind. Returns how the kill went.
+   */
+  killGroup(): "killed" | "none left" {
+    if (!this.group || this.pid === undefined) throw new Error(`${this.name}: killGroup needs a process started with { group: true }`);
+    try {
+      process.kill(-this.pid, "SIGKILL");
+      return "killed";
+    } catch {
+      return "none left";
+    }
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`. Idempotent. */

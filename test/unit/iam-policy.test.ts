@@ -24,6 +24,9 @@ const MINIMUM = [
 const NOT_FROM_AGENT: Record<string, string> = {
   "ec2:DescribeInstances": "Consul's retry_join provider=aws finds the servers by EC2 tag",
   "ssm:GetParameter": "bootstrap.sh reads the gossip key and ACL token (SecureString), only those two parameters",
+  "s3:GetObject": "the user data downloads the release artifact, bootstrap.sh the Consul binary when it is on S3: those two objects only",
+  "cloudformation:SignalResource": "the user data signals the launch result (healthy or the reason it is not) to this stack only",
+  "autoscaling:SetInstanceHealth": "routeleader-unhealthy.service marks a crash-looping instance unhealthy, in this stack's NAT groups only",
   "ssm:UpdateInstanceInformation": "the SSM agent registers the instance, for Session Manager port forwarding to the Consul UI",
   "ssmmessages:CreateControlChannel": "Session Manager",
   "ssmmessages:CreateDataChannel": "Session Manager",
@@ -41,6 +44,9 @@ const VPC = "vpc-0123456789abcdef0";
 const OTHER_VPC = "vpc-0fedcba9876543210";
 const GOSSIP = "/routeleader/prod/gossip-key";
 const TOKEN = "/routeleader/prod/acl-token";
+const BUCKET = "rl-artifacts";
+const ARTIFACT_KEY = "releases/routeleader-0.1.0-linux-arm64.tar.gz";
+const CONSUL_KEY = "mirror/consul_1.19.2_linux_arm64.zip";
 
 const PSEUDO = { "AWS::StackName": STACK, "AWS::Region": REGION, "AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com" };
 const BASE_PARAMS = {
@@ -54,6 +60,11 @@ const BASE_PARAMS = {
   PrivateRouteTableIds: "rtb-0a,rtb-0b,rtb-0c",
   ConsulGossipKeyParameter: GOSSIP,
   ConsulAclTokenParameter: TOKEN,
+  ArtifactBucket: BUCKET,
+  ArtifactKey: ARTIFACT_KEY,
+  ArtifactSha256: "a".repeat(64),
+  ConsulBinaryUrl: `s3://${BUCKET}/${CONSUL_KEY}`,
+  ConsulBinarySha256: "b".repeat(64),
 };
 
 const template = loadTemplate("routeleader-nat.yaml");
@@ -77,6 +88,8 @@ const arn = {
   instance: (id: string) => `arn:aws:ec2:${REGION}:${ACCOUNT}:instance/${id}`,
   group: (name: string) => `arn:aws:autoscaling:${REGION}:${ACCOUNT}:autoScalingGroup:6d4b1bb4-1b1c-4f5a-9c0e-2f8f5b0c1d2e:autoScalingGroupName/${name}`,
   parameter: (name: string) => `arn:aws:ssm:${REGION}:${ACCOUNT}:parameter${name}`,
+  object: (bucket: string, key: string) => `arn:aws:s3:::${bucket}/${key}`,
+  stack: (name: string) => `arn:aws:cloudformation:${REGION}:${ACCOUNT}:stack/${name}/5b3a0c10-0f0e-11f0-8a2e-0a1b2c3d4e5f`,
 };
 
 /** A request the agent makes for its own resources, for each action it may call. */
@@ -86,12 +99,17 @@ function ownRequest(action: string): Request {
     case "ec2:CreateRoute":
     case "ec2:ReplaceRoute":
     case "ec2:DeleteRoute":
-      return { action, resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } };
+      return { action, resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" } };
     case "ec2:ModifyInstanceAttribute":
       return { action, resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-b` } };
     case "autoscaling:CompleteLifecycleAction":
     case "autoscaling:RecordLifecycleActionHeartbeat":
+    case "autoscaling:SetInstanceHealth":
       return { action, resource: arn.group(`${STACK}-nat-a`) };
+    case "s3:GetObject":
+      return { action, resource: arn.object(BUCKET, ARTIFACT_KEY) };
+    case "cloudformation:SignalResource":
+      return { action, resource: arn.stack(STACK) };
     case "ssm:GetParameter":
       return { action, resource: arn.parameter(GOSSIP) };
     default:
@@ -172,6 +190,16 @@ describe("NAT instance role: nothing broader than needed", () => {
     }
   });
 
+  it("ship: route writes only on this cluster's tables: an untagged table, or one tagged for another cluster, in the same VPC is denied", () => {
+    for (const action of ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"]) {
+      const write = (context: Record<string, string>) => allows(policy, { action, resource: arn.routeTable("rtb-0b"), context });
+      expect(write({ "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" }), action).toBe(true);
+      expect(write({ "ec2:Vpc": arn.vpc(VPC) }), `${action} untagged`).toBe(false);
+      expect(write({ "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "other-nat" }), `${action} other cluster`).toBe(false);
+      expect(write({ "ec2:Vpc": arn.vpc(OTHER_VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" }), `${action} other VPC`).toBe(false);
+    }
+  });
+
   it("route writes: only route tables of this VPC", () => {
     for (const action of ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"]) {
       expect(allows(policy, { action, resource: arn.routeTable("rtb-0ff"), context: { "ec2:Vpc": arn.vpc(OTHER_VPC) } }), action).toBe(false);
@@ -199,6 +227,27 @@ describe("NAT instance role: nothing broader than needed", () => {
     expect(allows(policy, { action: "autoscaling:CompleteLifecycleAction", resource: arn.group("other-nat-a") })).toBe(false);
   });
 
+  it("ship: s3:GetObject only on the artifact and the Consul binary (when that is on S3), nothing else in the bucket", () => {
+    expect(allows(policy, { action: "s3:GetObject", resource: arn.object(BUCKET, ARTIFACT_KEY) })).toBe(true);
+    expect(allows(policy, { action: "s3:GetObject", resource: arn.object(BUCKET, CONSUL_KEY) })).toBe(true);
+    expect(allows(policy, { action: "s3:GetObject", resource: arn.object(BUCKET, "releases/other.tar.gz") })).toBe(false);
+    expect(allows(policy, { action: "s3:GetObject", resource: arn.object("other-bucket", ARTIFACT_KEY) })).toBe(false);
+    expect(allows(policy, { action: "s3:PutObject", resource: arn.object(BUCKET, ARTIFACT_KEY) })).toBe(false);
+    expect(allows(policy, { action: "s3:ListBucket", resource: `arn:aws:s3:::${BUCKET}` })).toBe(false);
+    const https = rolePolicy("NatRole", { ...BASE_PARAMS, ConsulBinaryUrl: "https://releases.hashicorp.com/consul/1.19.2/consul_1.19.2_linux_arm64.zip" });
+    const download = https.Statement.find((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]).includes("s3:GetObject"))!;
+    expect(download.Resource).toEqual([arn.object(BUCKET, ARTIFACT_KEY)]);
+  });
+
+  it("ship: SignalResource only on this stack; SetInstanceHealth only on this stack's NAT groups", () => {
+    expect(allows(policy, { action: "cloudformation:SignalResource", resource: arn.stack(STACK) })).toBe(true);
+    expect(allows(policy, { action: "cloudformation:SignalResource", resource: arn.stack("other-stack") })).toBe(false);
+    expect(allows(policy, { action: "cloudformation:UpdateStack", resource: arn.stack(STACK) })).toBe(false);
+    expect(allows(policy, { action: "autoscaling:SetInstanceHealth", resource: arn.group(`${STACK}-nat-b`) })).toBe(true);
+    expect(allows(policy, { action: "autoscaling:SetInstanceHealth", resource: arn.group(`${STACK}-consul`) })).toBe(false);
+    expect(allows(policy, { action: "autoscaling:SetInstanceHealth", resource: arn.group("web-servers") })).toBe(false);
+  });
+
   it("ssm:GetParameter: only the two named parameters", () => {
     expect(allows(policy, { action: "ssm:GetParameter", resource: arn.parameter("/routeleader/prod/other") })).toBe(false);
     expect(allows(policy, { action: "ssm:GetParameters", resource: arn.parameter(GOSSIP) })).toBe(false);
@@ -212,7 +261,7 @@ describe("NAT instance role: nothing broader than needed", () => {
     const lifecycle = byAction("autoscaling:CompleteLifecycleAction").Resource as string[];
     expect(lifecycle.map((r) => r.split("autoScalingGroupName/")[1])).toEqual(groupNames);
     expect(lifecycle.every((r) => globMatch(r, arn.group(r.split("autoScalingGroupName/")[1]!)))).toBe(true);
-    expect(byAction("ec2:CreateRoute").Condition).toEqual({ StringEquals: { "ec2:Vpc": arn.vpc(VPC) } });
+    expect(byAction("ec2:CreateRoute").Condition).toEqual({ StringEquals: { "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" } });
   });
 
   it("with two AZs the third group is not named, and without secrets there is no ssm:GetParameter", () => {
@@ -232,10 +281,12 @@ describe("Consul server role", () => {
 
   it("can find its peers and be reached through Session Manager, and nothing else", () => {
     expect([...actionsOf(policy)].sort()).toEqual(
-      ["ec2:DescribeInstances", "ssm:GetParameter", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"].sort(),
+      ["cloudformation:SignalResource", "ec2:DescribeInstances", "s3:GetObject", "ssm:GetParameter", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"].sort(),
     );
     expect(allows(policy, { action: "ec2:CreateRoute", resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } })).toBe(false);
     expect(allows(policy, { action: "ssm:GetParameter", resource: arn.parameter("/other") })).toBe(false);
+    expect(allows(policy, { action: "s3:GetObject", resource: arn.object(BUCKET, "releases/other.tar.gz") })).toBe(false);
+    expect(allows(policy, { action: "cloudformation:SignalResource", resource: arn.stack("other-stack") })).toBe(false);
   });
 });
 

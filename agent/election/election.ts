@@ -1,0 +1,287 @@
+import type { Clock } from "../clock.js";
+import type { Config, RouteConfig } from "../config/index.js";
+import type { ConsulApi, KvEntry } from "../consul/index.js";
+import type { Identity } from "../identity/index.js";
+import type { Logger } from "../observe/log.js";
+import { decide, initialLocal, nextDue, releaseReasonOf, type Action, type KeyView, type RouteLocal } from "./decide.js";
+import { logEvent } from "./event-log.js";
+import type { ElectionEvent, ElectionListener, ReleaseReason } from "./events.js";
+import { ActionExecutor, type RouteWriter } from "./executor.js";
+import { verifyOwnership } from "./fencing.js";
+import { encodeHolder, holderOf, parseHolder, routeOfKey, routesPrefix } from "./holder.js";
+import { applyOutcome, type Outcome } from "./results.js";
+import { Sessions } from "./sessions.js";
+import { routeStatus, type RouteStatus } from "./status.js";
+import { Waiters, Wakeup } from "./wakeup.js";
+import { runPrefixWatch } from "./watch.js";
+
+/** What the election needs from the health monitor. */
+export interface HealthView {
+  allPassing(names: readonly string[]): boolean;
+}
+
+/** Failover policy (AZ preference, failback hold-downs, operator handovers). */
+export interface ElectionPolicy {
+  mayContend(route: RouteConfig, ctx: { now: number; freeSince?: number }): boolean;
+  handOver(route: RouteConfig, now: number): "failback" | "handover" | undefined;
+  /** Called after a voluntary handover's release is confirmed. */
+  handedOver?(route: RouteConfig, reason: "failback" | "handover"): Promise<void>;
+}
+
+export interface ElectionDeps {
+  api: ConsulApi;
+  config: Config;
+  identity: Identity;
+  clock: Clock;
+  log: Logger;
+  routes: RouteWriter;
+  health: HealthView;
+  /** Consul service id of this node; its liveness check is `${serviceId}:liveness`. */
+  serviceId: string;
+  checkId: (checkName: string) => string;
+  policy?: ElectionPolicy;
+  /** Every snapshot of the routes prefix (the policy reads failback markers and handover requests). */
+  onSnapshot?: (entries: readonly KvEntry[]) => void;
+  random?: () => number;
+}
+
+/** Upper bound of the loop's sleep: time-based policy (standby delay, failback) is re-read this often. */
+const MAX_IDLE_MS = 250;
+/** Bound on waiting for peers to take released routes during a graceful stop. */
+export const HANDOVER_WAIT_MS = 5000;
+
+/**
+ * Runs the per-route elections of this node as one level-triggered loop: wait for any
+ * wake-up, read the whole current state (latest snapshot, sessions, health, policy, drain,
+ * actions in flight), decide per route, hand the actions to the executor.
+ *
+ * Guarantees and non-guarantees: Consul sessions prefer liveness over safety, and EC2 route
+ * writes cannot be made conditional, so this does not guarantee a single writer. It bounds a
+ * stale write instead: every write attempt passes a consistent read of the key (this session,
+ * the LockIndex recorded at acquire) and the local lease deadline; writes have a hard timeout
+ * shorter than lockDelay − margin; a new holder re-asserts its routes through the first
+ * lock-delay window. Time is local monotonic time only.
+ */
+export class Election {
+  private readonly routes: RouteConfig[];
+  private readonly locals = new Map<string, RouteLocal>();
+  private readonly statuses = new Map<string, RouteStatus>();
+  private readonly outcomes: { id: number; action: Action; outcome: Outcome }[] = [];
+  private readonly listeners: ElectionListener[] = [];
+  private readonly waiters = new Waiters();
+  private readonly tasks = new Set<Promise<unknown>>();
+  private readonly stopController = new AbortController();
+  private readonly sessions: Sessions;
+  private readonly executor: ActionExecutor;
+  private readonly wakeup: Wakeup;
+  private readonly random: () => number;
+  private snapshot: { keys: Map<string, KeyView>; index: number } | undefined;
+  private draining: ReleaseReason | undefined;
+  private nextReconcileAt = 0;
+
+  constructor(private readonly deps: ElectionDeps) {
+    this.random = deps.random ?? Math.random;
+    this.wakeup = new Wakeup(deps.clock);
+    this.routes = [...deps.config.routes];
+    for (const route of this.routes) this.locals.set(route.name, initialLocal());
+    this.sessions = new Sessions({ ...deps, onChange: () => this.wake(), summary: () => this.summary() });
+    const fence = { api: deps.api, cluster: deps.config.cluster, clock: deps.clock, leaseDeadline: (s: string) => this.sessions.leaseDeadline(s), onRefused: (route: string, reason: string) => this.emit({ type: "writeRefused", route, reason, at: deps.clock.now() }) };
+    this.executor = new ActionExecutor({
+      api: deps.api,
+      cluster: deps.config.cluster,
+      routes: deps.routes,
+      log: deps.log,
+      verify: (route, session, lockIndex) => verifyOwnership(fence, route, session, lockIndex),
+      holderValue: (session, lockIndex, release) => encodeHolder(holderOf(deps.identity, deps.clock, session, lockIndex, release)),
+      onOutcome: (id, action, outcome) => {
+        this.outcomes.push({ id, action, outcome });
+        this.wake();
+      },
+    });
+  }
+
+  on(listener: ElectionListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Wakes the loop: something it reads changed (a check, an operator request). */
+  wake(): void {
+    this.wakeup.notify();
+  }
+
+  /** Routes whose key this node holds in Consul now (including those being released). */
+  heldRoutes(): string[] {
+    return this.routes.filter((r) => this.locals.get(r.name)?.held).map((r) => r.name);
+  }
+
+  /** Why this node is draining, if it is. */
+  get drainingReason(): ReleaseReason | undefined {
+    return this.draining;
+  }
+
+  /** One line for the Consul UI: what is held, and which routes are given up and why. */
+  summary(): string {
+    const held = this.heldRoutes();
+    const blocked = this.routeStates().filter((s) => s.blocked).map((s) => `${s.route} given up for ${Math.round((s.blocked?.untilMs ?? 0) / 1000)} s: ${s.blocked?.reason}`);
+    return [`holds ${held.length ? held.join(", ") : "no routes"}`, ...(this.draining ? [`draining (${this.draining})`] : []), ...blocked].join("; ");
+  }
+
+  routeStates(): readonly RouteStatus[] {
+    return this.routes.map((r) => this.statuses.get(r.name) ?? { route: r.name, phase: "idle", eligible: false, reason: "starting" });
+  }
+
+  leaseDeadline(session: string): number {
+    return this.sessions.leaseDeadline(session);
+  }
+
+  routesUsingCheck(checkName: string): string[] {
+    return this.routes.filter((r) => r.checks.includes(checkName)).map((r) => r.name);
+  }
+
+  /** Starts the heartbeat first: sessions bind the liveness check, which must pass before one can be created. */
+  async start(): Promise<void> {
+    const signal = this.stopController.signal;
+    await this.sessions.passLiveness();
+    this.nextReconcileAt = this.deps.clock.now() + this.deps.config.reconcileInterval;
+    for (const task of this.sessions.run(signal)) this.track(task);
+    const { api, config, clock, log } = this.deps;
+    this.track(runPrefixWatch({ api, prefix: routesPrefix(config.cluster), waitMs: config.election.watchWait, clock, log, onSnapshot: (entries, index) => this.onSnapshot(entries, index) }, signal));
+    this.track(this.loop(signal));
+  }
+
+  /** Resolves when none of the routes is held here any more (released and confirmed), or at the timeout. */
+  whenReleased(names: readonly string[], timeoutMs: number): Promise<boolean> {
+    this.wake();
+    return this.waiters.until(() => names.every((n) => !this.locals.get(n)?.held), timeoutMs);
+  }
+
+  /** Stop contending and release everything (true), or contend again (false). Resolves when Consul confirms or at the timeout. */
+  async setDraining(draining: boolean, reason: ReleaseReason = "drain", timeoutMs = 10_000): Promise<void> {
+    this.draining = draining ? reason : undefined;
+    if (draining) await this.whenReleased(this.routes.map((r) => r.name), timeoutMs);
+    else this.wake();
+  }
+
+  /** Resolves when every route is settled (held here with its first write done, or held by a peer), at the timeout, or on abort. */
+  async whenSettled(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const settled = () => this.routeStates().every((s) => (s.phase === "holding" && !this.locals.get(s.route)?.writeDueAt && !this.executor.inFlight(s.route)) || (!!s.holder && !s.held));
+    await this.waiters.until(settled, timeoutMs, signal);
+  }
+
+  /**
+   * Graceful stop: stop contending and release every held route (before any check fails or a
+   * session is destroyed: both would impose lock-delay on keys still held), wait (bounded)
+   * until a peer holds each, then fail liveness and destroy the sessions.
+   */
+  async stop(reason: ReleaseReason = "shutdown", handoverWaitMs = HANDOVER_WAIT_MS): Promise<{ handedOver: string[]; notTaken: string[] }> {
+    const released = this.heldRoutes();
+    const deadline = this.deps.clock.now() + handoverWaitMs;
+    await this.setDraining(true, reason, handoverWaitMs);
+    const takenByPeer = (r: string) => !!this.snapshot?.keys.get(r)?.session && !this.sessions.all().includes(this.snapshot.keys.get(r)?.session as string);
+    await this.waiters.until(() => released.every(takenByPeer), Math.max(0, deadline - this.deps.clock.now()));
+    const notTaken = released.filter((r) => !takenByPeer(r));
+    this.stopController.abort();
+    this.wake();
+    await this.executor.idle();
+    await this.sessions.close();
+    while (this.tasks.size) await Promise.allSettled([...this.tasks]);
+    return { handedOver: released.filter((r) => !notTaken.includes(r)), notTaken };
+  }
+
+  private track(task: Promise<unknown>): void {
+    const tracked = task.catch((err: Error) => this.deps.log.error({ err: err.message }, "election task failed")).finally(() => this.tasks.delete(tracked));
+    this.tasks.add(tracked);
+  }
+
+  private onSnapshot(entries: readonly KvEntry[], index: number): void {
+    this.deps.onSnapshot?.(entries);
+    const keys = new Map<string, KeyView>();
+    for (const e of entries) {
+      const route = routeOfKey(this.deps.config.cluster, e.key);
+      const holder = parseHolder(e.value);
+      if (route) keys.set(route, { lockIndex: e.lockIndex, modifyIndex: e.modifyIndex, ...(e.session ? { session: e.session } : {}), ...(holder ? { holder } : {}) });
+    }
+    this.snapshot = { keys, index };
+    this.wake();
+  }
+
+  private async loop(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const now = this.deps.clock.now();
+      try {
+        this.cycle(now);
+      } catch (err) {
+        this.deps.log.error({ err: (err as Error).message, stack: (err as Error).stack }, "election cycle failed: please report it as a bug");
+      }
+      const later = [...this.locals.values()].map(nextDue).concat(this.nextReconcileAt).filter((t): t is number => t !== undefined && t > now);
+      const wait = Math.min(MAX_IDLE_MS, ...later.map((t) => t - now));
+      await this.wakeup.wait(Math.max(1, wait), signal);
+    }
+  }
+
+  /** One cycle: fold the outcomes in, then decide every route from the whole current state. */
+  private cycle(now: number): void {
+    const { config, health, policy, log } = this.deps;
+    for (const { action, outcome } of this.outcomes.splice(0)) this.fold(action, outcome, now);
+    const reconcileDue = now >= this.nextReconcileAt;
+    if (reconcileDue) this.nextReconcileAt = now + config.reconcileInterval;
+    const actions: Action[] = [];
+    for (const route of this.routes) {
+      const local = this.locals.get(route.name) as RouteLocal;
+      const session = this.sessions.sessionFor(route);
+      const healthy = health.allPassing(route.checks);
+      const mayContend = policy ? policy.mayContend(route, { now, ...(local.freeSince !== undefined ? { freeSince: local.freeSince } : {}) }) : true;
+      const handOver = local.held && !this.draining ? policy?.handOver(route, now) : undefined;
+      const inFlight = this.executor.inFlight(route.name);
+      const view = {
+        route: route.name,
+        now,
+        key: this.snapshot ? (this.snapshot.keys.get(route.name) ?? null) : undefined,
+        snapshotIndex: this.snapshot?.index ?? 0,
+        ...(session ? { session } : {}),
+        leaseOk: !!session && now <= this.sessions.leaseDeadline(session),
+        healthy,
+        ...(this.draining ? { draining: this.draining } : {}),
+        mayContend,
+        ...(handOver ? { handOver } : {}),
+        ...(inFlight ? { inFlight } : {}),
+        reconcileDue,
+      };
+      const decision = decide(view, local, config.election.lockDelay);
+      this.locals.set(route.name, decision.local);
+      for (const event of decision.events) this.emit(event);
+      if (decision.cancelWrite) this.executor.cancelWrite(route.name);
+      actions.push(...decision.actions);
+      const previous = this.statuses.get(route.name)?.reason;
+      if (previous !== decision.reason) log.debug({ route: route.name, reason: decision.reason }, `${route.name}: ${decision.reason}`);
+      const wanted = !releaseReasonOf(view, decision.local) && mayContend && !!session;
+      this.statuses.set(route.name, routeStatus(route.name, decision.local, view.key, wanted, decision.reason, now, inFlight === "release" || decision.actions.some((a) => a.kind === "release")));
+    }
+    this.executor.submit(actions);
+    this.waiters.check();
+  }
+
+  private fold(action: Action, outcome: Outcome, now: number): void {
+    const local = this.locals.get(action.route);
+    if (!local) return;
+    if (outcome.kind === "acquire" && outcome.result === "sessionInvalid" && action.kind === "acquire") this.sessions.invalidate(action.session);
+    if (outcome.kind === "release" && outcome.result === "unknown") this.deps.log.warn({ route: action.route, err: outcome.detail }, `${action.route}: release not confirmed; retrying until Consul answers`);
+    if (outcome.kind === "acquire" && outcome.result === "unknown") this.deps.log.warn({ route: action.route, err: outcome.detail }, `${action.route}: acquire outcome unknown; the next read of the key decides`);
+    const applied = applyOutcome(local, action, outcome, now, this.random);
+    this.locals.set(action.route, applied.local);
+    for (const event of applied.events) this.emit(event);
+    const route = this.routes.find((r) => r.name === action.route);
+    if (route && (applied.releasedFor === "failback" || applied.releasedFor === "handover") && this.deps.policy?.handedOver) this.track(this.deps.policy.handedOver(route, applied.releasedFor));
+  }
+
+  private emit(event: ElectionEvent): void {
+    logEvent(this.deps.log, event);
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.deps.log.error({ err: (err as Error).message, event: event.type }, "election listener failed");
+      }
+    }
+  }
+}

@@ -1,0 +1,32 @@
+import type { Logger } from "../observe/log.js";
+import type { ElectionEvent } from "./events.js";
+
+/** One log line per election transition, with the route, the reason and the time it took. */
+export function logEvent(log: Logger, event: ElectionEvent): void {
+  switch (event.type) {
+    case "acquired":
+      log.info({ route: event.route, event: "acquired", lockIndex: event.lockIndex, waitedMs: event.waitedMs, previousHolder: event.previousHolder ?? null }, `acquired ${event.route}`);
+      break;
+    case "released":
+      log.info({ route: event.route, event: "released", reason: event.reason, heldMs: event.heldMs }, `released ${event.route} (${event.reason})`);
+      break;
+    case "lost":
+      log.warn({ route: event.route, event: "lost", reason: event.reason, newHolder: event.newHolder }, `lost ${event.route} (${event.reason}); writes stopped`);
+      break;
+    case "leaderChanged":
+      log.info({ route: event.route, event: "leaderChanged", holder: event.holder?.instanceId ?? null, az: event.holder?.az }, `${event.route} holder: ${event.holder?.instanceId ?? "none"}`);
+      break;
+    case "routeWritten":
+      log.info({ route: event.route, event: "routeWritten", action: event.action, tables: event.tables, ms: event.ms }, `${event.route}: ${event.action}`);
+      break;
+    case "writeRefused":
+      log.warn({ route: event.route, event: "writeRefused", reason: event.reason }, `${event.route}: write refused (${event.reason})`);
+      break;
+    case "writeFailed":
+      log.warn({ route: event.route, event: "writeFailed", fatal: event.fatal, reason: event.reason, retryInMs: event.retryInMs }, `${event.route}: route write failed (${event.reason}); retry in ${event.retryInMs} ms`);
+      break;
+    case "blocked":
+      log.error({ route: event.route, event: "blocked", reason: event.reason, forMs: event.forMs }, `${event.route}: giving the route up for ${Math.round(event.forMs / 1000)} s (${event.reason})`);
+      break;
+  }
+}

@@ -1,0 +1,35 @@
+import type { KeyView, RouteLocal } from "./decide.js";
+import type { HolderInfo } from "./events.js";
+
+export type RoutePhase = "idle" | "contending" | "holding" | "releasing" | "blocked";
+
+/** One route as this node sees it, for status, metrics and tests. */
+export interface RouteStatus {
+  readonly route: string;
+  readonly phase: RoutePhase;
+  readonly eligible: boolean;
+  readonly held?: { readonly session: string; readonly lockIndex: number };
+  readonly holder?: HolderInfo;
+  readonly lockIndex?: number;
+  readonly blocked?: { readonly reason: string; readonly untilMs: number };
+  readonly lastWriteError?: string;
+  /** The sentence of the last cycle. */
+  readonly reason: string;
+}
+
+/** A route's status from its local facts and the latest key view (pure). */
+export function routeStatus(route: string, local: RouteLocal, key: KeyView | null | undefined, wanted: boolean, reason: string, now: number, releasing: boolean): RouteStatus {
+  const blocked = local.blocked && now < local.blocked.until ? { reason: local.blocked.reason, untilMs: local.blocked.until - now } : undefined;
+  const phase: RoutePhase = local.held ? (releasing ? "releasing" : "holding") : blocked ? "blocked" : wanted ? "contending" : "idle";
+  return {
+    route,
+    phase,
+    eligible: wanted,
+    ...(local.held ? { held: { session: local.held.session, lockIndex: local.held.lockIndex } } : {}),
+    ...(key?.session && key.holder ? { holder: key.holder } : {}),
+    ...(key ? { lockIndex: local.held?.lockIndex ?? key.lockIndex } : {}),
+    ...(blocked ? { blocked } : {}),
+    ...(local.lastWriteError ? { lastWriteError: local.lastWriteError } : {}),
+    reason,
+  };
+}

@@ -1,0 +1,43 @@
+# The Consul ACL policy of the routeleader agent's token: everything it needs, nothing more.
+# Replace <cluster> with the routeleader cluster name (the `cluster` setting).
+#
+# This file is the one copy: README.md and docs/deploy.md point here, and
+# test/integration/security.test.ts creates the token its agents run with from this text,
+# under ACLs with default_policy = "deny", and proves the agent starts, reads
+# /v1/agent/self, joins and force-leaves peers, registers, creates sessions and writes its
+# keys with it, and cannot write outside its prefix.
+
+# The local Consul agent: /v1/agent/self (read) and /v1/agent/join (write). Node names are
+# instance ids, unknown in advance.
+agent_prefix "" {
+  policy = "write"
+}
+
+# The member list (/v1/agent/members) and the nodes behind /v1/health/service (peer health for
+# the AZ preference); sessions are created on the agent's own node. Write: the Consul client
+# agent on a NAT node uses the same token as its agent token (scripts/bootstrap.sh), which
+# registers the node itself.
+node_prefix "" {
+  policy = "write"
+}
+
+# Register the routeleader service (consul.serviceName, if you changed it) with its TTL checks,
+# update and deregister it; read its peers' instances and checks.
+service "routeleader" {
+  policy = "write"
+}
+
+# Sessions bound to the node's checks: create, renew, destroy, read (?consistent); and list
+# them all (/v1/session/list: a peer without a live session does not count as healthy).
+session_prefix "" {
+  policy = "write"
+}
+
+# Route locks, failback times and handover requests of this cluster only.
+key_prefix "routeleader/<cluster>/" {
+  policy = "write"
+}
+
+# /v1/agent/force-leave: a peer whose instance EC2 reports terminated is removed from the
+# member list. Only with discovery enabled; Consul has no narrower right for it.
+operator = "write"

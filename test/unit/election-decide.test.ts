@@ -1,0 +1,185 @@
+import { describe, expect, it } from "vitest";
+import { decide, initialLocal, nextDue, reassertSchedule, type Action, type KeyView, type RouteLocal, type RouteView } from "../../agent/election/decide.js";
+import { applyOutcome, BLOCK_FIRST_MS, FATAL_WRITE_LIMIT, WRITE_RETRY_FIRST_MS, type Outcome } from "../../agent/election/results.js";
+
+/**
+ * decide() as a table: a view of the whole current state and the route's local facts in,
+ * actions and the reason out. Time is a number; nothing sleeps.
+ */
+
+const LOCK_DELAY = 3000;
+const free: KeyView = { lockIndex: 1, modifyIndex: 20 };
+const mine = (lockIndex = 2, modifyIndex = 30): KeyView => ({ session: "s1", lockIndex, modifyIndex });
+const theirs: KeyView = { session: "s9", lockIndex: 2, modifyIndex: 30, holder: { instanceId: "i-peer", az: "b", eni: "", privateIp: "", session: "s9", lockIndex: 2, acquiredAt: "", agentVersion: "" } };
+
+function view(over: Partial<RouteView> = {}): RouteView {
+  return { route: "r1", now: 1000, key: free, snapshotIndex: 100, session: "s1", leaseOk: true, healthy: true, mayContend: true, reconcileDue: false, ...over };
+}
+
+const holding = (over: Partial<RouteLocal> = {}): RouteLocal => ({ ...initialLocal(), seenSession: "s1", held: { session: "s1", lockIndex: 2, modifyIndex: 30, acquiredAt: 0 }, ...over });
+const kinds = (actions: readonly Action[]) => actions.map((a) => a.kind);
+
+describe("decide: contention", () => {
+  const cases: [string, Partial<RouteView>, Partial<RouteLocal>, string[], RegExp][] = [
+    ["no snapshot yet: nothing", { key: undefined }, {}, [], /first read/],
+    ["free key, eligible, session: acquire", {}, {}, ["acquire"], /acquiring \(attempt 1\)/],
+    ["absent key: acquire", { key: null }, {}, ["acquire"], /acquiring/],
+    ["free but no session: wait", { session: undefined }, {}, [], /no session/],
+    ["free but checks failing: wait", { healthy: false }, {}, [], /checkFailed/],
+    ["free but draining: wait", { draining: "drain" }, {}, [], /drain/],
+    ["free but the policy says standby: wait", { mayContend: false }, {}, [], /policy/],
+    ["free, but given up for refused writes: wait", {}, { blocked: { reason: "3 refused", until: 5000, count: 1 } }, [], /writeRefused/],
+    ["free, given-up period over: acquire", { now: 6000 }, { blocked: { reason: "3 refused", until: 5000, count: 1 } }, ["acquire"], /acquiring/],
+    ["free, lock-delay retry pending: wait", {}, { retryAt: 1200 }, [], /retry pending/],
+    ["held by a peer: nothing", { key: theirs }, {}, [], /held by i-peer/],
+    ["acquire in flight: nothing more", { inFlight: "acquire" }, {}, [], /in flight/],
+  ];
+  it.each(cases)("%s", (_name, v, l, expected, reason) => {
+    const d = decide(view(v), { ...initialLocal(), ...l }, LOCK_DELAY);
+    expect(kinds(d.actions)).toEqual(expected);
+    expect(d.reason).toMatch(reason);
+  });
+
+  it("the acquire names the session, the attempt and the LockIndex a new holder gets", () => {
+    const d = decide(view(), { ...initialLocal(), acquireAttempt: 4 }, LOCK_DELAY);
+    expect(d.actions).toEqual([{ kind: "acquire", route: "r1", session: "s1", attempt: 5, expectedLockIndex: 2 }]);
+  });
+});
+
+describe("decide: the key is mine", () => {
+  it("lost acquire answer: the snapshot shows my session → adopt it, write at once, re-assert through the lock-delay", () => {
+    const d = decide(view({ key: mine() }), { ...initialLocal(), freeSince: 400 }, LOCK_DELAY);
+    expect(d.events.find((e) => e.type === "acquired")).toMatchObject({ lockIndex: 2, waitedMs: 600 });
+    expect(d.actions).toEqual([{ kind: "write", route: "r1", session: "s1", lockIndex: 2, why: "acquired", force: false }]);
+    expect(d.local.reassertAt).toEqual(reassertSchedule(1000, LOCK_DELAY));
+    expect(Math.max(...d.local.reassertAt)).toBeLessThanOrEqual(1000 + LOCK_DELAY);
+  });
+
+  it("mine but not wanted (check failed, drain, handover, given up, an old session) → release, every cycle until Consul confirms", () => {
+    const reasons: [Partial<RouteView>, Partial<RouteLocal>, string][] = [
+      [{ healthy: false }, {}, "checkFailed"],
+      [{ draining: "shutdown" }, {}, "shutdown"],
+      [{ handOver: "failback" }, {}, "failback"],
+      [{}, { blocked: { reason: "x", until: 9999, count: 1 } }, "writeRefused"],
+      [{ session: "s2" }, {}, "ineligible"],
+    ];
+    for (const [v, l, reason] of reasons) {
+      const d = decide(view({ key: mine(), ...v }), holding(l), LOCK_DELAY);
+      expect(d.actions, reason).toEqual([expect.objectContaining({ kind: "release", session: "s1", lockIndex: 2, reason })]);
+    }
+  });
+
+  it("an acquire won after the node stopped wanting the route is released, not kept (load benchmark finding)", () => {
+    const d = decide(view({ key: mine(), mayContend: true, healthy: false }), initialLocal(), LOCK_DELAY);
+    expect(d.actions).toEqual([expect.objectContaining({ kind: "release", reason: "checkFailed" })]);
+  });
+
+  it("a failed release is retried after its back-off, as long as the key shows my session", () => {
+    const action = decide(view({ key: mine(), draining: "drain" }), holding(), LOCK_DELAY).actions[0] as Action;
+    const failed = applyOutcome(holding(), action, { kind: "release", result: "unknown", detail: "socket hang up" }, 1000, () => 0.5);
+    expect(failed.events).toEqual([]);
+    expect(kinds(decide(view({ key: mine(), draining: "drain", now: 1100 }), failed.local, LOCK_DELAY).actions)).toEqual([]);
+    expect(kinds(decide(view({ key: mine(), draining: "drain", now: 1300 }), failed.local, LOCK_DELAY).actions)).toEqual(["release"]);
+    const done = applyOutcome(failed.local, action, { kind: "release", result: "released" }, 1400, () => 0.5);
+    expect(done.events).toEqual([expect.objectContaining({ type: "released", reason: "drain" })]);
+    expect(done.local.held).toBeUndefined();
+  });
+
+  it("a write in flight while the route turns unwanted is cancelled, then released", () => {
+    const d = decide(view({ key: mine(), healthy: false, inFlight: "write" }), holding(), LOCK_DELAY);
+    expect(d.cancelWrite).toBe(true);
+    expect(d.actions).toEqual([]);
+  });
+
+  it("no write past the lease deadline", () => {
+    const d = decide(view({ key: mine(), leaseOk: false }), holding({ writeDueAt: 0 }), LOCK_DELAY);
+    expect(d.actions).toEqual([]);
+    expect(d.reason).toMatch(/lease deadline/);
+  });
+
+  it("re-asserts are forced writes; the reconcile tick writes without force", () => {
+    const reassert = decide(view({ key: mine() }), holding({ reassertAt: [900, 2000] }), LOCK_DELAY);
+    expect(reassert.actions).toEqual([expect.objectContaining({ kind: "write", why: "reassert", force: true })]);
+    expect(reassert.local.reassertAt).toEqual([2000]);
+    const tick = decide(view({ key: mine(), reconcileDue: true }), holding(), LOCK_DELAY);
+    expect(tick.actions).toEqual([expect.objectContaining({ kind: "write", why: "reconcile", force: false })]);
+    expect(decide(view({ key: mine() }), holding(), LOCK_DELAY).actions).toEqual([]);
+  });
+
+  it("Consul's answer to my acquire is trusted over a snapshot read before it landed", () => {
+    const acquire = { kind: "acquire", route: "r1", session: "s1", attempt: 1, expectedLockIndex: 2 } as const;
+    const answered = applyOutcome(initialLocal(), acquire, { kind: "acquire", result: "acquired", lockIndex: 2, modifyIndex: 150 }, 1000, () => 0.5).local;
+    const early = decide(view({ key: free, snapshotIndex: 120 }), answered, LOCK_DELAY);
+    expect(early.events.map((e) => e.type)).toEqual(expect.arrayContaining(["acquired"]));
+    expect(early.events.filter((e) => e.type === "lost")).toEqual([]);
+    expect(kinds(early.actions)).toEqual(["write"]);
+    const later = decide(view({ key: free, snapshotIndex: 160 }), early.local, LOCK_DELAY);
+    expect(later.events.find((e) => e.type === "lost")).toMatchObject({ reason: "sessionInvalidated" });
+  });
+});
+
+describe("decide: the key is not mine any more", () => {
+  const cases: [string, KeyView | null, string][] = [
+    ["another session took it", theirs, "keyTaken"],
+    ["no session on it (session invalidated)", free, "sessionInvalidated"],
+    ["the key was deleted", null, "keyDeleted"],
+  ];
+  it.each(cases)("%s → lost, writes stop at once", (_name, key, reason) => {
+    const d = decide(view({ key, snapshotIndex: 200, inFlight: "write" }), holding(), LOCK_DELAY);
+    expect(d.events.find((e) => e.type === "lost")).toMatchObject({ reason });
+    expect(d.local.held).toBeUndefined();
+    expect(d.cancelWrite).toBe(true);
+  });
+
+  it("the acquired event names the previous holder, also when it released the key (its JSON stays)", () => {
+    const releasedByPeer: KeyView = { lockIndex: 2, modifyIndex: 40, holder: theirs.holder! };
+    const seen = decide(view({ key: releasedByPeer, inFlight: "acquire" }), initialLocal(), LOCK_DELAY);
+    const adopted = decide(view({ key: mine(3, 50) }), seen.local, LOCK_DELAY);
+    expect(adopted.events.find((e) => e.type === "acquired")).toMatchObject({ previousHolder: "i-peer" });
+  });
+
+  it("reports a change of holder once per change", () => {
+    let local = initialLocal();
+    const seen: string[] = [];
+    for (const key of [theirs, theirs, mine(), free]) {
+      const d = decide(view({ key, inFlight: "acquire" }), local, LOCK_DELAY);
+      local = d.local;
+      seen.push(...d.events.filter((e) => e.type === "leaderChanged").map((e) => e.type));
+    }
+    expect(seen).toHaveLength(3);
+  });
+});
+
+describe("outcomes folded into the route's facts", () => {
+  const write = { kind: "write", route: "r1", session: "s1", lockIndex: 2, why: "acquired", force: false } as const;
+  const fold = (local: RouteLocal, outcome: Outcome, now = 1000) => applyOutcome(local, write, outcome, now, () => 1);
+
+  it("a transient write failure is retried within a second, then backs off", () => {
+    const first = fold(holding(), { kind: "write", result: "transient", detail: "500" });
+    expect(first.local.writeDueAt).toBeLessThanOrEqual(1000 + WRITE_RETRY_FIRST_MS);
+    const second = fold(first.local, { kind: "write", result: "transient", detail: "500" }, 2000);
+    expect((second.local.writeDueAt as number) - 2000).toBeGreaterThan(WRITE_RETRY_FIRST_MS);
+    expect(fold(second.local, { kind: "write", result: "written", action: "replaced", tables: ["rtb-1:replaced"], ms: 5 }).local.writeFailures).toBe(0);
+  });
+
+  it(`a write refused for good ${FATAL_WRITE_LIMIT} times gives the route up for a back-off, then decide releases it`, () => {
+    let local = holding();
+    for (let i = 0; i < FATAL_WRITE_LIMIT; i++) local = fold(local, { kind: "write", result: "fatal", detail: "UnauthorizedOperation" }, 1000 + i).local;
+    expect(local.blocked).toMatchObject({ until: 1000 + FATAL_WRITE_LIMIT - 1 + BLOCK_FIRST_MS, count: 1 });
+    const d = decide(view({ key: mine(), now: 1100 }), local, LOCK_DELAY);
+    expect(d.actions).toEqual([expect.objectContaining({ kind: "release", reason: "writeRefused" })]);
+  });
+
+  it("an acquire whose answer is unknown waits for the next read, and that read decides", () => {
+    const acquire = { kind: "acquire", route: "r1", session: "s1", attempt: 1, expectedLockIndex: 2 } as const;
+    const unknown = applyOutcome(initialLocal(), acquire, { kind: "acquire", result: "unknown", detail: "timeout" }, 1000, () => 0.5);
+    expect(unknown.local.held).toBeUndefined();
+    expect(kinds(decide(view({ now: 1500 }), unknown.local, LOCK_DELAY).actions)).toEqual([]);
+    expect(kinds(decide(view({ now: 1500, key: mine() }), unknown.local, LOCK_DELAY).actions)).toEqual(["write"]);
+  });
+
+  it("nextDue is the earliest timer of the route", () => {
+    expect(nextDue(holding({ reassertAt: [3000], writeDueAt: 2000 }))).toBe(2000);
+    expect(nextDue(initialLocal())).toBeUndefined();
+  });
+});
