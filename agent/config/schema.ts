@@ -121,6 +121,11 @@ const routeSchema = z.strictObject({
   checks: z.array(z.string()).default([]).describe("Names of checks (under `checks`) that must pass for this node to hold the route."),
   onRelease: z.enum(["keep", "delete"]).default("keep").describe("What happens to the route when the holder releases it: keep it (NAT) or delete it (anycast)."),
   preferredAz: z.string().default("auto").describe("'auto' (AZ of the table's associated subnets), 'none', or an AZ name."),
+  eip: z
+    .string()
+    .regex(/^eipalloc-[0-9a-f]{8,17}$/, "not an Elastic IP allocation id (eipalloc-…)")
+    .optional()
+    .describe("Elastic IP allocation id the holder associates with its primary ENI when it takes the route (a stable egress IP); fenced like route writes. One EIP per route."),
 });
 
 // ---------------------------------------------------------------- the whole file
@@ -214,6 +219,11 @@ export const configSchema = z
         ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name "${route.name}" (also routes[${prior}])` });
       }
       seen.set(route.name, i);
+      if (route.eip) {
+        const other = cfg.routes.findIndex((r, k) => k < i && r.eip === route.eip);
+        // Two routes held by different nodes would pull one address back and forth.
+        if (other >= 0) ctx.addIssue({ code: "custom", path: ["routes", i, "eip"], message: `Elastic IP ${route.eip} is already named by routes[${other}] ("${cfg.routes[other]?.name}"): two routes may be held by different nodes and would move it back and forth` });
+      }
       route.checks.forEach((check, j) => {
         if (!(check in cfg.checks)) {
           const known = Object.keys(cfg.checks);
