@@ -156,6 +156,8 @@ export const configSchema = z
         endpoint: z.string().optional().describe("EC2/Auto Scaling endpoint override (emulators); AWS_ENDPOINT_URL also works."),
         writeTimeout: duration(200, 30_000).optional().describe("Hard timeout of one route write, all attempts included (default 2s; fast: 500ms)."),
         writeAttempts: z.number().int().min(1).max(3).default(2).describe("SDK attempts per route write (retries are the late writes to fear)."),
+        sourceDestRefresh: duration(1_000, 3_600_000).prefault("60s").describe("How often the nat check re-reads this instance's source/dest check state (ec2:DescribeInstances)."),
+        sourceDestMaxStale: duration(10_000, 86_400_000).prefault("10m").describe("How long the nat check keeps the last good source/dest check state while EC2 reads fail (throttled, 5xx, unreachable); past it the state is unknown and the check fails."),
       })
       .prefault({}),
     election: z

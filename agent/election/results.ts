@@ -14,9 +14,14 @@ export type Outcome =
   | { readonly kind: "write"; readonly result: "written"; readonly action: string; readonly tables: readonly string[]; readonly ms: number }
   | { readonly kind: "write"; readonly result: "transient" | "fatal" | "gateClosed" | "cancelled"; readonly detail: string };
 
-/** First retry of a failed route write within a second, then doubling (jittered) up to this. */
+/**
+ * A failed route write is retried after 0.5–1 s, then 0.75–1.5 s (jittered): a failover write
+ * lands within about 1.5 s of the end of an EC2 fault. The per-route retry stays under EC2's
+ * mutating-call refill rate for a few dozen failing routes; throttled attempts back off inside
+ * the write itself.
+ */
 export const WRITE_RETRY_FIRST_MS = 1000;
-export const WRITE_RETRY_MAX_MS = 5000;
+export const WRITE_RETRY_MAX_MS = 1500;
 /** Writes EC2 refuses for good (permission, invalid parameter) before the holder gives the route up. */
 export const FATAL_WRITE_LIMIT = 3;
 /** Ineligibility after giving a route up for refused writes: doubles per repeat, up to the max. */
