@@ -185,3 +185,66 @@ describe("HealthMonitor scheduling and ordering (fake clock)", () => {
     await monitor.stop();
   });
 });
+
+describe("live: a reload changes checks in the running monitor (fake clock)", () => {
+  it("live: replaceCheck re-registers with the status the check has and keeps its verdict: a holder's check never falls", async () => {
+    const clock = new FakeClock();
+    const { api, published } = fakeConsul(clock);
+    const falls: string[] = [];
+    const runner = scriptedRunner(clock, [true]);
+    const monitor = new HealthMonitor({ checks: { p: probe({ every: "200ms", rise: 1, fall: 2 }) }, consul: api, serviceId: "s", log, clock, runner, beforeFail: async (n) => void falls.push(n) });
+    monitor.start();
+    await clock.advance(1000);
+    expect(monitor.allPassing(["p"])).toBe(true);
+    const registered: CheckStatus[] = [];
+    const runsBefore = runner.runs.length;
+    await monitor.replaceCheck("p", probe({ every: "1s", timeout: "900ms", rise: 3, fall: 2 }), async (status) => {
+      // Between the old schedule's end and the new one's start, the check still counts as passing.
+      expect(monitor.allPassing(["p"])).toBe(true);
+      registered.push(status);
+    });
+    expect(registered).toEqual(["passing"]);
+    expect(monitor.allPassing(["p"])).toBe(true);
+    await clock.advance(3000);
+    // The new schedule: every second, not every 200 ms; still passing (rise 3 does not apply to a passing check).
+    expect(runner.runs.slice(runsBefore)).toEqual([1000, 2000, 3000, 4000]);
+    expect(monitor.allPassing(["p"])).toBe(true);
+    expect(published.every((x) => x.status === "passing")).toBe(true);
+    expect(falls).toEqual([]);
+    await monitor.stop();
+  });
+
+  it("live: a refused re-registration leaves the old definition running", async () => {
+    const clock = new FakeClock();
+    const { api } = fakeConsul(clock);
+    const runner = scriptedRunner(clock, [true]);
+    const monitor = new HealthMonitor({ checks: { p: probe({ every: "500ms", rise: 1 }) }, consul: api, serviceId: "s", log, clock, runner, beforeFail: async () => undefined });
+    monitor.start();
+    await clock.advance(1000);
+    await expect(monitor.replaceCheck("p", probe({ every: "5s" }), async () => Promise.reject(new Error("refused")))).rejects.toThrow("refused");
+    const mark = runner.runs.length;
+    await clock.advance(1000);
+    expect(runner.runs.length - mark).toBeGreaterThanOrEqual(2);
+    expect(monitor.allPassing(["p"])).toBe(true);
+    await monitor.stop();
+  });
+
+  it("live: setCheck adds a check that passes only after rise; removeCheck stops it", async () => {
+    const clock = new FakeClock();
+    const { api } = fakeConsul(clock);
+    const runner = scriptedRunner(clock, [true]);
+    const monitor = new HealthMonitor({ checks: {}, consul: api, serviceId: "s", log, clock, runner, beforeFail: async () => undefined });
+    monitor.start();
+    monitor.setCheck("n", probe({ every: "1s", rise: 2 }));
+    await clock.advance(500);
+    expect(monitor.allPassing(["n"])).toBe(false);
+    await clock.advance(1000);
+    expect(monitor.allPassing(["n"])).toBe(true);
+    await monitor.removeCheck("n");
+    const mark = runner.runs.length;
+    await clock.advance(5000);
+    expect(runner.runs.length).toBe(mark);
+    expect(monitor.states().map((c) => c.name)).toEqual([]);
+    await monitor.stop();
+  });
+});
