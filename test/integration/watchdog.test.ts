@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   AllocateAddressCommand,
@@ -248,5 +250,44 @@ describe("watchdog against moto", () => {
     expect(result.routes.find((r) => r.tableId === world.managed[0])?.decision).toMatchObject({ kind: "leave", reason: "no fallback configured", deadTarget: true });
     expect(emf(w.lines, "WatchdogRoutesAtDeadTarget")[0]).toMatchObject({ WatchdogRoutesAtDeadTarget: 1, WatchdogRoutesOnFallback: 0 });
     expect(proxy.mutatingCalls("watchdog")).toEqual([]);
+  });
+
+  it("egress: the zip npm run build:watchdog makes for the stack runs the same handler under plain node, SDK bundled, settings from the environment", async () => {
+    const holder = await runInstance(admin, world.subnet);
+    await routeTo(world.managed[0]!, holder.InstanceId!);
+    await admin.send(new TerminateInstancesCommand({ InstanceIds: [holder.InstanceId!] }));
+    const dir = mkdtempSync(join(tmpdir(), "rl-watchdog-"));
+    try {
+      execFileSync(process.execPath, [join(import.meta.dirname, "..", "..", "scripts", "build-watchdog.mjs"), "--out", dir], { stdio: "pipe" });
+      execFileSync("python3", ["-m", "zipfile", "-e", join(dir, `routeleader-watchdog-${(JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "package.json"), "utf8")) as { version: string }).version}.zip`), join(dir, "fn")]);
+      const event = JSON.stringify(fixture("ec2-instance-state-change-terminated.json", holder.InstanceId!));
+      const script = `require(${JSON.stringify(join(dir, "fn", "index.js"))}).handler(${event}).then((r) => process.stderr.write("RESULT " + JSON.stringify(r) + "\\n"))`;
+      const env = {
+        PATH: process.env.PATH ?? "",
+        AWS_REGION: EMULATOR_AWS.region,
+        AWS_ACCESS_KEY_ID: "testing",
+        AWS_SECRET_ACCESS_KEY: "testing",
+        AWS_ENDPOINT_URL: proxy.endpointFor("bundle"),
+        ROUTELEADER_CLUSTER: "wd",
+        ROUTELEADER_VPC_ID: world.vpcId,
+        ROUTELEADER_TABLE_IDS: world.managed.join(","),
+        ROUTELEADER_FALLBACKS: `*=${world.nat}`,
+        ROUTELEADER_GRACE_SECONDS: "1",
+      };
+      const run = await new Promise<{ stdout: string; stderr: string }>((resolve, reject) => {
+        const child = execFile(process.execPath, ["-e", script], { cwd: dir, env, timeout: 60_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve({ stdout, stderr })));
+        child.stdin?.end();
+      });
+      const result = JSON.parse(/RESULT (.*)/.exec(run.stderr)![1]!) as { moved: number };
+      expect(result.moved).toBe(1);
+      expect((await readRoute(admin, world.managed[0]!, "0.0.0.0/0"))?.NatGatewayId).toBe(world.nat);
+      // Lambda keeps unprefixed stdout lines as they are: every EMF line is one JSON document.
+      const docs = run.stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(docs.some((d) => d._aws && d.WatchdogRouteMoved === 1)).toBe(true);
+      expect(proxy.calls({ caller: "bundle", action: "ReplaceRoute" })).toHaveLength(1);
+      expect(proxy.calls({ caller: "bundle", action: "PutEvents" })).toHaveLength(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
