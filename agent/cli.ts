@@ -1,11 +1,17 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
-import { ConfigError, loadConfig } from "./config/index.js";
+import { ConfigError, configWarnings, loadConfig, type Config } from "./config/index.js";
+import { ConsulAclError, ConsulUnavailableError } from "./consul/index.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { createLogger } from "./observe/log.js";
 import { runAgent } from "./agent.js";
 import { postToAgent, printStatus, requestHandover } from "./commands/operator.js";
 import { VERSION } from "./version.js";
+
+/** A validated config's warnings, one line each: `warning: FILE:LINE: PATH: MESSAGE`. */
+function warningLines(config: Config): string[] {
+  return configWarnings(config).map((w) => `warning: ${config.source}${w.line ? `:${w.line}` : ""}: ${w.path}: ${w.message}`);
+}
 
 /** Builds the command line. Exported for tests; `main()` runs it. */
 export function buildCli(): Command {
@@ -24,6 +30,7 @@ export function buildCli(): Command {
     .addOption(configOption())
     .action((opts: { config: string }) => {
       const config = loadConfig(opts.config);
+      for (const line of warningLines(config)) process.stderr.write(`${line}\n`);
       process.stdout.write(`${opts.config}: valid (cluster ${config.cluster}, ${config.routes.length} route${config.routes.length === 1 ? "" : "s"}, ${Object.keys(config.checks).length} check${Object.keys(config.checks).length === 1 ? "" : "s"})\n`);
     });
 
@@ -36,6 +43,7 @@ export function buildCli(): Command {
     .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
       const config = loadConfig(opts.config);
       const log = createLogger(opts.logLevel ?? config.logLevel);
+      for (const w of configWarnings(config)) log.warn({ step: "config", path: w.path, line: w.line }, `config warning: ${w.message}`);
       await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: false });
     });
 
@@ -48,6 +56,7 @@ export function buildCli(): Command {
     .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
       const config = loadConfig(opts.config);
       const log = createLogger(opts.logLevel ?? config.logLevel);
+      for (const w of configWarnings(config)) log.warn({ step: "config", path: w.path, line: w.line }, `config warning: ${w.message}`);
       await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: true });
     });
 
@@ -112,6 +121,16 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ExitError) {
       process.stderr.write(`routeleader: ${err.message}\n`);
       return err.exitCode;
+    }
+    // Whatever step met it, Consul not answering (unreachable, or a cluster without a leader:
+    // requests hang until Consul gives up) or refusing the token is exit 5, as README's table says.
+    if (err instanceof ConsulUnavailableError) {
+      process.stderr.write(`routeleader: Consul did not answer (unreachable, or its cluster has no leader): ${err.message}\n`);
+      return EXIT.consul;
+    }
+    if (err instanceof ConsulAclError) {
+      process.stderr.write(`routeleader: Consul refused the ACL token: ${err.message}\n`);
+      return EXIT.consul;
     }
     process.stderr.write(`routeleader: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
     return EXIT.failure;

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { consulVersion } from "../test/support/binaries.js";
 import type { LabResult, LabSpec } from "../test/support/faults/lab.js";
 import { figures, markdownTable, ratioTable, splitBrainTable, svgChart } from "../test/support/faults/report.js";
 import { runFaultLab } from "../test/support/faults/run.js";
@@ -81,7 +82,7 @@ Raw figures: [failover.json](benchmarks/failover.json); every trial with its tim
   gossip the bootstrap writes (probe 500 ms, timeout 250 ms, suspicion_mult 3).
 - **keepalived** 2.2: VRRP unicast between the namespaces, advert 1 s, \`nopreempt\`, a \`notify\`
   script (Python + boto3, ~0.4 s to start like the AWS CLI) calling ReplaceRoute through the proxy.
-- **consul-lock**: the real \`consul lock\` (Consul 1.19) around the same route-replacing child;
+- **consul-lock**: the real \`consul lock\` (Consul ${consulVersion()}) around the same route-replacing child;
   session defaults (lock-delay 15 s, serfHealth), default gossip.
 - **consul-lock-tuned**: \`consul lock\` has no lock-delay flag, so a small script runs the same loop
   as its Go \`api.Lock\` with a session LockDelay of 1 s, a 500 ms lock-delay retry (api.Lock: 5 s),

@@ -12,6 +12,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { parse, stringify } from "yaml";
+import { consulVersion } from "../test/support/binaries.js";
 import { startSimCluster, type SimCluster, type SimNode } from "../test/support/cluster.js";
 import { startHttpRelay, type StartedHttpRelay } from "../test/support/http-relay.js";
 import { waitUntil } from "../test/support/process.js";
@@ -229,7 +230,7 @@ async function main(): Promise<void> {
         agents: 5,
         routes: ROUTES.length,
         tables: TABLES,
-        consul: "3 servers + 1 client agent per node (v1.19.2)",
+        consul: `3 servers + 1 client agent per node (v${consulVersion()})`,
         ec2: "moto 5.2.5 behind the fault proxy",
         reconcileInterval: args.reconcile,
         check: "command `test -e healthy`, every 1s, rise 1, fall 2",

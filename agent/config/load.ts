@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { LineCounter, parseDocument, isNode } from "yaml";
 import type { z } from "zod";
+import { checkRules } from "./rules.js";
 import { configSchema, type RawConfig } from "./schema.js";
 
 /** Profile defaults: what `election.profile` changes when a field is not set explicitly. */
@@ -98,30 +99,12 @@ function issueMessage(issue: z.core.$ZodIssue): string {
   }
 }
 
-/** Rules between fields that a per-field schema cannot state. Reject, never adjust. */
-function crossFieldProblems(cfg: Config): ConfigProblem[] {
-  const problems: ConfigProblem[] = [];
-  const { lockDelay, fenceMargin, sessionTtl, livenessTtl } = cfg.election;
-  const { writeTimeout } = cfg.aws;
-  if (lockDelay < writeTimeout + fenceMargin) {
-    problems.push({
-      path: "election.lockDelay",
-      message: `lockDelay (${lockDelay} ms) must be ≥ aws.writeTimeout (${writeTimeout} ms) + election.fenceMargin (${fenceMargin} ms), or a new holder could start while the old holder's last write is in flight`,
-    });
-  }
-  if (livenessTtl >= sessionTtl) {
-    problems.push({ path: "election.livenessTtl", message: `livenessTtl (${livenessTtl} ms) must be shorter than sessionTtl (${sessionTtl} ms)` });
-  }
-  const seen = new Map<string, number>();
-  cfg.routes.forEach((r, i) => {
-    const key = `${JSON.stringify(r.table)} ${r.destination}`;
-    const prior = seen.get(key);
-    if (prior !== undefined) {
-      problems.push({ path: `routes[${i}]`, message: `same table and destination ${r.destination} as routes[${prior}] ("${cfg.routes[prior]?.name}")` });
-    }
-    seen.set(key, i);
-  });
-  return problems;
+/** Warnings found while validating a config (risky but legal values), by config object. */
+const WARNINGS = new WeakMap<object, readonly ConfigProblem[]>();
+
+/** The warnings of a validated config: legal values with a known risk. Empty when none. */
+export function configWarnings(config: Config): readonly ConfigProblem[] {
+  return WARNINGS.get(config) ?? [];
 }
 
 /** Validates an already-parsed object (YAML or JSON). Throws ConfigError. */
@@ -145,9 +128,15 @@ export function validateConfig(input: unknown, source: string, locate: (path: re
     election: { ...raw.election, lockDelay: raw.election.lockDelay ?? profile.lockDelayMs },
     source,
   };
-  const problems = crossFieldProblems(config);
-  if (problems.length) throw new ConfigError(source, problems);
-  return deepFreeze(config);
+  const found = checkRules(config);
+  const toProblem = (f: { path: readonly PropertyKey[]; message: string }): ConfigProblem => {
+    const line = locate(f.path);
+    return { path: formatPath(f.path) || "(top level)", message: f.message, ...(line ? { line } : {}) };
+  };
+  if (found.errors.length) throw new ConfigError(source, found.errors.map(toProblem));
+  const frozen = deepFreeze(config);
+  WARNINGS.set(frozen, found.warnings.map(toProblem));
+  return frozen;
 }
 
 /** Parses YAML text and validates it; problems carry line numbers. Throws ConfigError. */

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -38,4 +39,12 @@ export function binaryPath(component: Component): string {
     throw new Error(`${component} is not installed (${envName} unset and nothing in ${cacheDir()}/paths.env): run 'npm run deps' (scripts/install-deps.sh)`);
   }
   return path;
+}
+
+/** The version of the Consul binary the suites and benchmarks run ("1.16.1"), from `consul version`. */
+export function consulVersion(): string {
+  const bin = binaryPath("consul");
+  const m = /^Consul v(\S+)/.exec(execFileSync(bin, ["version"], { encoding: "utf8" }));
+  if (!m) throw new Error(`${bin} version: no "Consul v..." line`);
+  return m[1] as string;
 }

@@ -99,9 +99,11 @@ function ownRequest(action: string): Request {
     case "ec2:CreateRoute":
     case "ec2:ReplaceRoute":
     case "ec2:DeleteRoute":
-      return { action, resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } };
+      return { action, resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" } };
     case "ec2:ModifyInstanceAttribute":
       return { action, resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-b` } };
+    case "ec2:AssociateAddress":
+      return { action, resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:elastic-ip/eipalloc-0a`, context: { "aws:ResourceTag/routeleader:cluster": String(BASE_PARAMS.ClusterName) } };
     case "autoscaling:CompleteLifecycleAction":
     case "autoscaling:RecordLifecycleActionHeartbeat":
     case "autoscaling:SetInstanceHealth":
@@ -191,6 +193,16 @@ describe("NAT instance role: nothing broader than needed", () => {
     }
   });
 
+  it("ship: route writes only on this cluster's tables: an untagged table, or one tagged for another cluster, in the same VPC is denied", () => {
+    for (const action of ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"]) {
+      const write = (context: Record<string, string>) => allows(policy, { action, resource: arn.routeTable("rtb-0b"), context });
+      expect(write({ "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" }), action).toBe(true);
+      expect(write({ "ec2:Vpc": arn.vpc(VPC) }), `${action} untagged`).toBe(false);
+      expect(write({ "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "other-nat" }), `${action} other cluster`).toBe(false);
+      expect(write({ "ec2:Vpc": arn.vpc(OTHER_VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" }), `${action} other VPC`).toBe(false);
+    }
+  });
+
   it("route writes: only route tables of this VPC", () => {
     for (const action of ["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"]) {
       expect(allows(policy, { action, resource: arn.routeTable("rtb-0ff"), context: { "ec2:Vpc": arn.vpc(OTHER_VPC) } }), action).toBe(false);
@@ -252,7 +264,7 @@ describe("NAT instance role: nothing broader than needed", () => {
     const lifecycle = byAction("autoscaling:CompleteLifecycleAction").Resource as string[];
     expect(lifecycle.map((r) => r.split("autoScalingGroupName/")[1])).toEqual(groupNames);
     expect(lifecycle.every((r) => globMatch(r, arn.group(r.split("autoScalingGroupName/")[1]!)))).toBe(true);
-    expect(byAction("ec2:CreateRoute").Condition).toEqual({ StringEquals: { "ec2:Vpc": arn.vpc(VPC) } });
+    expect(byAction("ec2:CreateRoute").Condition).toEqual({ StringEquals: { "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" } });
   });
 
   it("with two AZs the third group is not named, and without secrets there is no ssm:GetParameter", () => {
