@@ -209,6 +209,27 @@ export const configSchema = z
         listen: z.string().default("127.0.0.1:9731").describe("host:port of /metrics, /status and /healthz ('' to disable)."),
       })
       .prefault({}),
+    observe: z
+      .strictObject({
+        cloudwatch: z
+          .strictObject({
+            emf: z.boolean().default(false).describe("Write CloudWatch metrics in embedded metric format (EMF): one JSON line per event and a heartbeat every minute. Off by default; the Prometheus endpoint stays either way."),
+            namespace: z
+              .string()
+              .min(1)
+              .max(255)
+              .refine((ns) => !ns.startsWith("AWS/"), "a custom namespace must not start with AWS/")
+              .default("routeleader")
+              .describe("CloudWatch namespace of the metrics (the stack's alarms read MetricsNamespace, default routeleader)."),
+            output: z
+              .string()
+              .refine((o) => o === "stdout" || o.startsWith("/"), "'stdout' or an absolute file path")
+              .default("stdout")
+              .describe("'stdout': the EMF lines go to the agent's log stream (the journal) between its log lines; an absolute path: appended to that file instead (for a log shipper such as the CloudWatch agent tailing it)."),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info").describe("pino log level."),
   })
   .superRefine((cfg, ctx) => {

@@ -74,7 +74,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const consulRequests = new Counter({ name: "routeleader_consul_requests_total", help: "Consul HTTP API requests, by operation and outcome.", labelNames: ["op", "outcome"], registers });
   const reloads = new Counter({ name: "routeleader_config_reloads_total", help: "Configuration reloads (SIGHUP or routeleader reload), by outcome: applied, or refused (invalid file, a setting that cannot change live, tables that cannot be resolved; the agent keeps its configuration).", labelNames: ["outcome"], registers });
   for (const outcome of ["applied", "refused"]) reloads.inc({ outcome }, 0);
-  const errors = new Counter({ name: "routeleader_errors_total", help: "Errors the agent handled and carried on from, by component: aws and consul (a failed call), health (a check that could not run, a release before failing that failed), hooks, discovery, lifecycle, http.", labelNames: ["component"], registers });
+  const errors = new Counter({ name: "routeleader_errors_total", help: "Errors the agent handled and carried on from, by component: aws and consul (a failed call), routes (a route write that failed), health (a check that could not run, a release before failing that failed), hooks, discovery, lifecycle, http.", labelNames: ["component"], registers });
 
   for (const route of options.routes ?? []) routeLeader.set({ route }, 0);
 
@@ -95,6 +95,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         break;
       case "writeRefused":
         writesRefused.inc({ route: event.route, reason: event.reason });
+        break;
+      case "writeFailed":
+        errors.inc({ component: "routes" });
         break;
       case "writeFailed":
         writesFailed.inc({ route: event.route, fatal: String(event.fatal) });

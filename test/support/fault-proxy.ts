@@ -32,6 +32,8 @@ export interface ProxyCall {
   readonly status: number;
   /** What the proxy did instead of (or on top of) forwarding: "throttled", "5xx", "answered", "rewritten". */
   readonly injected?: string;
+  /** The request body of a JSON-protocol call (EventBridge, …), whose action comes from X-Amz-Target. */
+  readonly json?: unknown;
 }
 
 export interface InjectedError {
@@ -267,10 +269,13 @@ export class StartedFaultProxy {
     const scope = /Credential=[^/]+\/\d+\/([^/]+)\/([^/]+)\/aws4_request/.exec(auth);
     const region = scope?.[1] ?? "us-east-1";
     const service = scope?.[2] ?? "unknown";
-    const params = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
-    const action = params.Action ?? url.searchParams.get("Action") ?? "";
+    // JSON-protocol services (EventBridge, …) name the action in X-Amz-Target, e.g. AWSEvents.PutEvents.
+    const target = typeof req.headers["x-amz-target"] === "string" ? req.headers["x-amz-target"] : undefined;
+    const params: Record<string, string> = target ? {} : Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+    const json = target ? (JSON.parse(body.toString("utf8") || "{}") as unknown) : undefined;
+    const action = params.Action ?? url.searchParams.get("Action") ?? target?.split(".").pop() ?? "";
     const record = (status: number, injected?: string) =>
-      this.log.push({ time, caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}) });
+      this.log.push({ time, caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}), ...(target ? { json } : {}) });
 
     const rule = this.rules.find((r) => this.applies(r, action, params, caller, time));
     if (rule) {
