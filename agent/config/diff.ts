@@ -39,22 +39,27 @@ const RESTART_REASONS: Record<string, string> = {
   discovery: "peer discovery is started once with it",
   lifecycle: "the termination watch is started once with it",
   http: "the HTTP endpoint is bound once at start",
+  observe: "the metric writers are set up once at start",
 };
 
-/** Longest matching prefix wins; anything not listed changes live. */
+/**
+ * Longest matching prefix wins; a setting not listed needs a restart (a new setting is
+ * refused until the code that reads it is made reloadable and listed here).
+ */
 const KINDS: [string, ChangeKind][] = [
-  ["cluster", "restart"],
-  ["region", "restart"],
-  ["consul", "restart"],
-  ["imds", "restart"],
-  ["aws", "restart"],
-  ["election.livenessTtl", "restart"],
+  ["election.profile", "live"],
+  ["election.watchWait", "live"],
+  ["election.fenceMargin", "live"],
   ["election.lockDelay", "nextSession"],
   ["election.sessionTtl", "nextSession"],
   ["election.nodeChecks", "nextSession"],
-  ["discovery", "restart"],
-  ["lifecycle", "restart"],
-  ["http", "restart"],
+  ["reconcileInterval", "live"],
+  ["sourceDestCheck", "live"],
+  ["policy", "live"],
+  ["hooks", "live"],
+  ["logLevel", "live"],
+  ["checks", "live"],
+  ["routes", "live"],
 ];
 
 export function kindOf(path: string): ChangeKind {
@@ -63,7 +68,7 @@ export function kindOf(path: string): ChangeKind {
     const [prefix] = entry;
     if ((path === prefix || path.startsWith(`${prefix}.`)) && (!best || prefix.length > best[0].length)) best = entry;
   }
-  return best?.[1] ?? "live";
+  return best?.[1] ?? "restart";
 }
 
 function reasonOf(path: string): string {

@@ -112,7 +112,9 @@ routes:
     ["election.fenceMargin", "live"],
     ["election.profile", "live"],
     ["checks.x.every", "live"],
-    ["electionx", "live"],
+    ["electionx", "restart"],
+    ["observe.cloudwatch.emf", "restart"],
+    ["somethingNew", "restart"],
   ])("live: kindOf(%s) is %s", (path, kind) => {
     expect(kindOf(path)).toBe(kind);
   });
