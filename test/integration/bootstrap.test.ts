@@ -10,7 +10,7 @@ import { binaryPath } from "../support/binaries.js";
 import { BootstrapSandbox, mutatingCalls, type Call, type RunResult } from "../support/bootstrap-sandbox.js";
 import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
 import { startConsulDev, type StartedConsul } from "../support/consul.js";
-import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../support/ec2-world.js";
+import { createSubnet, createTable, createVpc, identityOf, readRoute, runInstance } from "../support/ec2-world.js";
 import { startHttpRelay } from "../support/http-relay.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
 import { freePort } from "../support/ports.js";
@@ -479,7 +479,7 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
   const signal = (resource: string, status: string) =>
     `aws cloudformation signal-resource --region us-east-1 --stack-name prod-nat --logical-resource-id ${resource} --unique-id ${identity.instanceId} --status ${status}`;
 
-  it("ship: a good artifact is verified, installed and run; the agent joins Consul and answers /healthz; only then SUCCESS is signalled", async () => {
+  it("ship: a good artifact is verified, installed and run; the agent joins Consul and answers /healthz; only then SUCCESS is signalled; it then elects itself and writes the route", async () => {
     const sb = sandbox();
     sb.console(); // creates $ROOT/dev/console, where the verdict is written
     const port = await freePort();
@@ -500,6 +500,11 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       expect(config.consul.address).toBe("http://127.0.0.1:8500");
       config.consul.address = consul.httpAddr;
       config.http = { listen: `127.0.0.1:${port}` };
+      // The one liberty taken: this host forwards no IPv4 (ip_forward = 0, and a test must not
+      // change the machine), so the route relies on the egress check alone here; the nat check
+      // itself is proven in network namespaces by the health-check suites.
+      expect(config.routes[0].checks).toEqual(["egress", "forwarding"]);
+      config.routes[0].checks = ["egress"];
       const agentConfig = join(sb.dir, "agent.yaml");
       writeFileSync(agentConfig, toYaml(config));
       agent = new ManagedProcess(process.execPath, [join(sb.root, current, "dist/agent/cli.js"), "run", "--config", agentConfig], {
@@ -524,6 +529,14 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       const services = await consul.get<Record<string, unknown>>("/v1/agent/services");
       expect(Object.keys(services).some((id) => id.startsWith("routeleader"))).toBe(true);
       expect(agent.hasExited).toBe(false);
+      // The agent from the artifact contends, wins and points the table at this instance.
+      const route = await waitUntil("the route pointed at this instance", async () => {
+        const r = await readRoute(ec2, table, "0.0.0.0/0");
+        return r?.InstanceId === identity.instanceId ? r : undefined;
+      }, { timeoutMs: 60_000, intervalMs: 500 }).catch((err: Error) => {
+        throw new Error(`${err.message}\n--- agent ---\n${agent!.output(80)}`);
+      });
+      expect(route.InstanceId).toBe(identity.instanceId);
       // The user data left no download behind and extracted the release once, where the unit runs it.
       expect(readdirSync(join(sb.root, "var/tmp"))).toEqual([]);
       expect(readdirSync(join(sb.root, "opt/routeleader/releases"))).toEqual([world.artifact.sha256]);
