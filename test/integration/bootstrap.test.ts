@@ -366,6 +366,7 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
     const hcl = sb.read("/etc/consul.d/consul.hcl");
     expect(hcl).toMatch(/^server = true$/m);
     expect(hcl).toMatch(/^bootstrap_expect = 3$/m);
+    expect(hcl).toMatch(/^autopilot \{\n {2}cleanup_dead_servers = true\n\}$/m);
     expect(hcl).toContain('client_addr = "127.0.0.1"'); // the UI is reachable only through SSM port forwarding
     expect(hcl).toContain('initial_management = "11111111-2222-3333-4444-555555555555"');
     expect((await consulValidate(join(sb.root, "etc/consul.d/consul.hcl"))).code).toBe(0);
