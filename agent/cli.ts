@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
 import { ConfigError, configWarnings, loadConfig, type Config } from "./config/index.js";
+import { ConsulAclError, ConsulUnavailableError } from "./consul/index.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { createLogger } from "./observe/log.js";
 import { runAgent } from "./agent.js";
@@ -120,6 +121,16 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof ExitError) {
       process.stderr.write(`routeleader: ${err.message}\n`);
       return err.exitCode;
+    }
+    // Whatever step met it, Consul not answering (unreachable, or a cluster without a leader:
+    // requests hang until Consul gives up) or refusing the token is exit 5, as README's table says.
+    if (err instanceof ConsulUnavailableError) {
+      process.stderr.write(`routeleader: Consul did not answer (unreachable, or its cluster has no leader): ${err.message}\n`);
+      return EXIT.consul;
+    }
+    if (err instanceof ConsulAclError) {
+      process.stderr.write(`routeleader: Consul refused the ACL token: ${err.message}\n`);
+      return EXIT.consul;
     }
     process.stderr.write(`routeleader: unexpected error: ${(err as Error).stack ?? String(err)}\n`);
     return EXIT.failure;
