@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
-import { readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { EC2Client } from "@aws-sdk/client-ec2";
@@ -45,6 +46,8 @@ const world = {} as {
   consulSha: string;
   consulZipSha: string;
   tamperedSha: string;
+  /** The release extracted once, shared by the sandboxes that run bootstrap.sh directly. */
+  extracted: string;
   /** Environment of a NAT node's bootstrap.sh run (RL_RELEASE_DIR is per sandbox). */
   natEnv: Record<string, string>;
 };
@@ -52,6 +55,9 @@ const world = {} as {
 beforeAll(async () => {
   world.artifact = await buildRelease();
   world.moto = await startMoto();
+  world.extracted = join(world.artifact.dir, "extracted");
+  mkdirSync(world.extracted);
+  await run("tar", ["-xzf", world.artifact.tarball, "-C", world.extracted]);
   const consul = binaryPath("consul");
   const zip = join(world.artifact.dir, "consul.zip");
   await run(join(binaryPath("moto"), "..", "python"), ["-c", "import sys, zipfile\nwith zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z: z.write(sys.argv[2], 'consul')", zip, consul]);
@@ -85,21 +91,22 @@ beforeAll(async () => {
 afterAll(async () => {
   await world.aemm?.stop();
   await world.moto?.stop();
+  if (world.artifact) await rm(world.artifact.dir, { recursive: true, force: true });
 });
 
 const sandboxes: BootstrapSandbox[] = [];
-afterAll(() => {
-  for (const sb of sandboxes) sb.dispose();
+afterAll(async () => {
+  await Promise.all(sandboxes.map((sb) => rm(sb.dir, { recursive: true, force: true })));
 });
 function sandbox(): BootstrapSandbox {
   const sb = new BootstrapSandbox({ s3Endpoint: world.moto.endpoint });
   sandboxes.push(sb);
   return sb;
 }
-/** A sandbox holding the release where the user data would have extracted it. */
+/** A sandbox holding the release where the user data would have extracted it (a link to one shared copy). */
 function sandboxWithRelease(): { sb: BootstrapSandbox; env: Record<string, string> } {
   const sb = sandbox();
-  const releaseDir = sb.installRelease(world.artifact.tarball, world.artifact.sha256);
+  const releaseDir = sb.linkRelease(world.extracted, world.artifact.sha256);
   return { sb, env: { ...world.natEnv, RL_RELEASE_DIR: releaseDir } };
 }
 
