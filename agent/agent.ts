@@ -8,6 +8,7 @@ import { Election, livenessCheckId, type ElectionEvent } from "./election/index.
 import { EXIT, ExitError } from "./exit-codes.js";
 import { PeerDiscovery } from "./discovery/index.js";
 import { checkConsulId, checkTtlMs, createCheckRunner, HealthMonitor } from "./health/index.js";
+import { createSourceDestReader } from "./health/source-dest-state.js";
 import { createHookRunner } from "./hooks/index.js";
 import { InstanceMetadata, type Identity } from "./identity/index.js";
 import { completeLifecycleAction, watchForTermination } from "./lifecycle/index.js";
@@ -152,7 +153,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
     serviceId,
     log,
     clock,
-    runner: createCheckRunner({ nat: { sourceDestCheckOff: cached(SOURCE_DEST_CACHE_MS, clock, () => sourceDestCheckOff(ec2, identity)) } }),
+    runner: createCheckRunner({ nat: { sourceDestCheckOff: createSourceDestReader({ ec2, identity, clock, log, refreshMs: config.aws.sourceDestRefresh, maxStaleMs: config.aws.sourceDestMaxStale }) } }),
     // The check is already failing locally: the election releases its routes on its next cycle.
     beforeFail: async (checkName) => {
       if (election) await election.whenReleased(election.routesUsingCheck(checkName), BEFORE_FAIL_RELEASE_WAIT_MS);
@@ -281,26 +282,4 @@ const BEFORE_FAIL_RELEASE_WAIT_MS = 4000;
 async function ownAsgName(ec2: EC2Client, identity: Identity): Promise<string | undefined> {
   const res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [identity.instanceId] }));
   return res.Reservations?.[0]?.Instances?.[0]?.Tags?.find((t) => t.Key === "aws:autoscaling:groupName")?.Value;
-}
-
-/** The nat check runs every second; the source/dest check state is re-read at most this often. */
-const SOURCE_DEST_CACHE_MS = 60_000;
-
-function cached<T>(ttlMs: number, clock: Clock, load: () => Promise<T>): () => Promise<T> {
-  let value: { at: number; result: Promise<T> } | undefined;
-  return () => {
-    const now = clock.now();
-    if (!value || now - value.at > ttlMs) {
-      const result = load();
-      value = { at: now, result };
-      result.catch(() => (value = undefined));
-    }
-    return value.result;
-  };
-}
-
-/** Source/destination check state of this instance, for the nat check. */
-async function sourceDestCheckOff(ec2: EC2Client, identity: Identity): Promise<boolean> {
-  const res = await ec2.send(new DescribeInstancesCommand({ InstanceIds: [identity.instanceId] }));
-  return res.Reservations?.[0]?.Instances?.[0]?.SourceDestCheck === false;
 }

@@ -27,7 +27,8 @@ service "routeleader" {
   policy = "write"
 }
 
-# Sessions bound to the node's checks: create, renew, destroy, read (?consistent).
+# Sessions bound to the node's checks: create, renew, destroy, read (?consistent); and list
+# them all (/v1/session/list: a peer without a live session does not count as healthy).
 session_prefix "" {
   policy = "write"
 }

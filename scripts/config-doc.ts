@@ -145,11 +145,13 @@ export function describeType(schema: AnySchema): string {
 }
 
 function rowsOf(object: AnySchema, prefix: string): FieldDoc[] {
-  return Object.keys(object.def.shape as object).map((key) => {
+  return Object.keys(object.def.shape as object).flatMap((key): FieldDoc[] => {
     const schema = field(object, key);
     const { core, default: def, description } = unwrap(schema);
+    // A nested group (observe.cloudwatch) is documented key by key.
+    if (core.type === "object" && !isSelector(schema)) return rowsOf(core, `${prefix}${key}.`);
     const discriminator = core.type === "literal" && !description ? "Selects this kind." : description;
-    return { path: `${prefix}${key}`, type: describeType(schema), default: def, description: discriminator };
+    return [{ path: `${prefix}${key}`, type: describeType(schema), default: def, description: discriminator }];
   });
 }
 

@@ -171,3 +171,7 @@ rmSync(stageRoot, { recursive: true, force: true });
 const mib = (statSync(tarball).size / 1024 / 1024).toFixed(1);
 step(`${relative(repo, tarball)} (${mib} MiB, ${packages.length} bundled packages)`);
 step(`sha256 ${digest}`);
+
+// The watchdog Lambda the stack deploys (WatchdogCodeBucket/WatchdogCodeKey), next to the tarball.
+step("watchdog Lambda zip (scripts/build-watchdog.mjs)");
+sh(process.execPath, [join(repo, "scripts", "build-watchdog.mjs"), "--out", out]);

@@ -218,12 +218,18 @@ class Soak {
       const ofRoute = holds.filter((h) => h.route === route && h.from <= w.time - CLOCK_SLACK_MS).sort((a, b) => a.from - b.from);
       const latest = ofRoute[ofRoute.length - 1];
       if (!latest || latest.node !== w.caller) {
-        this.violation(round, "no write from a non-holder", `${w.action} ${route} by ${w.caller} at ${new Date(w.time).toISOString()}; latest acquirer ${latest?.node ?? "none"}`);
+        this.violation(round, "no write from a non-holder", `${w.action} ${route} by ${w.caller} at ${new Date(w.time).toISOString()}; latest acquirer ${latest?.node ?? "none"}\n${this.eventsAround(route, w.time)}`);
       } else if (w.time > latest.to + WRITE_GRACE_MS) {
         this.violation(round, "no write after the hold ended", `${w.action} ${route} by ${w.caller} at ${new Date(w.time).toISOString()}, hold ended ${new Date(latest.to).toISOString()}`);
       }
     }
     this.checkedWrites = writes.length;
+  }
+
+  /** Every node's log lines about a route within 20 s before a time: what a violation needs to be understood. */
+  private eventsAround(route: string, time: number): string {
+    const lines = this.sim.nodes.flatMap((n) => n.events.filter((e) => e.route === route && Math.abs(Date.parse(e.time) - time) < 20_000).map((e) => `    ${e.time} ${n.name} ${e.event ?? ""} ${e.msg} ${JSON.stringify({ reason: e.reason, lockIndex: e.lockIndex, action: e.action })}`));
+    return lines.sort().slice(-40).join("\n");
   }
 
   /** [acquired, released | lost | process end] per node and route, from the agents' own logs. */

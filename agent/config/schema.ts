@@ -121,6 +121,11 @@ const routeSchema = z.strictObject({
   checks: z.array(z.string()).default([]).describe("Names of checks (under `checks`) that must pass for this node to hold the route."),
   onRelease: z.enum(["keep", "delete"]).default("keep").describe("What happens to the route when the holder releases it: keep it (NAT) or delete it (anycast)."),
   preferredAz: z.string().default("auto").describe("'auto' (AZ of the table's associated subnets), 'none', or an AZ name."),
+  eip: z
+    .string()
+    .regex(/^eipalloc-[0-9a-f]{8,17}$/, "not an Elastic IP allocation id (eipalloc-…)")
+    .optional()
+    .describe("Elastic IP allocation id the holder associates with its primary ENI when it takes the route (a stable egress IP); fenced like route writes. One EIP per route."),
 });
 
 // ---------------------------------------------------------------- the whole file
@@ -151,6 +156,8 @@ export const configSchema = z
         endpoint: z.string().optional().describe("EC2/Auto Scaling endpoint override (emulators); AWS_ENDPOINT_URL also works."),
         writeTimeout: duration(200, 30_000).optional().describe("Hard timeout of one route write, all attempts included (default 2s; fast: 500ms)."),
         writeAttempts: z.number().int().min(1).max(3).default(2).describe("SDK attempts per route write (retries are the late writes to fear)."),
+        sourceDestRefresh: duration(1_000, 3_600_000).prefault("60s").describe("How often the nat check re-reads this instance's source/dest check state (ec2:DescribeInstances)."),
+        sourceDestMaxStale: duration(10_000, 86_400_000).prefault("10m").describe("How long the nat check keeps the last good source/dest check state while EC2 reads fail (throttled, 5xx, unreachable); past it the state is unknown and the check fails."),
       })
       .prefault({}),
     election: z
@@ -202,6 +209,27 @@ export const configSchema = z
         listen: z.string().default("127.0.0.1:9731").describe("host:port of /metrics, /status and /healthz ('' to disable)."),
       })
       .prefault({}),
+    observe: z
+      .strictObject({
+        cloudwatch: z
+          .strictObject({
+            emf: z.boolean().default(false).describe("Write CloudWatch metrics in embedded metric format (EMF): one JSON line per event and a heartbeat every minute. Off by default; the Prometheus endpoint stays either way."),
+            namespace: z
+              .string()
+              .min(1)
+              .max(255)
+              .refine((ns) => !ns.startsWith("AWS/"), "a custom namespace must not start with AWS/")
+              .default("routeleader")
+              .describe("CloudWatch namespace of the metrics (the stack's alarms read MetricsNamespace, default routeleader)."),
+            output: z
+              .string()
+              .refine((o) => o === "stdout" || o.startsWith("/"), "'stdout' or an absolute file path")
+              .default("stdout")
+              .describe("'stdout': the EMF lines go to the agent's log stream (the journal) between its log lines; an absolute path: appended to that file instead (for a log shipper such as the CloudWatch agent tailing it)."),
+          })
+          .prefault({}),
+      })
+      .prefault({}),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info").describe("pino log level."),
   })
   .superRefine((cfg, ctx) => {
@@ -212,6 +240,11 @@ export const configSchema = z
         ctx.addIssue({ code: "custom", path: ["routes", i, "name"], message: `duplicate route name "${route.name}" (also routes[${prior}])` });
       }
       seen.set(route.name, i);
+      if (route.eip) {
+        const other = cfg.routes.findIndex((r, k) => k < i && r.eip === route.eip);
+        // Two routes held by different nodes would pull one address back and forth.
+        if (other >= 0) ctx.addIssue({ code: "custom", path: ["routes", i, "eip"], message: `Elastic IP ${route.eip} is already named by routes[${other}] ("${cfg.routes[other]?.name}"): two routes may be held by different nodes and would move it back and forth` });
+      }
       route.checks.forEach((check, j) => {
         if (!(check in cfg.checks)) {
           const known = Object.keys(cfg.checks);

@@ -92,6 +92,20 @@ function decodeEntry(raw: Record<string, unknown>): KvEntry {
   };
 }
 
+type RawSession = { ID: string; Node: string; NodeChecks?: string[] | null; ServiceChecks?: { ID: string }[] | null; LockDelay: number; Behavior: string; TTL: string };
+
+function decodeSession(s: RawSession): SessionInfo {
+  return {
+    id: s.ID,
+    node: s.Node,
+    nodeChecks: s.NodeChecks ?? [],
+    serviceChecks: (s.ServiceChecks ?? []).map((c) => c.ID),
+    lockDelayNs: s.LockDelay,
+    behavior: s.Behavior,
+    ttl: s.TTL,
+  };
+}
+
 /**
  * A small typed client: one method per Consul endpoint routeleader uses. Each call takes a
  * timeout (and optionally an AbortSignal); there are no retries in here: retry policy lives
@@ -295,19 +309,14 @@ export class ConsulApi {
   }
 
   async sessionInfo(id: string): Promise<SessionInfo | undefined> {
-    type Raw = { ID: string; Node: string; NodeChecks?: string[]; ServiceChecks?: { ID: string }[]; LockDelay: number; Behavior: string; TTL: string };
-    const raw = await this.json<Raw[] | null>("GET", `/v1/session/info/${id}`, { op: "session.info", query: { consistent: true } });
-    const s = raw?.[0];
-    if (!s) return undefined;
-    return {
-      id: s.ID,
-      node: s.Node,
-      nodeChecks: s.NodeChecks ?? [],
-      serviceChecks: (s.ServiceChecks ?? []).map((c) => c.ID),
-      lockDelayNs: s.LockDelay,
-      behavior: s.Behavior,
-      ttl: s.TTL,
-    };
+    const raw = await this.json<RawSession[] | null>("GET", `/v1/session/info/${id}`, { op: "session.info", query: { consistent: true } });
+    return raw?.[0] ? decodeSession(raw[0]) : undefined;
+  }
+
+  /** Every live session of the datacenter, in one request (peers' health: a peer without one cannot hold a route). */
+  async listSessions(timeoutMs?: number): Promise<SessionInfo[]> {
+    const raw = await this.json<RawSession[] | null>("GET", "/v1/session/list", { op: "session.list", timeoutMs });
+    return (raw ?? []).map(decodeSession);
   }
 
   // ------------------------------------------------------------------ KV

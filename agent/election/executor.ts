@@ -124,8 +124,13 @@ export class ActionExecutor {
     const { api, cluster, log } = this.deps;
     try {
       await this.deps.routes.release(action.route, (name) => this.deps.verify(name, action.session, action.lockIndex)).catch((err: Error) => log.warn({ route: action.route, err: err.message }, "route delete on release failed"));
-      const ok = await api.release(routeKey(cluster, action.route), action.session, this.deps.holderValue(action.session, action.lockIndex, { reason: action.reason, acquiredAt: action.acquiredAt }), RELEASE_TIMEOUT_MS);
-      this.settle(run, { kind: "release", result: ok ? "released" : "notHeld" });
+      const key = routeKey(cluster, action.route);
+      const ok = await api.release(key, action.session, this.deps.holderValue(action.session, action.lockIndex, { reason: action.reason, acquiredAt: action.acquiredAt }), RELEASE_TIMEOUT_MS);
+      // Read the key back: a snapshot older than this answer still shows our session, and must
+      // not be taken for the key being ours again (a false "acquired", a hook fired for nothing).
+      const after = await api.kvRead(key).then((r) => r.entries[0], () => undefined);
+      const answer = after ? { lockIndex: after.lockIndex, modifyIndex: after.modifyIndex, ...(after.session ? { session: after.session } : {}) } : undefined;
+      this.settle(run, { kind: "release", result: ok ? "released" : "notHeld", ...(answer ? { answer } : {}) });
     } catch (err) {
       // An invalidated session holds nothing any more (Behavior release frees its keys).
       if (err instanceof SessionNotFoundError) return this.settle(run, { kind: "release", result: "notHeld", detail: err.message });

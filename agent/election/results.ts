@@ -1,4 +1,4 @@
-import type { Action, RouteLocal } from "./decide.js";
+import type { Action, KeyView, RouteLocal } from "./decide.js";
 import { LOCK_DELAY_RETRY_MAX_MS, LOCK_DELAY_RETRY_MIN_MS, UNKNOWN_RETRY_MS } from "./decide.js";
 import type { ElectionEvent } from "./events.js";
 
@@ -10,13 +10,18 @@ import type { ElectionEvent } from "./events.js";
 export type Outcome =
   | { readonly kind: "acquire"; readonly result: "acquired"; readonly lockIndex: number; readonly modifyIndex: number }
   | { readonly kind: "acquire"; readonly result: "heldByOther" | "lockDelay" | "unknown" | "sessionInvalid"; readonly detail?: string }
-  | { readonly kind: "release"; readonly result: "released" | "notHeld" | "unknown"; readonly detail?: string }
+  | { readonly kind: "release"; readonly result: "released" | "notHeld" | "unknown"; readonly detail?: string; readonly answer?: KeyView }
   | { readonly kind: "write"; readonly result: "written"; readonly action: string; readonly tables: readonly string[]; readonly ms: number }
   | { readonly kind: "write"; readonly result: "transient" | "fatal" | "gateClosed" | "cancelled"; readonly detail: string };
 
-/** First retry of a failed route write within a second, then doubling (jittered) up to this. */
+/**
+ * A failed route write is retried after 0.5–1 s, then 0.75–1.5 s (jittered): a failover write
+ * lands within about 1.5 s of the end of an EC2 fault. The per-route retry stays under EC2's
+ * mutating-call refill rate for a few dozen failing routes; throttled attempts back off inside
+ * the write itself.
+ */
 export const WRITE_RETRY_FIRST_MS = 1000;
-export const WRITE_RETRY_MAX_MS = 5000;
+export const WRITE_RETRY_MAX_MS = 1500;
 /** Writes EC2 refuses for good (permission, invalid parameter) before the holder gives the route up. */
 export const FATAL_WRITE_LIMIT = 3;
 /** Ineligibility after giving a route up for refused writes: doubles per repeat, up to the max. */
@@ -61,9 +66,11 @@ export function applyOutcome(local: RouteLocal, action: Action, outcome: Outcome
         const failures = local.releaseFailures + 1;
         return { local: { ...local, releaseFailures: failures, releaseRetryAt: now + Math.min(RELEASE_RETRY_MAX_MS, RELEASE_RETRY_FIRST_MS * 2 ** (failures - 1)) }, events: [] };
       }
-      const { held: _held, writeDueAt: _due, ...rest } = local;
+      const { held: _held, writeDueAt: _due, answer: _answer, ...rest } = local;
       const events: ElectionEvent[] = [{ type: "released", route: action.route, reason: action.reason, heldMs: Math.round(now - action.acquiredAt), at: now }];
-      return { local: { ...rest, reassertAt: [], releaseFailures: 0, releaseRetryAt: 0, writeFailures: 0, fatalWrites: 0 }, events, releasedFor: action.reason };
+      // The key as read back after the release outranks snapshots read before it.
+      const after = outcome.answer ? { answer: outcome.answer } : {};
+      return { local: { ...rest, ...after, reassertAt: [], releaseFailures: 0, releaseRetryAt: 0, writeFailures: 0, fatalWrites: 0 }, events, releasedFor: action.reason };
     }
     case "write": {
       if (action.kind !== "write") return { local, events: [] };

@@ -70,7 +70,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const awsCalls = new Counter({ name: "routeleader_aws_calls_total", help: "EC2 and Auto Scaling API calls, by action and outcome.", labelNames: ["action", "outcome"], registers });
   const awsSeconds = new Histogram({ name: "routeleader_aws_call_seconds", help: "Duration of EC2 and Auto Scaling API calls.", labelNames: ["action"], buckets: CALL_BUCKETS, registers });
   const consulRequests = new Counter({ name: "routeleader_consul_requests_total", help: "Consul HTTP API requests, by operation and outcome.", labelNames: ["op", "outcome"], registers });
-  const errors = new Counter({ name: "routeleader_errors_total", help: "Errors the agent handled and carried on from, by component: aws and consul (a failed call), health (a check that could not run, a release before failing that failed), hooks, discovery, lifecycle, http.", labelNames: ["component"], registers });
+  const errors = new Counter({ name: "routeleader_errors_total", help: "Errors the agent handled and carried on from, by component: aws and consul (a failed call), routes (a route write that failed), health (a check that could not run, a release before failing that failed), hooks, discovery, lifecycle, http.", labelNames: ["component"], registers });
 
   for (const route of options.routes ?? []) routeLeader.set({ route }, 0);
 
@@ -91,6 +91,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         break;
       case "writeRefused":
         writesRefused.inc({ route: event.route, reason: event.reason });
+        break;
+      case "writeFailed":
+        errors.inc({ component: "routes" });
         break;
       case "writeFailed":
         writesFailed.inc({ route: event.route, fatal: String(event.fatal) });

@@ -5,12 +5,50 @@
  * clock, because they are shared between nodes through Consul (EC2 instances keep NTP time).
  */
 
-/** One peer's health for one route, as Consul's health API shows it. */
+/** One peer's health for one route, as judged by `judgePeer`. */
 export interface PeerRouteHealth {
   readonly instanceId: string;
   readonly az: string;
-  /** Liveness and every check the route names are passing. */
+  /** Could serve the route now: see `judgePeer`. */
   readonly healthy: boolean;
+  /** Why not, when not healthy. */
+  readonly reason?: string;
+}
+
+/** What Consul shows of one peer instance: one health-API entry plus its node's live sessions. */
+export interface PeerView {
+  readonly instanceId: string;
+  readonly az: string;
+  /** Status of every check Consul lists with the instance, by check id: its service's checks and its node's (serfHealth). */
+  readonly checks: Readonly<Record<string, string>>;
+  /** For each live session of the peer's Consul node: the service-check ids it is bound to. */
+  readonly sessions: readonly (readonly string[])[];
+}
+
+/** Consul's node check that turns critical when gossip finds the node dead. */
+export const SERF_HEALTH = "serfHealth";
+
+/**
+ * Could this peer serve a route that needs the service checks `required` (its liveness check
+ * and the route's checks, as Consul check ids)? Only when all of them pass, its node's
+ * serfHealth passes, and its node has a live session bound to them.
+ *
+ * Service checks alone are not enough: they are TTL checks kept by the peer's own Consul
+ * agent, so when the whole node dies (power-off, SIGKILL of the agent and its Consul agent)
+ * the servers keep showing their last status, "passing", for good. serfHealth is what the
+ * servers themselves learn from gossip, and the session is what the peer would need to hold
+ * the route at all (Consul invalidates it when a bound check fails). A standby that counted
+ * such a peer would wait standbyDelay for nothing and hand the route back ("failback") to a
+ * dead node (issue #14, scenario 4).
+ */
+export function judgePeer(peer: PeerView, required: readonly string[]): PeerRouteHealth {
+  const base = { instanceId: peer.instanceId, az: peer.az };
+  const serf = peer.checks[SERF_HEALTH];
+  if (serf !== "passing") return { ...base, healthy: false, reason: `node ${SERF_HEALTH} ${serf ?? "missing"}` };
+  const failing = required.find((id) => peer.checks[id] !== "passing");
+  if (failing !== undefined) return { ...base, healthy: false, reason: `check ${failing} ${peer.checks[failing] ?? "missing"}` };
+  if (!peer.sessions.some((bound) => required.every((id) => bound.includes(id)))) return { ...base, healthy: false, reason: "no live session bound to its checks" };
+  return { ...base, healthy: true };
 }
 
 /** Per instance: its AZ and since when it has been healthy without a break (undefined: not healthy). */

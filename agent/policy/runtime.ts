@@ -4,7 +4,7 @@ import type { ConsulApi, KvEntry } from "../consul/index.js";
 import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
 import { routesPrefix } from "../election/holder.js";
-import { mayContend, shouldHandOver, updateHealthHistory, type HandoverRequest, type HealthHistory, type PeerRouteHealth, type PolicyContext } from "./decide.js";
+import { judgePeer, mayContend, shouldHandOver, updateHealthHistory, type HandoverRequest, type HealthHistory, type PolicyContext } from "./decide.js";
 
 /** How often peers' health is read from Consul's health API. */
 const HEALTH_POLL_MS = 1000;
@@ -112,21 +112,34 @@ export class FailoverPolicy {
     }
   }
 
-  /** Polls Consul's health API for the routeleader service until the signal aborts. */
+  /**
+   * Polls peers' health until the signal aborts: two requests per poll, Consul's health API
+   * for the routeleader service (service checks and each node's serfHealth) and the list of
+   * live sessions. See `judgePeer` for what counts as healthy.
+   */
   async run(signal: AbortSignal): Promise<void> {
     const { api, config, clock, log } = this.deps;
+    const judged = new Map<string, string>();
     while (!signal.aborted) {
       try {
-        const instances = await api.healthService(config.consul.serviceName, { timeoutMs: 2000 });
+        const [instances, sessions] = await Promise.all([api.healthService(config.consul.serviceName, { timeoutMs: 2000 }), api.listSessions(2000)]);
         const now = clock.now();
+        const sessionsByNode = new Map<string, string[][]>();
+        for (const s of sessions) sessionsByNode.set(s.node, [...(sessionsByNode.get(s.node) ?? []), [...s.serviceChecks]]);
+        const views = instances
+          .filter((i) => i.meta.cluster === config.cluster && i.meta.instanceId)
+          .map((i) => ({
+            serviceId: i.serviceId,
+            view: { instanceId: i.meta.instanceId as string, az: i.meta.az ?? "", checks: Object.fromEntries(i.checks.map((c) => [c.id, c.status])), sessions: sessionsByNode.get(i.node) ?? [] },
+          }));
         for (const route of config.routes) {
-          const peers: PeerRouteHealth[] = instances
-            .filter((i) => i.meta.cluster === config.cluster && i.meta.instanceId)
-            .map((i) => {
-              const status = new Map(i.checks.map((c) => [c.id, c.status]));
-              const healthy = status.get(`${i.serviceId}:liveness`) === "passing" && route.checks.every((c) => status.get(`${i.serviceId}:check:${c}`) === "passing");
-              return { instanceId: i.meta.instanceId as string, az: i.meta.az ?? "", healthy };
-            });
+          const peers = views.map(({ serviceId, view }) => judgePeer(view, [`${serviceId}:liveness`, ...route.checks.map((c) => `${serviceId}:check:${c}`)]));
+          for (const p of peers) {
+            const key = `${route.name}|${p.instanceId}`;
+            const verdict = p.healthy ? "healthy" : (p.reason as string);
+            if (judged.get(key) !== verdict) log.debug({ route: route.name, peer: p.instanceId, az: p.az, healthy: p.healthy, reason: p.reason ?? null }, `${route.name}: peer ${p.instanceId} ${p.healthy ? "healthy" : `not healthy (${p.reason})`}`);
+            judged.set(key, verdict);
+          }
           this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now));
         }
         this.healthKnown = true;

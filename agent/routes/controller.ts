@@ -7,6 +7,7 @@ import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
 import { ExitError } from "../exit-codes.js";
 import { decideClaim, decideRelease, type ClaimDecision } from "./decide.js";
+import { associateEip, decideEip, describeEip } from "./eip.js";
 import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, type RouteWrite } from "./ec2-tables.js";
 import { assertOneRoutePerEntry, resolveRouteTables } from "./resolve.js";
 import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
@@ -15,11 +16,11 @@ import { disableSourceDestCheck, proveSourceDestCheckWrite, readSourceDestCheck 
 /** Fencing: consistent lock check + lease deadline; false → do not write. */
 export type WriteGate = (routeName: string) => Promise<boolean>;
 
-export type TableAction = "created" | "replaced" | "unchanged" | "skipped-gate" | "dry-run" | "failed" | "missing";
+export type TableAction = "created" | "replaced" | "associated" | "unchanged" | "skipped-gate" | "dry-run" | "failed" | "missing";
 
 export interface ClaimResult {
   routeName: string;
-  action: "created" | "replaced" | "unchanged" | "skipped-gate" | "dry-run";
+  action: "created" | "replaced" | "associated" | "unchanged" | "skipped-gate" | "dry-run";
   tables: { tableId: string; action: TableAction; previousTarget?: string; reason?: string }[];
   ms: number;
 }
@@ -58,6 +59,7 @@ export function summarizeClaim(actions: readonly TableAction[]): ClaimResult["ac
   if (actions.includes("dry-run")) return "dry-run";
   if (actions.includes("replaced")) return "replaced";
   if (actions.includes("created")) return "created";
+  if (actions.includes("associated")) return "associated";
   return "unchanged";
 }
 
@@ -317,8 +319,47 @@ export class RouteController {
         results.push({ tableId, action: "skipped-gate", reason: decision.reason, ...previous });
       }
     }
+    if (route.eip && !gateClosed && !signal?.aborted) {
+      try {
+        const eip = await this.convergeEip(route, route.eip, gate, force, cause);
+        results.push(eip);
+      } catch (err) {
+        results.push({ tableId: `eip:${route.eip}`, action: "failed", reason: (err as Error).message });
+        failure ??= err;
+      }
+    }
     const result: ClaimResult = { routeName: route.name, action: summarizeClaim(results.map((r) => r.action)), tables: results, ms: elapsed(started) };
     return failure ? { result, failure } : { result };
+  }
+
+  /**
+   * The route's Elastic IP follows the holder: associated with this instance's primary ENI
+   * after the tables, through the same gate, then read back to verify.
+   */
+  private async convergeEip(route: RouteConfig, allocationId: string, gate: WriteGate, force: boolean, cause: string): Promise<ClaimResult["tables"][number]> {
+    const started = performance.now();
+    const { ec2, log } = this.deps;
+    const subject = `Elastic IP ${allocationId} for route ${route.name}`;
+    const tableId = `eip:${allocationId}`;
+    const state = await withRetries("ec2:DescribeAddresses", subject, this.readPolicy, (s) => describeEip(ec2, allocationId, s));
+    const decision = decideEip(state, this.me.eniId, force);
+    const line = { route: route.name, eip: allocationId, publicIp: state.publicIp, from: state.networkInterfaceId ?? "none", to: this.me.eniId, reason: decision.reason, cause };
+    if (!decision.associate) return { tableId, action: "unchanged", reason: decision.reason };
+    if (this.deps.dryRun) {
+      log.info({ ...line, ms: elapsed(started), dryRun: true }, "dry run: would associate the Elastic IP");
+      return { tableId, action: "dry-run", reason: decision.reason };
+    }
+    try {
+      await withRetries("ec2:AssociateAddress", subject, this.writePolicy, (s) => associateEip(ec2, allocationId, this.me.eniId, s), { proceed: () => gate(route.name) });
+    } catch (err) {
+      if (!(err instanceof GateClosedError)) throw err;
+      log.warn({ ...line, ms: elapsed(started) }, "Elastic IP not associated: write gate closed");
+      return { tableId, action: "skipped-gate", reason: decision.reason };
+    }
+    const after = await withRetries("ec2:DescribeAddresses", subject, this.readPolicy, (s) => describeEip(ec2, allocationId, s));
+    if (after.networkInterfaceId !== this.me.eniId) throw new AwsCallError(`${subject}: associated, but reads back on ${after.networkInterfaceId ?? "nothing"}`, { kind: "transient", code: "EipNotAssociated", message: "read back elsewhere" }, "ec2:AssociateAddress");
+    log.info({ ...line, ms: elapsed(started) }, "Elastic IP associated");
+    return { tableId, action: "associated", reason: decision.reason, ...(state.networkInterfaceId ? { previousTarget: state.networkInterfaceId } : {}) };
   }
 
   /**

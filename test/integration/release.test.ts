@@ -48,7 +48,8 @@ describe("ship: npm run release", () => {
   it("ship: names the artifact routeleader-<version>-linux-<arch>.tar.gz after package.json and this machine", () => {
     const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { version: string };
     expect(artifact.fileName).toBe(`routeleader-${pkg.version}-linux-${process.arch}.tar.gz`);
-    expect(readdirSync(artifact.dir).sort()).toEqual([artifact.fileName, `${artifact.fileName}.sha256`, artifact.fileName.replace(".tar.gz", ".sbom.json")].sort());
+    const watchdogZip = `routeleader-watchdog-${pkg.version}.zip`;
+    expect(readdirSync(artifact.dir).sort()).toEqual([artifact.fileName, `${artifact.fileName}.sha256`, artifact.fileName.replace(".tar.gz", ".sbom.json"), watchdogZip, `${watchdogZip}.sha256`].sort());
   });
 
   it("ship: the .sha256 file is sha256sum's format and matches the tarball", async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -13,7 +13,7 @@ import {
   DescribeRouteTablesCommand,
   EC2Client,
 } from "@aws-sdk/client-ec2";
-import { stringify } from "yaml";
+import { parse, stringify } from "yaml";
 import { startAemm, type AemmOptions, type SimulatedIdentity, type StartedAemm } from "./aemm.js";
 import { freePort } from "./ports.js";
 import { consulHttp, startConsulCluster, type ConsulCluster, type StartedConsul } from "./consul.js";
@@ -36,6 +36,8 @@ export interface SimNodeSpec {
   http?: boolean;
   /** Extra top-level config for this node only (merged over the cluster's `extra`). */
   extra?: Record<string, unknown>;
+  /** Run the agent under this command prefix (e.g. `unshare --mount … --`). */
+  wrap?: string[];
 }
 
 export interface ClusterSpec {
@@ -53,6 +55,15 @@ export interface ClusterSpec {
   faultProxy?: boolean;
   /** Extra HCL for Consul client agents (e.g. faster gossip). */
   clientHcl?: string;
+}
+
+/** The part of an agent's /status the tests read (see `status` in agent/agent.ts). */
+export interface AgentStatus {
+  instanceId: string;
+  az: string;
+  draining: boolean;
+  routes: { route: string; phase: string; eligible?: boolean; holder: string | null; lockIndex?: number | null; blocked?: { reason: string; until?: string | number; forMs?: number } | null; [k: string]: unknown }[];
+  checks: { name: string; passing: boolean; output?: string }[];
 }
 
 export interface AgentEvent {
@@ -97,6 +108,38 @@ export class SimNode {
   /** Path of a file in this node's state directory (command checks test for it). */
   file(name: string): string {
     return join(this.dir, name);
+  }
+
+  /**
+   * Changes this node's config file for its next start: each top-level key of `patch`
+   * replaces the one in the file, except objects, which are merged one level deep
+   * (e.g. `{consul: {address: relay.endpoint}}`).
+   */
+  patchConfig(patch: Record<string, unknown>): void {
+    const config = parse(readFileSync(this.configPath, "utf8")) as Record<string, unknown>;
+    for (const [key, value] of Object.entries(patch)) {
+      const before = config[key];
+      const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+      config[key] = isObject(before) && isObject(value) ? { ...before, ...value } : value;
+    }
+    writeFileSync(this.configPath, stringify(config));
+  }
+
+  /** GET the agent's /status (needs `http: true`). */
+  async status<T = AgentStatus>(timeoutMs = 2000): Promise<T> {
+    if (!this.httpUrl) throw new Error(`${this.name}: no HTTP endpoint (spec.http)`);
+    const res = await fetch(`${this.httpUrl}/status`, { signal: AbortSignal.timeout(timeoutMs) });
+    if (!res.ok) throw new Error(`${this.name}: GET /status: HTTP ${res.status}`);
+    return (await res.json()) as T;
+  }
+
+  /** POST an operator action (drain, undrain) to the agent's HTTP endpoint; returns its JSON answer. */
+  async control<T = unknown>(action: "drain" | "undrain", timeoutMs = 30_000): Promise<T> {
+    if (!this.httpUrl) throw new Error(`${this.name}: no HTTP endpoint (spec.http)`);
+    const res = await fetch(`${this.httpUrl}/${action}`, { method: "POST", signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${this.name}: POST /${action}: HTTP ${res.status}: ${text}`);
+    return JSON.parse(text) as T;
   }
 
   /** Makes the `{dir}/healthy` file that the simulated nodes' command check tests for exist or not. */
@@ -167,7 +210,9 @@ export class SimCluster {
   async startAgent(name: string, args: string[] = []): Promise<SimNode> {
     const node = this.node(name);
     if (node.process && !node.process.hasExited) throw new Error(`${name} is already running`);
-    const proc = new ManagedProcess(process.execPath, ["--import", "tsx", join(REPO, "agent", "cli.ts"), "run", "--config", node.configPath, "--log-level", "debug", ...args], {
+    const argv = [process.execPath, "--import", "tsx", join(REPO, "agent", "cli.ts"), "run", "--config", node.configPath, "--log-level", "debug", ...args];
+    const [command, ...rest] = [...(node.spec.wrap ?? []), ...argv] as [string, ...string[]];
+    const proc = new ManagedProcess(command, rest, {
       name: `agent ${name}`,
       cwd: REPO,
       env: {

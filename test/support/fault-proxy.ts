@@ -32,6 +32,8 @@ export interface ProxyCall {
   readonly status: number;
   /** What the proxy did instead of (or on top of) forwarding: "throttled", "5xx", "answered", "rewritten". */
   readonly injected?: string;
+  /** The request body of a JSON-protocol call (EventBridge, …), whose action comes from X-Amz-Target. */
+  readonly json?: unknown;
 }
 
 export interface InjectedError {
@@ -56,14 +58,34 @@ export interface FaultProxyOptions {
 
 const MUTATING = /^(Create|Replace|Delete|Modify|Associate|Disassociate|Run|Terminate|Stop|Start|Attach|Detach|Complete|Record|Put|Set|Update|Reboot|Assign|Unassign|Enable|Disable)/;
 
+/** Which calls a rule fails: by parameters (e.g. one route table) and caller (one node). */
+export type CallMatch = (params: Readonly<Record<string, string>>, caller: string) => boolean;
+
 interface Rule {
-  action: string | undefined;
-  /** Only calls whose parameters satisfy this (e.g. one route table) are failed. */
-  match?: (params: Readonly<Record<string, string>>) => boolean;
+  /** One action, several, or any (undefined). */
+  action: string | readonly string[] | undefined;
+  /** Only calls satisfying this are failed. */
+  match?: CallMatch;
   remaining: number;
   error: InjectedError;
   label: string;
+  /** A fault that lasts a time rather than a number of calls (see failDuring). */
+  window?: { ms: number; opensAt?: number };
 }
+
+/** A time-bounded fault: when it opened and when it closes (undefined until the first matching call, for `from: "firstMatch"`). */
+export interface FaultWindow {
+  readonly opensAt: number | undefined;
+  readonly closesAt: number | undefined;
+}
+
+/** EC2's answers for the common faults, for failWith / failDuring. */
+export const EC2_ERRORS = {
+  throttled: { status: 503, code: "RequestLimitExceeded", message: "Request limit exceeded." },
+  internal: { status: 500, code: "InternalError", message: "An internal error has occurred" },
+  unauthorized: { status: 403, code: "UnauthorizedOperation", message: "You are not authorized to perform this operation." },
+  invalidParameter: { status: 400, code: "InvalidParameterValue", message: "The instance has more than one network interface." },
+} as const satisfies Record<string, InjectedError>;
 
 interface Delay {
   action: string;
@@ -144,14 +166,45 @@ export class StartedFaultProxy {
   }
 
   /** The next `count` calls of `action` get this error, unforwarded (e.g. UnauthorizedOperation 403). */
-  failWith(action: string | undefined, count: number, error: InjectedError, label = error.code, match?: Rule["match"]): void {
+  failWith(action: string | readonly string[] | undefined, count: number, error: InjectedError, label = error.code, match?: CallMatch): void {
     this.rules.push({ action, remaining: count, error, label, ...(match ? { match } : {}) });
   }
 
   /** The next `count` calls (of `action`, or of any action) get an HTTP 5xx, unforwarded. */
-  serverErrors(count: number, options: { action?: string; status?: number; match?: Rule["match"] } = {}): void {
+  serverErrors(count: number, options: { action?: string; status?: number; match?: CallMatch } = {}): void {
     const status = options.status ?? 500;
     this.failWith(options.action, count, { status, code: status === 503 ? "Unavailable" : "InternalError", message: "An internal error has occurred" }, "5xx", options.match);
+  }
+
+  /**
+   * Every matching call (of `action`: one, several or any; by `caller`; satisfying `match`)
+   * gets `error`, unforwarded, for `ms`: from now, or from the first matching call on
+   * (`from: "firstMatch"`: "the new holder's writes fail for 5 s"). Returns the window.
+   */
+  failDuring(
+    ms: number,
+    options: { action?: string | readonly string[]; caller?: string; match?: CallMatch; error: InjectedError; label?: string; from?: "now" | "firstMatch" },
+  ): FaultWindow {
+    const { caller, match } = options;
+    const both: CallMatch | undefined = caller === undefined ? match : (params, c) => c === caller && (!match || match(params, c));
+    const rule: Rule = {
+      action: options.action,
+      remaining: Number.POSITIVE_INFINITY,
+      error: options.error,
+      label: options.label ?? (options.error.code === "RequestLimitExceeded" ? "throttled" : options.error.status >= 500 ? "5xx" : options.error.code),
+      window: { ms, ...(options.from === "firstMatch" ? {} : { opensAt: Date.now() }) },
+      ...(both ? { match: both } : {}),
+    };
+    this.rules.push(rule);
+    const window = rule.window as { ms: number; opensAt?: number };
+    return {
+      get opensAt() {
+        return window.opensAt;
+      },
+      get closesAt() {
+        return window.opensAt === undefined ? undefined : window.opensAt + window.ms;
+      },
+    };
   }
 
   /** The next `count` calls of `action` are held `ms` before being forwarded (a slow or hung API). */
@@ -216,14 +269,18 @@ export class StartedFaultProxy {
     const scope = /Credential=[^/]+\/\d+\/([^/]+)\/([^/]+)\/aws4_request/.exec(auth);
     const region = scope?.[1] ?? "us-east-1";
     const service = scope?.[2] ?? "unknown";
-    const params = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
-    const action = params.Action ?? url.searchParams.get("Action") ?? "";
+    // JSON-protocol services (EventBridge, …) name the action in X-Amz-Target, e.g. AWSEvents.PutEvents.
+    const target = typeof req.headers["x-amz-target"] === "string" ? req.headers["x-amz-target"] : undefined;
+    const params: Record<string, string> = target ? {} : Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+    const json = target ? (JSON.parse(body.toString("utf8") || "{}") as unknown) : undefined;
+    const action = params.Action ?? url.searchParams.get("Action") ?? target?.split(".").pop() ?? "";
     const record = (status: number, injected?: string) =>
-      this.log.push({ time, caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}) });
+      this.log.push({ time, caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}), ...(target ? { json } : {}) });
 
-    const rule = this.rules.find((r) => r.remaining > 0 && (r.action === undefined || r.action === action) && (!r.match || r.match(params)));
+    const rule = this.rules.find((r) => this.applies(r, action, params, caller, time));
     if (rule) {
       rule.remaining--;
+      if (rule.window && rule.window.opensAt === undefined) rule.window.opensAt = time;
       const text = service === "ec2" ? ec2ErrorBody(rule.error) : queryErrorBody(rule.error, service);
       res.writeHead(rule.error.status, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
       res.end(text);
@@ -274,6 +331,14 @@ export class StartedFaultProxy {
     res.writeHead(upstream.status, headers);
     res.end(text);
     record(upstream.status, injected);
+  }
+
+  private applies(r: Rule, action: string, params: Readonly<Record<string, string>>, caller: string, time: number): boolean {
+    if (r.remaining <= 0) return false;
+    if (r.action !== undefined && (typeof r.action === "string" ? r.action !== action : !r.action.includes(action))) return false;
+    if (r.match && !r.match(params, caller)) return false;
+    if (r.window?.opensAt !== undefined && (time < r.window.opensAt || time >= r.window.opensAt + r.window.ms)) return false;
+    return true;
   }
 
   private forward(req: http.IncomingMessage, path: string, body: Buffer): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> {

@@ -118,6 +118,20 @@ describe("decide: the key is mine", () => {
   });
 });
 
+describe("decide: after my own release", () => {
+  it("a snapshot read before the release landed does not make the key mine again (no false 'acquired'; soak finding)", () => {
+    const release = { kind: "release", route: "r1", session: "s1", lockIndex: 2, acquiredAt: 0, reason: "failback" } as const;
+    const done = applyOutcome(holding(), release, { kind: "release", result: "released", answer: { lockIndex: 2, modifyIndex: 140 } }, 1000, () => 0.5);
+    // The watch still shows the key under my session (index 120 < 140): nothing is adopted.
+    const stale = decide(view({ key: mine(2, 100), snapshotIndex: 120 }), done.local, LOCK_DELAY);
+    expect(stale.events.filter((e) => e.type === "acquired")).toEqual([]);
+    expect(kinds(stale.actions)).toEqual(["acquire"]);
+    // A peer took it meanwhile: the fresh snapshot shows that, and nothing is adopted either.
+    const fresh = decide(view({ key: theirs, snapshotIndex: 150 }), stale.local, LOCK_DELAY);
+    expect(fresh.events.filter((e) => e.type === "acquired")).toEqual([]);
+  });
+});
+
 describe("decide: the key is not mine any more", () => {
   const cases: [string, KeyView | null, string][] = [
     ["another session took it", theirs, "keyTaken"],

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ProxyCall } from "../support/fault-proxy.js";
-import { routeChanges, routeWrites, splitBrainWrites } from "../support/faults/invariants.js";
+import { heldButNotServed, interleavedWriters, reportedHoldsDisagree, routeChanges, routeWrites, splitBrainWrites, type RouteSample } from "../support/faults/invariants.js";
 import { holderAt, type Claim } from "../support/faults/systems.js";
 
 const write = (caller: string, time: number, instance: string, status = 200): ProxyCall => ({
@@ -42,5 +42,79 @@ describe("fault-suite invariants", () => {
     const other = { ...write("h1", 1, "i-1"), params: { RouteTableId: "rtb-2", InstanceId: "i-1" } };
     const describe = { ...write("h1", 1, "i-1"), action: "DescribeRouteTables", mutating: false };
     expect(routeWrites([write("h1", 1, "i-1"), other, describe], "rtb-1")).toHaveLength(1);
+  });
+});
+
+describe("liveness invariants (issue #14), on recorded observations", () => {
+  const sample = (t: number, over: Partial<RouteSample> = {}): RouteSample => ({ t, route: "r1", holder: "i-1", session: "s1", lockIndex: 1, target: "igw-1", ...over });
+
+  it("held but not served: only past the failover bound, and not while the holder releases", () => {
+    // Lost acquire answer: i-1 holds the key from t=0, the table keeps pointing at the gateway.
+    const stuck = [0, 1000, 5000, 8000, 9000, 12_000].map((t) => sample(t));
+    expect(heldButNotServed(stuck, 7000)).toEqual([expect.objectContaining({ invariant: "heldNotServed", route: "r1", node: "i-1", from: 8000, to: 12_000 })]);
+    // Written within the bound: fine.
+    const served = [sample(0), sample(3000, { target: "i-1" }), sample(20_000, { target: "i-1" })];
+    expect(heldButNotServed(served, 7000)).toEqual([]);
+    // The holder's ENI counts as pointing at it.
+    expect(heldButNotServed([sample(0), sample(9000, { target: "eni-1", holderTargets: ["i-1", "eni-1"] })], 7000)).toEqual([]);
+    // Releasing (a failed write being given up): not a violation while it says so.
+    expect(heldButNotServed([sample(0), sample(9000, { holderReleasing: true }), sample(10_000, { holder: undefined, session: undefined })], 7000)).toEqual([]);
+  });
+
+  it("held but not served: a new session or lockIndex starts a new hold; a free key is never a violation", () => {
+    const samples = [sample(0), sample(6000), sample(7000, { session: "s2", lockIndex: 2 }), sample(13_000, { session: "s2", lockIndex: 2 }), sample(20_000, { holder: undefined, session: undefined })];
+    expect(heldButNotServed(samples, 7000)).toEqual([]);
+    const other = [sample(0, { route: "r2" }), sample(8000, { route: "r2" }), sample(8000, { target: "i-1" })];
+    expect(heldButNotServed(other, 7000).map((v) => v.route)).toEqual(["r2"]);
+  });
+
+  it("reported holds: disagreement up to the tolerance is fine, longer is a violation", () => {
+    const consul = [
+      { t: 0, holders: { r1: "i-1" } },
+      { t: 1000, holders: { r1: "i-1" } },
+      { t: 5000, holders: { r1: "i-1" } },
+      { t: 6000, holders: { r1: "i-2" } },
+    ];
+    // Failed release: i-1 says it holds nothing from t=500 on, Consul says it does until t=6000.
+    const reports = [
+      { t: 0, node: "i-1", holds: ["r1"] },
+      { t: 500, node: "i-1", holds: [] },
+      { t: 2600, node: "i-1", holds: [] },
+      { t: 6100, node: "i-1", holds: [] },
+    ];
+    const v = reportedHoldsDisagree(consul, reports, 2000);
+    expect(v).toEqual([expect.objectContaining({ invariant: "holdsDisagree", node: "i-1", route: "r1", from: 500, to: 6000 })]);
+    expect(v[0]?.detail).toMatch(/Consul shows i-1 holding r1, its status does not for 5500 ms/);
+    // Lagging by 1.5 s (a watch round) is tolerated.
+    const lag = [
+      { t: 0, node: "i-2", holds: [] },
+      { t: 7500, node: "i-2", holds: ["r1"] },
+    ];
+    expect(reportedHoldsDisagree(consul, lag, 2000)).toEqual([]);
+  });
+
+  it("reported holds: a node claiming a key Consul gives to nobody is caught; a node without an answer is not compared", () => {
+    const consul = [
+      { t: 0, holders: { r1: undefined } },
+      { t: 4000, holders: { r1: undefined } },
+    ];
+    expect(reportedHoldsDisagree(consul, [{ t: 0, node: "i-1", holds: ["r1"] }, { t: 3000, node: "i-1", holds: ["r1"] }], 2000)).toEqual([
+      expect.objectContaining({ node: "i-1", route: "r1", from: 0, to: 4000 }),
+    ]);
+    expect(reportedHoldsDisagree(consul, [{ t: 0, node: "i-1", holds: ["r1"] }, { t: 500, node: "i-1", holds: undefined }], 2000)).toEqual([]);
+  });
+
+  it("one writer per route: X … Y … X within the window is two writers; a hand-back after it is not", () => {
+    const w = (caller: string, time: number, over: Partial<ProxyCall> = {}) => ({ ...write(caller, time, `i-${caller}`), params: { RouteTableId: "rtb-1", DestinationCidrBlock: "0.0.0.0/0", InstanceId: `i-${caller}` }, ...over });
+    expect(interleavedWriters([w("a", 0), w("b", 1000), w("a", 2500)], 3000)).toEqual([expect.objectContaining({ invariant: "twoWriters", node: "a", from: 1000, to: 2500 })]);
+    // b's reasserts do not shorten the measure: it is taken from b's takeover.
+    expect(interleavedWriters([w("a", 0), w("b", 1000), w("b", 9000), w("a", 9500)], 3000)).toEqual([]);
+    // Refused by the proxy (never reached EC2), or refused by EC2: not a write.
+    expect(interleavedWriters([w("a", 0), w("b", 1000), w("a", 1500, { status: 500, injected: "5xx" }), w("a", 1600, { status: 400 })], 3000)).toEqual([]);
+    // A 5xx from EC2 itself may have executed: it counts.
+    expect(interleavedWriters([w("a", 0), w("b", 1000), w("a", 1500, { status: 500 })], 3000)).toHaveLength(1);
+    // Other routes, other destinations: separate.
+    const other = w("a", 1500, { params: { RouteTableId: "rtb-1", DestinationCidrBlock: "10.0.0.0/8", InstanceId: "i-a" } });
+    expect(interleavedWriters([w("a", 0), w("b", 1000), other], 3000)).toEqual([]);
   });
 });

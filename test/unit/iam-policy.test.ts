@@ -102,6 +102,8 @@ function ownRequest(action: string): Request {
       return { action, resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" } };
     case "ec2:ModifyInstanceAttribute":
       return { action, resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-b` } };
+    case "ec2:AssociateAddress":
+      return { action, resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:elastic-ip/eipalloc-0a`, context: { "aws:ResourceTag/routeleader:cluster": String(BASE_PARAMS.ClusterName) } };
     case "autoscaling:CompleteLifecycleAction":
     case "autoscaling:RecordLifecycleActionHeartbeat":
     case "autoscaling:SetInstanceHealth":
@@ -117,7 +119,8 @@ function ownRequest(action: string): Request {
   }
 }
 
-const agentCalls = scanSdkCallsInTree(join(REPO, "agent"));
+// agent/watchdog/ is the watchdog Lambda, with a role of its own (checked below), not the agent.
+const agentCalls = scanSdkCallsInTree(join(REPO, "agent")).filter((c) => !c.file.startsWith("watchdog/"));
 const scanned = [...new Set(agentCalls.map((c) => c.action))].sort();
 const required = [...new Set([...scanned, ...MINIMUM])].sort();
 

@@ -32,6 +32,9 @@ describe("metrics (own prom-client registry)", () => {
     expect(await value(metrics, "routeleader_transitions_total", { route: "default-v4", type: "lost", reason: "sessionInvalidated" })).toBe(1);
     expect(await value(metrics, "routeleader_transitions_total", { route: "default-v4", type: "released", reason: "checkFailed" })).toBe(1);
     expect(await value(metrics, "routeleader_failover_seconds_count")).toBe(2);
+
+    metrics.listener({ type: "writeFailed", route: "default-v4", fatal: false, reason: "throttled", retryInMs: 100, at: 4 });
+    expect(await value(metrics, "routeleader_errors_total", { component: "routes" })).toBe(1);
   });
 
   it("records checks, AWS calls, Consul requests and errors", async () => {

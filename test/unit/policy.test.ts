@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mayContend, shouldHandOver, singleAz, updateHealthHistory, type PolicyContext } from "../../agent/policy/index.js";
+import { judgePeer, mayContend, shouldHandOver, singleAz, updateHealthHistory, type HealthHistory, type PeerView, type PolicyContext } from "../../agent/policy/index.js";
 import { parseHandover } from "../../agent/policy/runtime.js";
 import { renderStatusTable, statusRows } from "../../agent/commands/status.js";
 import { parseConfig } from "../../agent/config/index.js";
@@ -44,6 +44,54 @@ describe("AZ preference (fake clock)", () => {
     h = updateHealthHistory(h, [{ instanceId: "i-a1", az: "a", healthy: true }], 4000);
     expect(h.get("i-a1")?.healthySince).toBe(4000);
     expect(updateHealthHistory(h, [], 5000).has("i-a1")).toBe(false);
+  });
+});
+
+describe("peer health: checks, serfHealth and a live session (issue #14, scenario 4)", () => {
+  const required = ["routeleader-i-a1:liveness", "routeleader-i-a1:check:alive"];
+  const alive: PeerView = {
+    instanceId: "i-a1",
+    az: "a",
+    checks: { serfHealth: "passing", "routeleader-i-a1:liveness": "passing", "routeleader-i-a1:check:alive": "passing" },
+    sessions: [["routeleader-i-a1:liveness", "routeleader-i-a1:check:alive"]],
+  };
+  /** A powered-off node: its TTL checks still read "passing" (nobody updates them), gossip says failed, its sessions are gone. */
+  const dead: PeerView = { ...alive, checks: { ...alive.checks, serfHealth: "critical" }, sessions: [] };
+
+  it("needs every check, serfHealth and a live session bound to the route's checks", () => {
+    expect(judgePeer(alive, required)).toEqual({ instanceId: "i-a1", az: "a", healthy: true });
+    expect(judgePeer(dead, required)).toMatchObject({ healthy: false, reason: "node serfHealth critical" });
+    expect(judgePeer({ ...alive, checks: { ...alive.checks, serfHealth: "passing", "routeleader-i-a1:check:alive": "critical" } }, required)).toMatchObject({ healthy: false, reason: "check routeleader-i-a1:check:alive critical" });
+    expect(judgePeer({ ...alive, sessions: [] }, required)).toMatchObject({ healthy: false, reason: "no live session bound to its checks" });
+    // A session of another check set (liveness only) does not cover a route that needs 'alive'.
+    expect(judgePeer({ ...alive, sessions: [["routeleader-i-a1:liveness"]] }, required).healthy).toBe(false);
+    // No serfHealth in the answer at all (e.g. a catalog entry without its node check): not healthy.
+    const { serfHealth: _, ...withoutSerf } = alive.checks;
+    expect(judgePeer({ ...alive, checks: withoutSerf }, required)).toMatchObject({ healthy: false, reason: "node serfHealth missing" });
+  });
+
+  it("a standby does not wait standbyDelay for, nor fail back to, a preferred node that died (fake clock)", () => {
+    // One health poll per second; the preferred node a1 is healthy for a minute, then powered off at t = 60 s.
+    let history: HealthHistory = new Map();
+    const poll = (view: PeerView, now: number) => (history = updateHealthHistory(history, [judgePeer(view, required)], now));
+    for (let t = 0; t < 60_000; t += 1000) poll(alive, t);
+    const at = (now: number, over: Partial<PolicyContext> = {}) => base({ history, now, ...over });
+    expect(mayContend(at(59_000, { freeSince: 58_000 })).contend).toBe(false);
+    // Consul frees the key at 66 s (gossip + session invalidation); the first poll after the death sees serfHealth critical.
+    for (let t = 60_000; t <= 66_000; t += 1000) poll(dead, t);
+    expect(mayContend(at(66_000, { freeSince: 66_000 }))).toEqual({ contend: true, reason: "no healthy node in a" });
+    // Holding the route, for as long as the dead node stays dead: no failback.
+    for (let t = 67_000; t <= 200_000; t += 1000) {
+      poll(dead, t);
+      expect(shouldHandOver(at(t)).handOver).toBe(false);
+    }
+    // Back to life (agent restarted, new session): failback only after failbackAfter of continuous health.
+    for (let t = 201_000; t < 231_000; t += 1000) {
+      poll(alive, t);
+      expect(shouldHandOver(at(t)).handOver).toBe(false);
+    }
+    poll(alive, 231_000);
+    expect(shouldHandOver(at(231_000))).toEqual({ handOver: true, reason: "failback" });
   });
 });
 

@@ -32,3 +32,194 @@ export function routeChanges(writes: readonly ProxyCall[], initial: string | und
   }
   return changes;
 }
+
+// ---------------------------------------------------------------- liveness invariants (issue #14)
+//
+// Checked over recorded observations (see ./recorder.ts for a recorder on a SimCluster), so a
+// fault suite, the soak and a unit test on hand-written samples all use the same code.
+
+export type InvariantName = "heldNotServed" | "holdsDisagree" | "twoWriters";
+
+export interface Violation {
+  readonly invariant: InvariantName;
+  readonly route: string;
+  /** The node concerned (instance id, or proxy caller for writes). */
+  readonly node?: string;
+  /** First and last observation time of the violation (ms since epoch). */
+  readonly from: number;
+  readonly to: number;
+  readonly detail: string;
+}
+
+/** One look at one route as a user sees it: Consul's key, the route table, the holder's /status. */
+export interface RouteSample {
+  readonly t: number;
+  readonly route: string;
+  /** Instance id of the key's holder in Consul; undefined while the key is free. */
+  readonly holder?: string;
+  /** Session holding the key: a new session (or lockIndex) starts a new hold. */
+  readonly session?: string;
+  readonly lockIndex?: number;
+  /** Where the route table points (instance, ENI or gateway id); undefined when absent. */
+  readonly target?: string;
+  /** Ids a table may name for the holder (its instance id and ENI); default: just `holder`. */
+  readonly holderTargets?: readonly string[];
+  /** The holder's own /status says it is releasing the route (phase "releasing"). */
+  readonly holderReleasing?: boolean;
+}
+
+/** Merges consecutive bad observations of one subject into violations. */
+function intervals<T extends { t: number }>(samples: readonly T[], bad: (s: T) => string | undefined, make: (from: T, to: T, detail: string) => Violation): Violation[] {
+  const out: Violation[] = [];
+  let open: { first: T; last: T; detail: string } | undefined;
+  for (const s of samples) {
+    const detail = bad(s);
+    if (detail !== undefined) {
+      if (open) open.last = s;
+      else open = { first: s, last: s, detail };
+    } else if (open) {
+      out.push(make(open.first, open.last, open.detail));
+      open = undefined;
+    }
+  }
+  if (open) out.push(make(open.first, open.last, open.detail));
+  return out;
+}
+
+/**
+ * A key held longer than the failover bound ⇒ the route points at its holder, or the holder
+ * is releasing it. A hold starts when a holder (instance, session, lockIndex) is first seen;
+ * what a user sees otherwise is a route nobody serves while a node keeps the lock.
+ */
+export function heldButNotServed(samples: readonly RouteSample[], boundMs: number): Violation[] {
+  const byRoute = new Map<string, RouteSample[]>();
+  for (const s of samples) byRoute.set(s.route, [...(byRoute.get(s.route) ?? []), s]);
+  const out: Violation[] = [];
+  for (const [route, list] of byRoute) {
+    const sorted = [...list].sort((a, b) => a.t - b.t);
+    let hold: { id: string; since: number } | undefined;
+    const since = new Map<RouteSample, number>();
+    for (const s of sorted) {
+      const id = s.holder === undefined ? undefined : `${s.holder}/${s.session ?? ""}/${s.lockIndex ?? ""}`;
+      if (id === undefined) hold = undefined;
+      else if (hold?.id !== id) hold = { id, since: s.t };
+      if (hold) since.set(s, hold.since);
+    }
+    const bad = (s: RouteSample): string | undefined => {
+      const start = since.get(s);
+      if (s.holder === undefined || start === undefined || s.t - start <= boundMs) return undefined;
+      const served = s.target !== undefined && (s.holderTargets ?? [s.holder]).includes(s.target);
+      if (served || s.holderReleasing) return undefined;
+      return `${s.holder} has held the key for ${s.t - start} ms (bound ${boundMs} ms) but the table points at ${s.target ?? "nothing"} and it is not releasing`;
+    };
+    out.push(...intervals(sorted, bad, (a, b, detail) => ({ invariant: "heldNotServed", route, node: a.holder as string, from: a.t, to: b.t, detail })));
+  }
+  return out;
+}
+
+/** Consul's holders at one time: route → holder instance id (undefined: free). */
+export interface ConsulHoldersSample {
+  readonly t: number;
+  readonly holders: Readonly<Record<string, string | undefined>>;
+}
+
+/** What one agent reported it holds (its /status, routes in phase "holding"); undefined: no answer (stopped, dead). */
+export interface ReportedHoldsSample {
+  readonly t: number;
+  readonly node: string;
+  readonly holds: readonly string[] | undefined;
+}
+
+/**
+ * The agent's reported holds equal Consul's within `toleranceMs`: for every node and route,
+ * "Consul says this node holds it" and "the node says it holds it" may disagree for at most
+ * that long. A node that does not answer is not compared (nothing is claimed).
+ */
+export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], reports: readonly ReportedHoldsSample[], toleranceMs = 2000): Violation[] {
+  type Event = { t: number; consul?: ConsulHoldersSample; report?: ReportedHoldsSample };
+  const events: Event[] = [...consul.map((c) => ({ t: c.t, consul: c })), ...reports.map((r) => ({ t: r.t, report: r }))].sort((a, b) => a.t - b.t);
+  let view: ConsulHoldersSample | undefined;
+  const latest = new Map<string, readonly string[] | undefined>();
+  /** node|route → the disagreement open since, and what it was. */
+  const open = new Map<string, { since: number; last: number; detail: string }>();
+  const out: Violation[] = [];
+  const close = (key: string, until: number) => {
+    const o = open.get(key);
+    open.delete(key);
+    if (!o || until - o.since <= toleranceMs) return;
+    const [node, route] = key.split("|") as [string, string];
+    out.push({ invariant: "holdsDisagree", route, node, from: o.since, to: until, detail: `${o.detail} for ${until - o.since} ms (tolerance ${toleranceMs} ms)` });
+  };
+  for (const e of events) {
+    if (e.consul) view = e.consul;
+    if (e.report) latest.set(e.report.node, e.report.holds);
+    if (!view) continue;
+    for (const [node, holds] of latest) {
+      const routes = new Set([...Object.keys(view.holders), ...(holds ?? [])]);
+      for (const route of routes) {
+        const key = `${node}|${route}`;
+        if (holds === undefined) {
+          open.delete(key);
+          continue;
+        }
+        const consulSays = view.holders[route] === node;
+        const nodeSays = holds.includes(route);
+        if (consulSays === nodeSays) {
+          if (open.has(key)) close(key, e.t);
+          continue;
+        }
+        const o = open.get(key);
+        if (o) o.last = e.t;
+        else open.set(key, { since: e.t, last: e.t, detail: consulSays ? `Consul shows ${node} holding ${route}, its status does not` : `${node} reports holding ${route}, Consul does not` });
+      }
+    }
+  }
+  for (const [key, o] of [...open]) close(key, o.last);
+  return out.sort((a, b) => a.from - b.from);
+}
+
+/** The route a write is for: table and destination. */
+function writeRoute(c: ProxyCall): string {
+  return `${c.params.RouteTableId ?? "?"} ${c.params.DestinationCidrBlock ?? c.params.DestinationIpv6CidrBlock ?? "?"}`;
+}
+
+/** A write that reached EC2 (moto), whatever its answer: it may have changed the route. */
+function mayHaveExecuted(c: ProxyCall): boolean {
+  return (c.injected === undefined || c.injected === "rewritten") && (c.status === 200 || c.status >= 500);
+}
+
+/**
+ * At most one writer per route: in the proxy's write log, a node X that writes a route after
+ * another node Y has written it, within `windowMs` of Y's write, was still writing while Y
+ * held the route (X … Y … X). Writes the proxy refused itself (injected faults) never reached
+ * EC2 and do not count. `windowMs`: the shortest time in which the route can legitimately
+ * come back to X (e.g. the suite's lock-delay or hold-down). Routes are told apart by table
+ * and destination.
+ */
+export function interleavedWriters(calls: readonly ProxyCall[], windowMs: number): Violation[] {
+  const writes = calls.filter((c) => ROUTE_WRITES.has(c.action) && c.action !== "DeleteRoute" && c.caller !== "admin" && mayHaveExecuted(c)).sort((a, b) => a.time - b.time);
+  const byRoute = new Map<string, ProxyCall[]>();
+  for (const w of writes) byRoute.set(writeRoute(w), [...(byRoute.get(writeRoute(w)) ?? []), w]);
+  const out: Violation[] = [];
+  for (const [route, list] of byRoute) {
+    for (let i = 1; i < list.length; i++) {
+      const w = list[i] as ProxyCall;
+      // The first write by someone else since this writer's previous write: the takeover.
+      let takeover: ProxyCall | undefined;
+      let wroteBefore = false;
+      for (let j = i - 1; j >= 0; j--) {
+        const prev = list[j] as ProxyCall;
+        if (prev.caller === w.caller) {
+          wroteBefore = true;
+          break;
+        }
+        takeover = prev;
+      }
+      const other = takeover;
+      if (other && wroteBefore && w.time - other.time < windowMs) {
+        out.push({ invariant: "twoWriters", route, node: w.caller, from: other.time, to: w.time, detail: `${w.caller} wrote ${route} ${w.time - other.time} ms after ${other.caller} took it over (window ${windowMs} ms)` });
+      }
+    }
+  }
+  return out;
+}
