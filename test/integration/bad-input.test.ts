@@ -275,7 +275,7 @@ describe("instance metadata: exit 4, nothing written", () => {
   }
 });
 
-describe("AWS refusing a call at start: exit 6, nothing written", () => {
+describe("truth: start-up reads before it writes — AWS refusing a call at start: exit 6, no Consul request that writes, no EC2 write", () => {
   const cases: Case[] = [
     { id: "aws-describe-route-tables", deny: { action: "DescribeRouteTables" }, code: EXIT.aws, message: /missing IAM permission ec2:DescribeRouteTables .*UnauthorizedOperation/ },
     { id: "aws-describe-route-tables-access-denied", deny: { action: "DescribeRouteTables", error: ACCESS_DENIED }, code: EXIT.aws, message: /missing IAM permission ec2:DescribeRouteTables .*AccessDenied/ },
@@ -344,7 +344,7 @@ describe("duplicate routes after table resolution: exit 3, nothing written", () 
   });
 });
 
-describe("Consul at start: exit 5, nothing written", () => {
+describe("truth: start-up reads before it writes — Consul refusing at start: exit 5, nothing left in Consul, no EC2 write", () => {
   it("unreachable", async () => {
     await runCase({
       id: "consul-unreachable",
