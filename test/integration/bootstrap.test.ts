@@ -545,6 +545,10 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
         throw new Error(`${err.message}\n--- agent ---\n${agent!.output(80)}`);
       });
       expect(route.InstanceId).toBe(identity.instanceId);
+      // Memory of the compiled agent holding a route (sizes the default instance type).
+      const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${agent.pid}/status`, "utf8"))![1]);
+      console.log(`[ship] routeleader from the release, holding 1 route: ${(rssKiB / 1024).toFixed(0)} MiB RSS`);
+      expect(rssKiB / 1024).toBeLessThan(256);
       // The user data left no download behind and extracted the release once, where the unit runs it.
       expect(readdirSync(join(sb.root, "var/tmp"))).toEqual([]);
       expect(readdirSync(join(sb.root, "opt/routeleader/releases"))).toEqual([world.artifact.sha256]);
