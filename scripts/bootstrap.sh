@@ -179,6 +179,11 @@ bootstrap_expect = $RL_CONSUL_SERVERS
 ui_config {
   enabled = true
 }
+# A replaced server (leave_on_terminate = false) is removed once its successor is healthy, so a
+# dead server never counts against the quorum for long.
+autopilot {
+  cleanup_dead_servers = true
+}
 performance {
   raft_multiplier = 1
 }"

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -104,13 +104,14 @@ export class BootstrapSandbox {
   }
 
   /**
-   * Extracts a release tarball where the user data would (/opt/routeleader/releases/<sha256>/)
-   * and returns the RL_RELEASE_DIR the bootstrap is given.
+   * Puts a release extracted elsewhere (`shared`, the folder holding routeleader/) where the user
+   * data would have extracted it (/opt/routeleader/releases/<sha256>/), as a symlink: many
+   * sandboxes share one copy and snapshot() does not walk it. Returns the RL_RELEASE_DIR.
    */
-  installRelease(tarball: string, sha256: string): string {
+  linkRelease(shared: string, sha256: string): string {
     const dir = `/opt/routeleader/releases/${sha256}`;
-    mkdirSync(join(this.root, dir), { recursive: true });
-    execFileSync("tar", ["-xzf", tarball, "-C", join(this.root, dir)]);
+    mkdirSync(join(this.root, "opt/routeleader/releases"), { recursive: true });
+    symlinkSync(shared, join(this.root, dir));
     return `${dir}/routeleader`;
   }
 

@@ -72,6 +72,7 @@ export const SERVICE_PREFIX: Record<string, string> = {
   "@aws-sdk/client-ssm": "ssm",
   "@aws-sdk/client-secrets-manager": "secretsmanager",
   "@aws-sdk/client-sts": "sts",
+  "@aws-sdk/client-eventbridge": "events",
 };
 
 export interface ApiCall {
