@@ -13,6 +13,7 @@ import { createHookRunner } from "./hooks/index.js";
 import { InstanceMetadata, type Identity } from "./identity/index.js";
 import { completeLifecycleAction, watchForTermination } from "./lifecycle/index.js";
 import { createMetrics, startStatusServer } from "./observe/index.js";
+import { startEmfMetrics } from "./observe/emf.js";
 import type { Logger } from "./observe/log.js";
 import { FailoverPolicy, resolvePreferredAzs } from "./policy/index.js";
 import { RouteController } from "./routes/controller.js";
@@ -175,6 +176,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
   });
   running.on(metrics.listener);
   running.on(hooks.listener);
+  disposers.defer("stop CloudWatch EMF metrics", startEmfMetrics({ config, identity, election: running, health, clock, log }).stop);
 
   const setDraining = async (on: boolean) => {
     await running.setDraining(on);

@@ -76,12 +76,15 @@ describe("watchdog in the stack", () => {
     expect(policy.Statement.every((s) => s.Effect === "Allow" && !("NotAction" in s) && !("NotResource" in s))).toBe(true);
   });
 
-  it("egress: least privilege: route writes only in this VPC, events only as routeleader.watchdog on the default bus, logs only its own group", () => {
+  it("egress: least privilege: route writes only on this cluster's tables in this VPC, events only as routeleader.watchdog on the default bus, logs only its own group", () => {
     expect(allows(policy, { action: "ec2:DescribeRouteTables", resource: "*" })).toBe(true);
-    expect(allows(policy, { action: "ec2:ReplaceRoute", resource: routeTable("rtb-0a"), context: { "ec2:Vpc": vpc(VPC) } })).toBe(true);
-    expect(allows(policy, { action: "ec2:ReplaceRoute", resource: routeTable("rtb-0a"), context: { "ec2:Vpc": vpc("vpc-0other") } })).toBe(false);
-    expect(allows(policy, { action: "ec2:CreateRoute", resource: routeTable("rtb-0a"), context: { "ec2:Vpc": vpc(VPC) } })).toBe(false);
-    expect(allows(policy, { action: "ec2:DeleteRoute", resource: routeTable("rtb-0a"), context: { "ec2:Vpc": vpc(VPC) } })).toBe(false);
+    const own = { "ec2:Vpc": vpc(VPC), "aws:ResourceTag/routeleader:cluster": "prod-nat" };
+    expect(allows(policy, { action: "ec2:ReplaceRoute", resource: routeTable("rtb-0a"), context: own })).toBe(true);
+    expect(allows(policy, { action: "ec2:ReplaceRoute", resource: routeTable("rtb-0a"), context: { ...own, "ec2:Vpc": vpc("vpc-0other") } })).toBe(false);
+    expect(allows(policy, { action: "ec2:ReplaceRoute", resource: routeTable("rtb-0a"), context: { "ec2:Vpc": vpc(VPC) } })).toBe(false);
+    expect(allows(policy, { action: "ec2:ReplaceRoute", resource: routeTable("rtb-0a"), context: { ...own, "aws:ResourceTag/routeleader:cluster": "other" } })).toBe(false);
+    expect(allows(policy, { action: "ec2:CreateRoute", resource: routeTable("rtb-0a"), context: own })).toBe(false);
+    expect(allows(policy, { action: "ec2:DeleteRoute", resource: routeTable("rtb-0a"), context: own })).toBe(false);
     expect(allows(policy, { action: "events:PutEvents", resource: defaultBus, context: { "events:source": "routeleader.watchdog" } })).toBe(true);
     expect(allows(policy, { action: "events:PutEvents", resource: defaultBus, context: { "events:source": "aws.ec2" } })).toBe(false);
     expect(allows(policy, { action: "events:PutEvents", resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/other`, context: { "events:source": "routeleader.watchdog" } })).toBe(false);
