@@ -55,6 +55,9 @@ if (!existsSync(tsc)) {
   process.exit(1);
 }
 sh(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", join(stage, "dist"), "--sourceMap", "false"]);
+// The watchdog Lambda is shipped as its own bundle (below); its compiled sources import a
+// development-only SDK client and have no place on the NAT instances.
+rmSync(join(stage, "dist", "agent", "watchdog"), { recursive: true, force: true });
 
 step("package.json, lock file, bootstrap, README");
 // The manifest as published, minus what only development needs.

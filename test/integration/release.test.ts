@@ -76,6 +76,26 @@ describe("ship: npm run release", () => {
     expect(statSync(join(app, "bootstrap.sh")).mode & 0o111).not.toBe(0);
   });
 
+  it("ship: every package the compiled agent imports is bundled (or a Node built-in)", async () => {
+    const { builtinModules } = await import("node:module");
+    const files: string[] = [];
+    const walk = (d: string) => {
+      for (const e of readdirSync(d, { withFileTypes: true })) (e.isDirectory() ? walk : (f: string) => f.endsWith(".js") && files.push(f))(join(d, e.name));
+    };
+    walk(join(app, "dist"));
+    const missing = new Set<string>();
+    for (const f of files) {
+      for (const m of readFileSync(f, "utf8").matchAll(/(?:^|\n)\s*import\s[^;]*?from\s+"([^"./][^"]*)"|import\("([^"./][^"]*)"\)/g)) {
+        const spec = (m[1] ?? m[2])!;
+        if (spec.startsWith("node:") || builtinModules.includes(spec)) continue;
+        const pkgName = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : spec.split("/")[0]!;
+        if (!existsSync(join(app, "node_modules", pkgName, "package.json"))) missing.add(`${pkgName} (from ${f.slice(app.length + 1)})`);
+      }
+    }
+    expect([...missing]).toEqual([]);
+    expect(files.length).toBeGreaterThan(20);
+  });
+
   it("ship: the SBOM lists every bundled package, with a licence, and nothing that is not bundled", () => {
     const sbom = JSON.parse(readFileSync(artifact.sbomFile, "utf8")) as { name: string; version: string; license: string; packages: { name: string; version: string; license: string }[] };
     expect(readFileSync(join(app, "SBOM.json"), "utf8")).toBe(readFileSync(artifact.sbomFile, "utf8"));
