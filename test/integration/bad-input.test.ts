@@ -355,7 +355,7 @@ describe("truth: start-up reads before it writes — Consul refusing at start: e
   });
 
   it("not a URL", async () => {
-    await runCase({ id: "consul-not-a-url", config: (b) => ({ ...b, consul: { address: "http://[::1" } }), code: EXIT.config, message: /consul\.address "http:\/\/\[::1" is not a URL/ });
+    await runCase({ id: "consul-not-a-url", config: (b) => ({ ...b, consul: { address: "http://[::1" } }), code: EXIT.config, message: /consul\.address: "http:\/\/\[::1" is not a URL or host:port/ });
   });
 
   it("token file unreadable", async () => {
