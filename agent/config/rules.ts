@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { parseListenAddress } from "../observe/listen-address.js";
+import { failoverBoundMs } from "./fallback.js";
 import type { RawConfig } from "./schema.js";
 
 /**
@@ -125,6 +126,14 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
   cfg.routes.forEach((route, i) => {
     if (route.checks.length === 0) {
       warn(["routes", i, "checks"], `route "${route.name}" names no check: any running node may hold it, whether or not it can forward traffic`);
+    }
+    if (route.fallbackAfter !== undefined && !route.fallback) warn(["routes", i, "fallbackAfter"], `route "${route.name}" names no fallback: fallbackAfter is unused`);
+    const bound = failoverBoundMs(cfg);
+    if (route.fallback && route.fallbackAfter !== undefined && route.fallbackAfter < bound) {
+      error(
+        ["routes", i, "fallbackAfter"],
+        `fallbackAfter (${route.fallbackAfter} ms) is shorter than the failover bound (${bound} ms = max(election.livenessTtl, election.sessionTtl) + election.lockDelay + aws.writeTimeout): the route would leave for its fallback while a healthy node may still be taking it over`,
+      );
     }
     const az = route.preferredAz;
     if (az !== "auto" && az !== "none") {

@@ -132,6 +132,16 @@ const routeSchema = z.strictObject({
     .regex(/^eipalloc-[0-9a-f]{8,17}$/, "not an Elastic IP allocation id (eipalloc-…)")
     .optional()
     .describe("Elastic IP allocation id the holder associates with its primary ENI when it takes the route (a stable egress IP); fenced like route writes. One EIP per route."),
+  fallback: z
+    .union([
+      z.strictObject({ natGateway: z.string().regex(/^nat-[0-9a-f]{8,17}$/, "not a NAT gateway id (nat-…)") }),
+      z.strictObject({ networkInterface: z.string().regex(/^eni-[0-9a-f]{8,17}$/, "not a network interface id (eni-…)") }),
+    ])
+    .optional()
+    .describe("Where the route points when no healthy node has held it for fallbackAfter: {natGateway: nat-…} or {networkInterface: eni-…}. Written by one agent at a time under the route's Consul lock; a healthy node takes the route back."),
+  fallbackAfter: duration(1_000, 3_600_000)
+    .optional()
+    .describe("How long the route may be without a healthy holder before it points at its fallback (default: the failover bound + 5s; never shorter than the failover bound: max(election.livenessTtl, election.sessionTtl) + lockDelay + aws.writeTimeout)."),
 });
 
 // ---------------------------------------------------------------- the whole file
