@@ -28,6 +28,12 @@ RL_ROUTE_TABLE_TAG_KEY=${RL_ROUTE_TABLE_TAG_KEY:-}
 RL_ROUTE_TABLE_TAG_VALUE=${RL_ROUTE_TABLE_TAG_VALUE:-}
 RL_GOSSIP_KEY_PARAM=${RL_GOSSIP_KEY_PARAM:-}
 RL_ACL_TOKEN_PARAM=${RL_ACL_TOKEN_PARAM:-}
+# secure (default): gossip encryption, TLS for RPC, HTTPS-only agent API, ACLs deny by default.
+RL_CONSUL_SECURITY=${RL_CONSUL_SECURITY:-secure}
+RL_CA_PARAM=${RL_CA_PARAM:-}
+RL_CA_KEY_PARAM=${RL_CA_KEY_PARAM:-}
+RL_MANAGEMENT_TOKEN_PARAM=${RL_MANAGEMENT_TOKEN_PARAM:-}
+RL_CREDENTIALS_TIMEOUT=${RL_CREDENTIALS_TIMEOUT:-600}
 
 # Everything this run prints goes to the journal: re-execute under systemd-cat once.
 if [ -z "${RL_BOOTSTRAP_IN_JOURNAL:-}" ] && command -v systemd-cat >/dev/null 2>&1; then
@@ -51,6 +57,15 @@ if [ "$RL_ROLE" = nat ]; then
     die "set RL_ROUTE_TABLE_IDS or RL_ROUTE_TABLE_TAG_KEY/RL_ROUTE_TABLE_TAG_VALUE"
   [ -f "$ROOT$RL_RELEASE_DIR/dist/agent/cli.js" ] ||
     die "RL_RELEASE_DIR must name an extracted release (no dist/agent/cli.js in '$RL_RELEASE_DIR')"
+fi
+case $RL_CONSUL_SECURITY in secure | insecure) ;; *) die "RL_CONSUL_SECURITY must be secure or insecure, not '$RL_CONSUL_SECURITY'" ;; esac
+if [ "$RL_CONSUL_SECURITY" = secure ]; then
+  [ -n "$RL_GOSSIP_KEY_PARAM" ] || die "secure mode: RL_GOSSIP_KEY_PARAM (the gossip key's SSM parameter) is required"
+  [ -n "$RL_CA_PARAM" ] || die "secure mode: RL_CA_PARAM (the Consul CA certificate's SSM parameter) is required"
+  if [ "$RL_ROLE" = server ]; then
+    [ -n "$RL_CA_KEY_PARAM" ] || die "secure mode: RL_CA_KEY_PARAM (the CA key's SSM parameter) is required on a server"
+    [ -n "$RL_MANAGEMENT_TOKEN_PARAM" ] || die "secure mode: RL_MANAGEMENT_TOKEN_PARAM is required on a server"
+  fi
 fi
 [ -n "$RL_CONSUL_URL" ] || die "RL_CONSUL_URL is required (s3:// or https://)"
 [[ $RL_CONSUL_SHA256 =~ ^[0-9a-f]{64}$ ]] || die "RL_CONSUL_SHA256 must be 64 lowercase hex digits"
@@ -154,8 +169,42 @@ fi
 ssm_secret() { aws ssm get-parameter --region "$REGION" --with-decryption --name "$1" --query Parameter.Value --output text; }
 GOSSIP_KEY=""
 ACL_TOKEN=""
+MANAGEMENT_TOKEN=""
+TLS_DIR=/etc/consul.d/tls
 [ -z "$RL_GOSSIP_KEY_PARAM" ] || GOSSIP_KEY=$(ssm_secret "$RL_GOSSIP_KEY_PARAM")
 [ -z "$RL_ACL_TOKEN_PARAM" ] || ACL_TOKEN=$(ssm_secret "$RL_ACL_TOKEN_PARAM")
+if [ "$RL_CONSUL_SECURITY" = secure ]; then
+  put_file "$TLS_DIR/ca.pem" 0644 root:root "$(ssm_secret "$RL_CA_PARAM")"
+  if [ "$RL_ROLE" = server ]; then
+    # The management token and the CA key stay on the servers (root only).
+    MANAGEMENT_TOKEN=$(ssm_secret "$RL_MANAGEMENT_TOKEN_PARAM")
+    ACL_TOKEN=$MANAGEMENT_TOKEN
+    put_file /etc/consul.d/management-token 0600 root:root "$MANAGEMENT_TOKEN"
+    put_file "$TLS_DIR/ca-key.pem" 0600 root:root "$(ssm_secret "$RL_CA_KEY_PARAM")"
+    if [ ! -f "$ROOT$TLS_DIR/server.pem" ] || changed "$TLS_DIR/ca.pem" "$TLS_DIR/ca-key.pem"; then
+      work=$(mktemp -d "$ROOT/var/tmp/consul-tls.XXXXXX")
+      (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -server -dc "$RL_CONSUL_DATACENTER" \
+        -ca "$ROOT$TLS_DIR/ca.pem" -key "$ROOT$TLS_DIR/ca-key.pem" -additional-ipaddress "$PRIVATE_IP" >/dev/null)
+      put_file "$TLS_DIR/server.pem" 0644 root:root "$(cat "$work/$RL_CONSUL_DATACENTER-server-consul-0.pem")"
+      put_file "$TLS_DIR/server-key.pem" 0640 root:consul "$(cat "$work/$RL_CONSUL_DATACENTER-server-consul-0-key.pem")"
+      rm -rf "$work"
+    fi
+  elif [ -n "$RL_ACL_TOKEN_PARAM" ]; then
+    # existing mode: the operator's routeleader token; the client certificate by auto_encrypt.
+    :
+  else
+    # This node's own token and client certificate, made by the servers' leader
+    # (node-credentials.sh) once it sees this instance; the management token never comes here.
+    creds=/routeleader/$RL_CLUSTER/nodes/$INSTANCE_ID
+    deadline=$((SECONDS + RL_CREDENTIALS_TIMEOUT))
+    until ACL_TOKEN=$(ssm_secret "$creds/token" 2>/dev/null); do
+      [ "$SECONDS" -lt "$deadline" ] || die "no Consul credentials in SSM $creds/ after $RL_CREDENTIALS_TIMEOUT s (made by the Consul servers' leader)"
+      sleep 3
+    done
+    put_file "$TLS_DIR/client.pem" 0644 root:root "$(ssm_secret "$creds/cert")"
+    put_file "$TLS_DIR/client-key.pem" 0640 root:consul "$(ssm_secret "$creds/key")"
+  fi
+fi
 
 # ---------------------------------------------------------------- Consul agent
 join="provider=aws region=$REGION tag_key=$RL_CONSUL_JOIN_TAG_KEY tag_value=$RL_CONSUL_JOIN_TAG_VALUE"
@@ -187,6 +236,11 @@ autopilot {
 performance {
   raft_multiplier = 1
 }"
+  [ "$RL_CONSUL_SECURITY" = secure ] && consul_hcl+="
+# NAT clients of an existing-mode stack may ask these servers for certificates.
+auto_encrypt {
+  allow_tls = true
+}"
 else
   consul_hcl+="
 server = false"
@@ -203,6 +257,46 @@ gossip_lan {
 fi
 [ -z "$GOSSIP_KEY" ] || consul_hcl+="
 encrypt = \"$GOSSIP_KEY\""
+if [ "$RL_CONSUL_SECURITY" = secure ] && [ "$RL_ROLE" = nat ] && [ -n "$RL_ACL_TOKEN_PARAM" ]; then
+  consul_hcl+="
+# secure, existing Consul: TLS for RPC with a certificate from the servers (auto_encrypt); the
+# HTTP API stays on loopback.
+tls {
+  defaults {
+    ca_file = \"$TLS_DIR/ca.pem\"
+    verify_outgoing = true
+  }
+  internal_rpc {
+    verify_server_hostname = true
+  }
+}
+auto_encrypt {
+  tls = true
+}"
+elif [ "$RL_CONSUL_SECURITY" = secure ]; then
+  if [ "$RL_ROLE" = server ]; then cert=server; else cert=client; fi
+  consul_hcl+="
+# secure mode: TLS for RPC (both ends verified), the HTTP API over HTTPS on loopback only.
+ports {
+  http = -1
+  https = 8501
+}
+tls {
+  defaults {
+    ca_file = \"$TLS_DIR/ca.pem\"
+    cert_file = \"$TLS_DIR/$cert.pem\"
+    key_file = \"$TLS_DIR/$cert-key.pem\"
+    verify_outgoing = true
+  }
+  internal_rpc {
+    verify_incoming = true
+    verify_server_hostname = true
+  }
+  https {
+    verify_incoming = false
+  }
+}"
+fi
 if [ -n "$ACL_TOKEN" ]; then
   consul_hcl+="
 acl {
@@ -241,7 +335,35 @@ StandardError=journal
 
 [Install]
 WantedBy=multi-user.target"
-if changed /etc/consul.d/consul.hcl /etc/systemd/system/consul.service "$consul_marker"; then RESTART+=(consul.service); fi
+if changed /etc/consul.d/consul.hcl /etc/systemd/system/consul.service "$consul_marker" "$TLS_DIR/server.pem" "$TLS_DIR/client.pem"; then RESTART+=(consul.service); fi
+
+# ---------------------------------------------------------------- servers: NAT node credentials
+if [ "$RL_ROLE" = server ] && [ "$RL_CONSUL_SECURITY" = secure ]; then
+  [ -f "$ROOT$RL_RELEASE_DIR/node-credentials.sh" ] || die "RL_RELEASE_DIR must name an extracted release (no node-credentials.sh in '$RL_RELEASE_DIR')"
+  put_file /etc/routeleader/credentials.env 0600 root:root "RL_CLUSTER=$RL_CLUSTER
+REGION=$REGION
+RL_CONSUL_DATACENTER=$RL_CONSUL_DATACENTER
+PRIVATE_IP=$PRIVATE_IP
+RL_POLICY_FILE=$RL_RELEASE_DIR/consul-acl-policy.hcl"
+  put_file /etc/systemd/system/routeleader-credentials.service 0644 root:root "[Unit]
+Description=routeleader: a Consul token and client certificate for each new NAT node (leader only)
+After=consul.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $RL_RELEASE_DIR/node-credentials.sh
+SyslogIdentifier=routeleader-credentials"
+  put_file /etc/systemd/system/routeleader-credentials.timer 0644 root:root "[Unit]
+Description=routeleader node credentials every 10 s
+
+[Timer]
+OnBootSec=20s
+OnUnitActiveSec=10s
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target"
+fi
 
 # ---------------------------------------------------------------- NAT data plane + routeleader
 if [ "$RL_ROLE" = nat ]; then
@@ -301,6 +423,13 @@ WantedBy=multi-user.target"
     checks: [egress, forwarding]
     preferredAz: none"
   fi
+  consul_address=http://127.0.0.1:8500
+  ca_line=""
+  if [ "$RL_CONSUL_SECURITY" = secure ] && [ -z "$RL_ACL_TOKEN_PARAM" ]; then
+    consul_address=https://127.0.0.1:8501
+    ca_line="
+  caFile: $TLS_DIR/ca.pem"
+  fi
   token_line=""
   if [ -n "$ACL_TOKEN" ]; then
     put_file /etc/routeleader/consul-token 0600 routeleader:routeleader "$ACL_TOKEN"
@@ -324,7 +453,7 @@ lifecycle:
 cluster: $RL_CLUSTER
 region: $REGION
 consul:
-  address: http://127.0.0.1:8500$token_line
+  address: $consul_address$ca_line$token_line
 election:
   profile: $RL_PROFILE
 discovery:
@@ -395,6 +524,7 @@ fi
 
 # ---------------------------------------------------------------- start
 units=(consul.service)
+[ "$RL_ROLE" = server ] && [ "$RL_CONSUL_SECURITY" = secure ] && units+=(routeleader-credentials.timer)
 [ "$RL_ROLE" = nat ] && units+=(routeleader-nat.service routeleader.service)
 if [ ${#CHANGED[@]} -gt 0 ]; then systemctl daemon-reload; fi
 for u in "${units[@]}"; do

@@ -72,6 +72,10 @@ copyFileSync(join(repo, "package-lock.json"), join(stage, "package-lock.json"));
 copyFileSync(join(repo, "README.md"), join(stage, "README.md"));
 copyFileSync(join(repo, "scripts", "bootstrap.sh"), join(stage, "bootstrap.sh"));
 chmodSync(join(stage, "bootstrap.sh"), 0o755);
+// The Consul servers' step that gives each NAT node its own token and certificate, and the policy it grants.
+copyFileSync(join(repo, "scripts", "node-credentials.sh"), join(stage, "node-credentials.sh"));
+chmodSync(join(stage, "node-credentials.sh"), 0o755);
+copyFileSync(join(repo, "docs", "consul-acl-policy.hcl"), join(stage, "consul-acl-policy.hcl"));
 mkdirSync(join(stage, "bin"));
 writeFileSync(
   join(stage, "bin", "routeleader"),

@@ -9,7 +9,13 @@ set -eEuo pipefail
 ROOT=${ROOT:-}
 RL_ROLE=${RL_ROLE:-nat}
 RL_IMDS_ENDPOINT=${RL_IMDS_ENDPOINT:-http://169.254.169.254}
-RL_CONSUL_HTTP_ADDR=${RL_CONSUL_HTTP_ADDR:-http://127.0.0.1:8500}
+RL_CONSUL_SECURITY=${RL_CONSUL_SECURITY:-secure}
+# secure mode serves the local Consul API over HTTPS only (existing mode's NAT nodes: HTTP on loopback).
+if [ "$RL_CONSUL_SECURITY" = secure ] && { [ "$RL_ROLE" = server ] || [ -z "${RL_ACL_TOKEN_PARAM:-}" ]; }; then
+  RL_CONSUL_HTTP_ADDR=${RL_CONSUL_HTTP_ADDR:-https://127.0.0.1:8501}
+else
+  RL_CONSUL_HTTP_ADDR=${RL_CONSUL_HTTP_ADDR:-http://127.0.0.1:8500}
+fi
 RL_AGENT_HTTP=${RL_AGENT_HTTP:-http://127.0.0.1:9731}
 RL_HEALTH_TIMEOUT=${RL_HEALTH_TIMEOUT:-600}
 RL_SIGNAL_STACK=${RL_SIGNAL_STACK:-}
@@ -105,7 +111,9 @@ rm -f "$reason"
 healthy() {
   systemctl is-active --quiet consul.service || { echo "consul.service is not running"; return 1; }
   local leader h
-  leader=$(curl -fsS --max-time 2 "$RL_CONSUL_HTTP_ADDR/v1/status/leader" 2>&1) || leader=""
+  local ca=()
+  [ ! -f "$ROOT/etc/consul.d/tls/ca.pem" ] || ca=(--cacert "$ROOT/etc/consul.d/tls/ca.pem")
+  leader=$(curl -fsS --max-time 2 "${ca[@]}" "$RL_CONSUL_HTTP_ADDR/v1/status/leader" 2>&1) || leader=""
   [[ $leader == *:* ]] || { echo "the Consul agent has not joined a cluster with a leader"; return 1; }
   [ "$RL_ROLE" = nat ] || return 0
   systemctl is-active --quiet routeleader.service || { echo "routeleader.service is not running"; return 1; }

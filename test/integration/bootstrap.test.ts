@@ -1,5 +1,5 @@
-import { execFile } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,6 +11,7 @@ import { binaryPath } from "../support/binaries.js";
 import { BootstrapSandbox, mutatingCalls, type Call, type RunResult } from "../support/bootstrap-sandbox.js";
 import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
 import { startConsulDev, type StartedConsul } from "../support/consul.js";
+import { makeTlsMaterial, type TlsMaterial } from "../support/consul-secure.js";
 import { createSubnet, createTable, createVpc, identityOf, readRoute, runInstance } from "../support/ec2-world.js";
 import { startHttpRelay } from "../support/http-relay.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
@@ -86,6 +87,8 @@ beforeAll(async () => {
     RL_CONSUL_SHA256: world.consulZipSha,
     RL_LIFECYCLE_HOOK: "routeleader-release",
     RL_IMDS_ENDPOINT: world.aemm.endpoint,
+    // The suites below test everything else; secure mode (the default) has its own tests.
+    RL_CONSUL_SECURITY: "insecure",
   };
 });
 afterAll(async () => {
@@ -367,6 +370,7 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       RL_CONSUL_JOIN_TAG_KEY: "routeleader:consul-server",
       RL_CONSUL_JOIN_TAG_VALUE: "prod-nat",
       RL_ACL_TOKEN_PARAM: "/routeleader/prod/acl-token",
+      RL_CONSUL_SECURITY: "insecure",
       RL_CONSUL_URL: world.natEnv.RL_CONSUL_URL!,
       RL_CONSUL_SHA256: world.consulZipSha,
       RL_IMDS_ENDPOINT: world.aemm.endpoint,
@@ -384,6 +388,114 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
     expect(res.calls.some((c) => c.program === "iptables" || c.program === "sysctl")).toBe(false);
     expect(sb.exists("/etc/routeleader")).toBe(false);
     expect(res.calls.filter((c) => c.program === "systemctl" && c.args[0] === "start").map(line)).toEqual(["systemctl start consul.service"]);
+  });
+
+  describe("ship: secure by default (ACLs deny, gossip encryption, TLS for RPC, HTTPS-only API)", () => {
+    const GOSSIP = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+    const MANAGEMENT = "0c8d5e2a-1f3b-4c6d-8e9f-a0b1c2d3e4f5";
+    const NODE_TOKEN = "6e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b";
+    let tls: TlsMaterial;
+    beforeAll(() => {
+      tls = makeTlsMaterial();
+    });
+    afterAll(() => rm(tls.dir, { recursive: true, force: true }));
+    const secrets = (sb: BootstrapSandbox) => {
+      sb.putSsmParameter("/rl/gossip", GOSSIP);
+      sb.putSsmParameter("/rl/ca", readFileSync(tls.caFile, "utf8").trim());
+      sb.putSsmParameter("/rl/ca-key", readFileSync(join(tls.dir, "consul-agent-ca-key.pem"), "utf8").trim());
+      sb.putSsmParameter("/rl/management", MANAGEMENT);
+    };
+    const secureEnv = { RL_CONSUL_SECURITY: "secure", RL_GOSSIP_KEY_PARAM: "/rl/gossip", RL_CA_PARAM: "/rl/ca" };
+
+    it("ship: without the gossip key or CA parameter a node refuses to start, naming what is missing, before touching anything", async () => {
+      const { sb, env } = sandboxWithRelease();
+      const before = sb.snapshot();
+      for (const [override, message] of [
+        [{ RL_CONSUL_SECURITY: undefined, RL_GOSSIP_KEY_PARAM: "" }, "secure mode: RL_GOSSIP_KEY_PARAM (the gossip key's SSM parameter) is required"],
+        [{ RL_CA_PARAM: "" }, "secure mode: RL_CA_PARAM (the Consul CA certificate's SSM parameter) is required"],
+      ] as [Record<string, string | undefined>, string][]) {
+        const merged = Object.fromEntries(Object.entries({ ...env, ...secureEnv, ...override }).filter(([, v]) => v !== undefined)) as Record<string, string>;
+        const res = await sb.run(SCRIPT, merged);
+        expect(res.code).not.toBe(0);
+        expect(res.output).toContain(message);
+        expect(mutatingCalls(res.calls)).toEqual([]);
+      }
+      expect(sb.snapshot()).toEqual(before);
+    });
+
+    it("ship: a server keeps the management token and CA key to root, makes its own server certificate, and serves only HTTPS with ACLs deny by default", async () => {
+      const sb = sandbox();
+      secrets(sb);
+      const releaseDir = sb.linkRelease(world.extracted, world.artifact.sha256);
+      const res = await sb.run(SCRIPT, {
+        ...secureEnv,
+        RL_ROLE: "server",
+        RL_CLUSTER: "prod-nat",
+        RL_CONSUL_JOIN_TAG_KEY: "routeleader:consul-server",
+        RL_CONSUL_JOIN_TAG_VALUE: "prod-nat",
+        RL_CA_KEY_PARAM: "/rl/ca-key",
+        RL_MANAGEMENT_TOKEN_PARAM: "/rl/management",
+        RL_RELEASE_DIR: releaseDir,
+        RL_CONSUL_URL: world.natEnv.RL_CONSUL_URL!,
+        RL_CONSUL_SHA256: world.consulZipSha,
+        RL_IMDS_ENDPOINT: world.aemm.endpoint,
+      });
+      expect(res.code, res.output).toBe(0);
+      const hcl = sb.read("/etc/consul.d/consul.hcl");
+      expect(hcl).toContain(`encrypt = "${GOSSIP}"`);
+      expect(hcl).toMatch(/default_policy = "deny"/);
+      expect(hcl).toContain(`initial_management = "${MANAGEMENT}"`);
+      expect(hcl).toMatch(/ports \{\n {2}http = -1\n {2}https = 8501\n\}/);
+      expect(hcl).toMatch(/internal_rpc \{\n {4}verify_incoming = true\n {4}verify_server_hostname = true\n {2}\}/);
+      expect(sb.mode("/etc/consul.d/management-token")).toBe("600");
+      expect(sb.mode("/etc/consul.d/tls/ca-key.pem")).toBe("600");
+      // The server certificate is signed by the CA and names the server role and its address.
+      const cert = execFileSync("openssl", ["x509", "-noout", "-text", "-in", join(sb.root, "etc/consul.d/tls/server.pem")], { encoding: "utf8" });
+      expect(cert).toContain("DNS:server.dc1.consul");
+      expect(cert).toContain(`IP Address:${IDENTITY.privateIp}`);
+      execFileSync("openssl", ["verify", "-CAfile", tls.caFile, join(sb.root, "etc/consul.d/tls/server.pem")]);
+      // consul validate with the paths as the sandbox holds them.
+      const rebased = join(sb.dir, "consul-rebased.hcl");
+      writeFileSync(rebased, hcl.replaceAll('"/etc/consul.d/', `"${sb.root}/etc/consul.d/`));
+      const valid = await consulValidate(rebased);
+      expect(valid.code, valid.out).toBe(0);
+      // The credentials step for the NAT nodes runs from the verified release, every 10 s.
+      expect(sb.read("/etc/systemd/system/routeleader-credentials.service")).toContain(`ExecStart=/bin/bash ${releaseDir}/node-credentials.sh`);
+      expect(sb.read("/etc/systemd/system/routeleader-credentials.timer")).toContain("OnUnitActiveSec=10s");
+      expect(sb.mode("/etc/routeleader/credentials.env")).toBe("600");
+      expect(res.calls.filter((c) => c.program === "systemctl" && c.args[0] === "start").map(line)).toEqual(["systemctl start consul.service", "systemctl start routeleader-credentials.timer"]);
+    });
+
+    it("ship: a NAT node waits for its own token and certificate in SSM, never reads the management token or CA key, and talks HTTPS to its Consul agent", async () => {
+      const { sb, env } = sandboxWithRelease();
+      secrets(sb);
+      const creds = `/routeleader/prod-nat/nodes/${IDENTITY.instanceId}`;
+      const run = sb.run(SCRIPT, { ...env, ...secureEnv });
+      // The servers' leader makes the credentials a moment later (written here in its place).
+      await waitUntil("the node asking SSM for its token", async () => (existsSync(join(sb.state, "..", "calls.log")) && readFileSync(join(sb.dir, "calls.log"), "utf8").includes(`${creds}/token`) ? true : undefined), { timeoutMs: 60_000, intervalMs: 100 });
+      sb.putSsmParameter(`${creds}/cert`, readFileSync(tls.clientCert, "utf8").trim());
+      sb.putSsmParameter(`${creds}/key`, readFileSync(tls.clientKey, "utf8").trim());
+      sb.putSsmParameter(`${creds}/token`, NODE_TOKEN);
+      const res = await run;
+      expect(res.code, res.output).toBe(0);
+      const asked = res.calls.filter((c) => c.program === "aws" && c.args[1] === "get-parameter").map((c) => c.args[c.args.indexOf("--name") + 1]);
+      expect(asked).not.toContain("/rl/management");
+      expect(asked).not.toContain("/rl/ca-key");
+      expect(sb.exists("/etc/consul.d/tls/ca-key.pem")).toBe(false);
+      const hcl = sb.read("/etc/consul.d/consul.hcl");
+      expect(hcl).toContain(`agent = "${NODE_TOKEN}"`);
+      expect(hcl).not.toContain("initial_management");
+      expect(hcl).toContain(`encrypt = "${GOSSIP}"`);
+      expect(hcl).toContain('cert_file = "/etc/consul.d/tls/client.pem"');
+      const rebased = join(sb.dir, "consul-rebased.hcl");
+      writeFileSync(rebased, hcl.replaceAll('"/etc/consul.d/', `"${sb.root}/etc/consul.d/`));
+      const valid = await consulValidate(rebased);
+      expect(valid.code, valid.out).toBe(0);
+      const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
+      expect(cfg.consul).toEqual({ address: "https://127.0.0.1:8501", caFile: "/etc/consul.d/tls/ca.pem", tokenFile: "/etc/routeleader/consul-token" });
+      expect(sb.read("/etc/routeleader/consul-token")).toBe(`${NODE_TOKEN}\n`);
+      expect(sb.mode("/etc/routeleader/consul-token")).toBe("600");
+    });
   });
 
   it("refuses to run without a cluster name, route tables, a release or a Consul checksum, before touching anything", async () => {
@@ -471,6 +583,7 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       ArtifactSha256: world.artifact.sha256,
       ConsulBinaryUrl: `s3://${BUCKET}/mirror/consul.zip`,
       ConsulBinarySha256: world.consulZipSha,
+      ConsulSecurity: "insecure",
       "AWS::StackName": "prod-nat",
       "AWS::Region": "us-east-1",
       "AWS::Partition": "aws",

@@ -34,6 +34,11 @@ const RELEASE_PARAMS = {
   ArtifactSha256: "a".repeat(64),
   ConsulBinaryUrl: "https://releases.hashicorp.com/consul/1.16.1/consul_1.16.1_linux_arm64.zip",
   ConsulBinarySha256: "b".repeat(64),
+  // Secure by default: the secrets' SSM parameter names (moto reads none of them).
+  ConsulGossipKeyParameter: "/routeleader/test/gossip-key",
+  ConsulCaParameter: "/routeleader/test/ca",
+  ConsulCaKeyParameter: "/routeleader/test/ca-key",
+  ConsulManagementTokenParameter: "/routeleader/test/management-token",
 };
 
 /**
@@ -412,9 +417,11 @@ describe("the stacks in moto's CloudFormation", () => {
 
   it("demo VPC with 2 AZs: no third subnet, group or table", async () => {
     await moto.reset();
-    const demo = await createAndWait("rl-demo2", await packagedDemo(), { ...RELEASE_PARAMS, ClusterName: "two-az", AzCount: "2", VpcCidr: "10.77.0.0/16", PublicSubnetCidrA: "10.77.0.0/24", PublicSubnetCidrB: "10.77.1.0/24", PrivateSubnetCidrA: "10.77.128.0/20", PrivateSubnetCidrB: "10.77.144.0/20" });
+    const demo = await createAndWait("rl-demo2", await packagedDemo(), { ...RELEASE_PARAMS, ConsulSecurity: "insecure", ClusterName: "two-az", AzCount: "2", VpcCidr: "10.77.0.0/16", PublicSubnetCidrA: "10.77.0.0/24", PublicSubnetCidrB: "10.77.1.0/24", PrivateSubnetCidrA: "10.77.128.0/20", PrivateSubnetCidrB: "10.77.144.0/20" });
     const nat = (await cf.send(new DescribeStacksCommand({ StackName: output(demo, "NatStackId") }))).Stacks![0]!;
     expect(output(demo, "PrivateRouteTableIds").split(",")).toHaveLength(2);
+    // ship: insecure only on purpose, and then the stack says so.
+    expect(output(nat, "SecurityWarning")).toMatch(/^INSECURE: Consul runs without ACLs, gossip encryption or TLS/);
     const natGroups = output(nat, "NatGroupNames").split(",");
     expect(natGroups.map((g) => g.slice(-5))).toEqual(["nat-a", "nat-b"]);
     const subnets = (await ec2.send(new DescribeSubnetsCommand({ Filters: [{ Name: "vpc-id", Values: [output(demo, "VpcId")] }] }))).Subnets!;
@@ -441,8 +448,10 @@ describe("the stacks in moto's CloudFormation", () => {
       ExistingConsulTagKey: "consul-role",
       ExistingConsulTagValue: "server",
       ExistingConsulSecurityGroupId: existingSg,
+      ConsulAclTokenParameter: "/routeleader/test/nat-token",
     });
     expect(stack.Outputs?.some((o) => o.OutputKey === "ConsulServerGroupName")).toBe(false);
+    expect(stack.Outputs?.some((o) => o.OutputKey === "SecurityWarning")).toBe(false);
     const natGroups = output(stack, "NatGroupNames").split(",");
     expect(natGroups).toEqual(["rl-existing-nat-a", "rl-existing-nat-b"]);
     const all = await asg.send(new DescribeAutoScalingGroupsCommand({}));

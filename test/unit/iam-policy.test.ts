@@ -268,7 +268,7 @@ describe("NAT instance role: nothing broader than needed", () => {
   });
 
   it("with two AZs the third group is not named, and without secrets there is no ssm:GetParameter", () => {
-    const twoAz = rolePolicy("NatRole", { ...BASE_PARAMS, PublicSubnetC: "", ConsulGossipKeyParameter: "", ConsulAclTokenParameter: "" });
+    const twoAz = rolePolicy("NatRole", { ...BASE_PARAMS, PublicSubnetC: "", ConsulGossipKeyParameter: "", ConsulAclTokenParameter: "", ConsulSecurity: "insecure" });
     expect(allows(twoAz, { action: "ec2:ModifyInstanceAttribute", resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-c` } })).toBe(false);
     expect(allows(twoAz, { action: "autoscaling:CompleteLifecycleAction", resource: arn.group(`${STACK}-nat-c`) })).toBe(false);
     expect(allows(twoAz, ownRequest("ec2:ModifyInstanceAttribute"))).toBe(true);
@@ -281,15 +281,34 @@ describe("NAT instance role: nothing broader than needed", () => {
 
 describe("Consul server role", () => {
   const policy = rolePolicy("ConsulServerRole");
+  const SECURE = { ...BASE_PARAMS, ConsulCaParameter: "/routeleader/prod/ca", ConsulCaKeyParameter: "/routeleader/prod/ca-key", ConsulManagementTokenParameter: "/routeleader/prod/management-token" };
 
   it("can find its peers and be reached through Session Manager, and nothing else", () => {
     expect([...actionsOf(policy)].sort()).toEqual(
-      ["cloudformation:SignalResource", "ec2:DescribeInstances", "s3:GetObject", "ssm:GetParameter", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"].sort(),
+      ["cloudformation:SignalResource", "ec2:DescribeInstances", "s3:GetObject", "ssm:GetParameter", "ssm:PutParameter", "ssm:AddTagsToResource", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"].sort(),
     );
     expect(allows(policy, { action: "ec2:CreateRoute", resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } })).toBe(false);
     expect(allows(policy, { action: "ssm:GetParameter", resource: arn.parameter("/other") })).toBe(false);
     expect(allows(policy, { action: "s3:GetObject", resource: arn.object(BUCKET, "releases/other.tar.gz") })).toBe(false);
     expect(allows(policy, { action: "cloudformation:SignalResource", resource: arn.stack("other-stack") })).toBe(false);
+  });
+
+  it("ship: secure mode: only the servers read the CA key and the management token, and they write node credentials of this cluster only", () => {
+    const server = rolePolicy("ConsulServerRole", SECURE);
+    const nat = rolePolicy("NatRole", SECURE);
+    for (const secret of ["/routeleader/prod/ca-key", "/routeleader/prod/management-token"]) {
+      expect(allows(server, { action: "ssm:GetParameter", resource: arn.parameter(secret) })).toBe(true);
+      expect(allows(nat, { action: "ssm:GetParameter", resource: arn.parameter(secret) })).toBe(false);
+    }
+    expect(allows(nat, { action: "ssm:GetParameter", resource: arn.parameter("/routeleader/prod/ca") })).toBe(true);
+    const node = arn.parameter("/routeleader/prod-nat/nodes/i-0a/token");
+    expect(allows(server, { action: "ssm:PutParameter", resource: node })).toBe(true);
+    expect(allows(server, { action: "ssm:PutParameter", resource: arn.parameter("/routeleader/other/nodes/i-0a/token") })).toBe(false);
+    expect(allows(nat, { action: "ssm:GetParameter", resource: node })).toBe(true);
+    expect(allows(nat, { action: "ssm:PutParameter", resource: node })).toBe(false);
+    // insecure: no node credentials at all.
+    const insecure = rolePolicy("NatRole", { ...SECURE, ConsulSecurity: "insecure" });
+    expect(allows(insecure, { action: "ssm:GetParameter", resource: node })).toBe(false);
   });
 });
 
