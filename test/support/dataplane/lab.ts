@@ -181,7 +181,7 @@ General {
         if (!route?.detail.includes(this.natOf(holder).routerVeth)) throw new Error(`router: ${route?.detail} (${this.router.lastError ?? "no poll error"})`);
         const now = Date.now();
         const got = this.probe.received(now - 1000, now);
-        if (got < 80) throw new Error(`holder ${holder.name}, router applied; ${got} probe echoes in the last second`);
+        if (got < 30) throw new Error(`holder ${holder.name}, router applied; ${got} probe echoes in the last second`);
         return holder;
       },
       { timeoutMs, intervalMs: 200 },
