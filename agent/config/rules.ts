@@ -100,8 +100,16 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
   for (const [name, check] of Object.entries(cfg.checks)) {
     const at = (...rest: PropertyKey[]) => ["checks", name, ...rest];
     if (check.type === "ping" || check.type === "tcp") {
-      const p = hostProblem(check.host);
-      if (p) error(at("host"), p);
+      if (Array.isArray(check.host)) {
+        check.host.forEach((host, i) => {
+          const p = hostProblem(host);
+          if (p) error(at("host", i), p);
+          else if (check.host.indexOf(host) < i) error(at("host", i), `"${host}" is listed twice`);
+        });
+      } else {
+        const p = hostProblem(check.host);
+        if (p) error(at("host"), p);
+      }
     }
     if (check.type === "http") {
       if (check.statusMin > check.statusMax) error(at("statusMin"), `statusMin (${check.statusMin}) is above statusMax (${check.statusMax}): no response could pass`);

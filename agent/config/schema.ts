@@ -48,15 +48,21 @@ const checkTiming = {
   fall: z.number().int().min(1).max(100).default(3).describe("Consecutive failures before the check counts as failing."),
 };
 
+/** One host, or a list of which any one answering passes the check (no single target to depend on). */
+const hostOrAnyOf = (what: string) =>
+  z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1, "list at least one host")])
+    .describe(`${what} A list (\`[1.1.1.1, 8.8.8.8, 9.9.9.9]\`) is tried in parallel: the check passes when any one of them answers within the timeout.`);
+
 const pingCheck = z.strictObject({
   type: z.literal("ping"),
-  host: z.string().min(1).describe("Address or name to send ICMP echo requests to."),
+  host: hostOrAnyOf("Address or name to send ICMP echo requests to."),
   ...checkTiming,
 });
 
 const tcpCheck = z.strictObject({
   type: z.literal("tcp"),
-  host: z.string().min(1).describe("Host to connect to."),
+  host: hostOrAnyOf("Host to connect to."),
   port: z.number().int().min(1).max(65535).describe("TCP port."),
   send: z.string().optional().describe("Text written after the connection opens."),
   expect: z.string().optional().describe("Text the reply must contain."),
