@@ -14,11 +14,11 @@ agent_prefix "" {
 }
 
 # The member list (/v1/agent/members) and the nodes behind /v1/health/service (peer health for
-# the AZ preference); sessions are created on the agent's own node. Read only: the stack gives
-# each NAT node's token a node identity as well (node:write on that node alone, which its Consul
-# client agent needs to register itself; scripts/node-credentials.sh).
+# the AZ preference); sessions are created on the agent's own node. Write: the Consul client
+# agent on a NAT node uses the same token as its agent token (scripts/bootstrap.sh), which
+# registers the node itself.
 node_prefix "" {
-  policy = "read"
+  policy = "write"
 }
 
 # Register the routeleader service (consul.serviceName, if you changed it) with its TTL checks,
