@@ -122,11 +122,8 @@ export async function runLab(topology: Topology, spec: LabSpec, save?: (partial:
     for (const sc of spec.scenarios.map(scenarioNamed)) {
       const lanes = systems.filter((s) => applies(sc, s));
       const n = (s: FailoverSystem) => trialsFor(spec, s.lane.name, sc.name);
-      if (sc.exclusive) {
-        for (const s of lanes) runs.push(await runLane(world, s, sc, n(s)));
-      } else {
-        runs.push(...(await Promise.all(lanes.map((s) => runLane(world, s, sc, n(s))))));
-      }
+      // One lane after another, exclusive or not: concurrent lanes on 2 cores would time each other's load (issue #16).
+      for (const s of lanes) runs.push(await runLane(world, s, sc, n(s)));
       save?.({ runs, startedAt, finishedAt: new Date().toISOString() });
     }
     await Promise.all(systems.flatMap((s) => s.lane.hosts.map((h) => s.stop(h))));
