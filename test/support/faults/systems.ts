@@ -432,14 +432,19 @@ export function makeSystem(world: World, lane: Lane): FailoverSystem {
   }
 }
 
-/** Who holds the route by the claims: the latest acquire whose host has not released since. */
+/**
+ * Who holds the route by the claims: the latest acquire whose host has not released since. Claims
+ * in the same millisecond keep their order in the host's log (a writer that drains queued state
+ * changes logs BACKUP then MASTER within one millisecond).
+ */
 export function holderAt(claims: Claim[], t: number): string | undefined {
-  let holder: Claim | undefined;
-  for (const c of claims) {
-    if (c.t > t) continue;
-    if (c.kind === "acquire" && (!holder || c.t >= holder.t)) holder = c;
-  }
+  let holder: { c: Claim; i: number } | undefined;
+  claims.forEach((c, i) => {
+    if (c.t > t) return;
+    if (c.kind === "acquire" && (!holder || c.t >= holder.c.t)) holder = { c, i };
+  });
   if (!holder) return undefined;
-  const released = claims.some((c) => c.host === holder!.host && c.kind === "release" && c.t >= holder!.t && c.t <= t);
-  return released ? undefined : holder.host;
+  const { c: acquired, i: at } = holder;
+  const released = claims.some((c, i) => c.host === acquired.host && c.kind === "release" && (c.t > acquired.t || (c.t === acquired.t && i > at)) && c.t <= t);
+  return released ? undefined : acquired.host;
 }
