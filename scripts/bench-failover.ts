@@ -17,6 +17,7 @@ import { SYSTEM_NAMES, type SystemName } from "../test/support/faults/systems.js
  *
  *   npm run bench:failover -- [--trials 20] [--scenarios a,b] [--systems a,b]
  *     [--trials-for consul-lock/host-power-off=10,agent-kill=5]   (by system/scenario, system or scenario)
+ *     [--aws-like]   (the proxy adds EC2-like latency: ReplaceRoute 100–300 ms, Describe ~100 ms)
  */
 
 const { values } = parseArgs({
@@ -25,6 +26,8 @@ const { values } = parseArgs({
     scenarios: { type: "string", default: SCENARIOS.map((s) => s.name).join(",") },
     systems: { type: "string", default: SYSTEM_NAMES.join(",") },
     "trials-for": { type: "string", default: "" },
+    /** EC2-like latency in the proxy: ReplaceRoute/CreateRoute 100–300 ms, Describe* 80–120 ms. */
+    "aws-like": { type: "boolean", default: false },
     "out-dir": { type: "string", default: join(import.meta.dirname, "..", "docs") },
     /** Rebuild the pages from a saved failover-trials.json instead of running the lab. */
     from: { type: "string" },
@@ -39,6 +42,7 @@ const spec: LabSpec = {
   systems,
   scenarios: values.scenarios.split(","),
   trials: Number(values.trials),
+  awsLike: values["aws-like"],
   trialsFor: Object.fromEntries(
     values["trials-for"]
       .split(",")
@@ -73,6 +77,7 @@ Raw figures: [failover.json](benchmarks/failover.json); every trial with its tim
 - 3 hosts, each a network namespace with a Consul client agent, its own metadata mock and the system
   under test; 3 Consul servers in their own namespaces; moto and the fault proxy in a hub namespace
   that holds the bridge (198.18.0.0/24). Every route write goes through the proxy, which logs the caller.
+- EC2: ${spec.awsLike ? "**AWS-like mode**: the proxy holds ReplaceRoute/CreateRoute 100–300 ms and every Describe 80–120 ms, so no system is flattered by moto's instant answers" : "moto's own answer times (a few ms; run with \`--aws-like\` for EC2-like latency)"}.
 - Time = from the fault to the first 20 ms poll of moto where the route points at another live,
   healthy host. p50 / p95 / p99 / max in seconds; n = trials. A trial where the route never reached
   a live, healthy host within 90 s is counted as never converged and enters the percentiles at 90 s

@@ -80,6 +80,7 @@ async function measure(routeCount: number, healthPort: number) {
       }
       await new Promise((r) => setTimeout(r, 500));
     }
+    console.log(`  ${routeCount} routes: ready after ${readyMs} ms, every route held and written after ${writtenMs ?? "(not within the run)"} ms; holding until ${MINUTES} min`);
     const half = spawned + (MINUTES * 60_000) / 2;
     const samples: number[] = [];
     let cpuAtHalf: { ticks: number; at: number } | undefined;
