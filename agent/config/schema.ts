@@ -1,3 +1,4 @@
+import { isIPv4 } from "node:net";
 import { z } from "zod";
 import { parseCidr } from "./cidr.js";
 import { parseDuration } from "./duration.js";
@@ -48,15 +49,21 @@ const checkTiming = {
   fall: z.number().int().min(1).max(100).default(3).describe("Consecutive failures before the check counts as failing."),
 };
 
+/** One host, or a list of which any one answering passes the check (no single target to depend on). */
+const hostOrAnyOf = (what: string) =>
+  z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1, "list at least one host")])
+    .describe(`${what} A list (\`[1.1.1.1, 8.8.8.8, 9.9.9.9]\`) is tried in parallel: the check passes when any one of them answers within the timeout.`);
+
 const pingCheck = z.strictObject({
   type: z.literal("ping"),
-  host: z.string().min(1).describe("Address or name to send ICMP echo requests to."),
+  host: hostOrAnyOf("Address or name to send ICMP echo requests to."),
   ...checkTiming,
 });
 
 const tcpCheck = z.strictObject({
   type: z.literal("tcp"),
-  host: z.string().min(1).describe("Host to connect to."),
+  host: hostOrAnyOf("Host to connect to."),
   port: z.number().int().min(1).max(65535).describe("TCP port."),
   send: z.string().optional().describe("Text written after the connection opens."),
   expect: z.string().optional().describe("Text the reply must contain."),
@@ -126,6 +133,25 @@ const routeSchema = z.strictObject({
     .regex(/^eipalloc-[0-9a-f]{8,17}$/, "not an Elastic IP allocation id (eipalloc-…)")
     .optional()
     .describe("Elastic IP allocation id the holder associates with its primary ENI when it takes the route (a stable egress IP); fenced like route writes. One EIP per route."),
+  sameAz: z
+    .strictObject({
+      subnet: z.string().regex(/^subnet-[0-9a-f]+$/, "a subnet id looks like subnet-0123abcd").describe("The subnet of the NAT pair (one AZ)."),
+      privateIp: z.string().refine((v) => isIPv4(v), "not an IPv4 address").describe("A free private IPv4 address of that subnet, reserved for the route."),
+    })
+    .optional()
+    .describe(
+      "Connection-preserving failover in one AZ: a holder in `subnet` assigns `privateIp` to its primary ENI as a secondary address (AssignPrivateIpAddresses with AllowReassignment, fenced like route writes) and associates the route's `eip` with that address. The NATs SNAT to it and conntrackd syncs their connection state. A holder in another subnet writes the route and takes the EIP onto its primary address: the public IP is kept, open connections are not.",
+    ),
+  fallback: z
+    .union([
+      z.strictObject({ natGateway: z.string().regex(/^nat-[0-9a-f]{8,17}$/, "not a NAT gateway id (nat-…)") }),
+      z.strictObject({ networkInterface: z.string().regex(/^eni-[0-9a-f]{8,17}$/, "not a network interface id (eni-…)") }),
+    ])
+    .optional()
+    .describe("Where the route points when no healthy node has held it for fallbackAfter: {natGateway: nat-…} or {networkInterface: eni-…}. Written by one agent at a time under the route's Consul lock; a healthy node takes the route back."),
+  fallbackAfter: duration(1_000, 3_600_000)
+    .optional()
+    .describe("How long the route may be without a healthy holder before it points at its fallback (default: the failover bound + 5s; never shorter than the failover bound: max(election.livenessTtl, election.sessionTtl) + lockDelay + aws.writeTimeout)."),
 });
 
 // ---------------------------------------------------------------- the whole file
@@ -244,6 +270,11 @@ export const configSchema = z
         const other = cfg.routes.findIndex((r, k) => k < i && r.eip === route.eip);
         // Two routes held by different nodes would pull one address back and forth.
         if (other >= 0) ctx.addIssue({ code: "custom", path: ["routes", i, "eip"], message: `Elastic IP ${route.eip} is already named by routes[${other}] ("${cfg.routes[other]?.name}"): two routes may be held by different nodes and would move it back and forth` });
+      }
+      if (route.sameAz) {
+        if (route.destination.includes(":")) ctx.addIssue({ code: "custom", path: ["routes", i, "sameAz"], message: `same-AZ mode SNATs IPv4 to a secondary private IP; ${route.destination} is an IPv6 route` });
+        const other = cfg.routes.findIndex((r, k) => k < i && r.sameAz?.privateIp === route.sameAz?.privateIp);
+        if (other >= 0) ctx.addIssue({ code: "custom", path: ["routes", i, "sameAz", "privateIp"], message: `private IP ${route.sameAz.privateIp} is already named by routes[${other}] ("${cfg.routes[other]?.name}"): two holders would take it from each other` });
       }
       route.checks.forEach((check, j) => {
         if (!(check in cfg.checks)) {

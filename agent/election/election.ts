@@ -43,6 +43,10 @@ export interface ElectionDeps {
   /** Every snapshot of the routes prefix (the policy reads failback markers and handover requests). */
   onSnapshot?: (entries: readonly KvEntry[]) => void;
   random?: () => number;
+  /** The fallback writer's election: liveness is kept by the main election's heartbeat (see Sessions). */
+  sharedLiveness?: () => number;
+  /** The fallback writer's election: the target its holder value names (marks the key as held for the fallback). */
+  fallbackTarget?: (route: string) => string | undefined;
 }
 
 /** Upper bound of the loop's sleep: time-based policy (standby delay, failback) is re-read this often. */
@@ -101,7 +105,7 @@ export class Election {
       routes: deps.routes,
       log: deps.log,
       verify: (route, session, lockIndex) => verifyOwnership(fence, route, session, lockIndex),
-      holderValue: (session, lockIndex, release) => encodeHolder(holderOf(deps.identity, deps.clock, session, lockIndex, release)),
+      holderValue: (route, session, lockIndex, release) => encodeHolder(holderOf(deps.identity, deps.clock, session, lockIndex, release, deps.fallbackTarget?.(route))),
       onOutcome: (id, action, outcome) => {
         this.outcomes.push({ id, action, outcome });
         this.wake();
@@ -183,6 +187,11 @@ export class Election {
 
   leaseDeadline(session: string): number {
     return this.sessions.leaseDeadline(session);
+  }
+
+  /** When this node's liveness check last passed (for a fallback writer's election sharing it). */
+  livenessPassedAt(): number {
+    return this.sessions.livenessPassedAt();
   }
 
   routesUsingCheck(checkName: string): string[] {

@@ -279,7 +279,7 @@ export class SimCluster {
     const id = this.tableIds.get(tableName);
     const res = await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [id as string] }));
     const route = res.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === destination || r.DestinationIpv6CidrBlock === destination);
-    return route?.InstanceId ?? route?.NetworkInterfaceId ?? route?.GatewayId;
+    return route?.InstanceId ?? route?.NetworkInterfaceId ?? route?.NatGatewayId ?? route?.GatewayId;
   }
 
   async stopAgents(): Promise<void> {
