@@ -61,6 +61,15 @@ describe("liveness invariants (issue #14), on recorded observations", () => {
     expect(heldButNotServed([sample(0), sample(9000, { holderReleasing: true }), sample(10_000, { holder: undefined, session: undefined })], 7000)).toEqual([]);
   });
 
+  it("held but not served: the bound runs from when the route stopped being served, so a long hold whose route is pointed away (drift) and repaired within the bound is fine", () => {
+    // i-1 has served r1 for a minute; at t=60 s someone points the table at the gateway; i-1 repairs it 2 s later.
+    const drift = [sample(0, { target: "i-1" }), sample(30_000, { target: "i-1" }), sample(60_000), sample(61_000), sample(62_000, { target: "i-1" })];
+    expect(heldButNotServed(drift, 7000)).toEqual([]);
+    // Not repaired: a violation once it has been unserved for longer than the bound.
+    const unrepaired = [sample(0, { target: "i-1" }), sample(60_000), sample(65_000), sample(68_000), sample(70_000)];
+    expect(heldButNotServed(unrepaired, 7000)).toEqual([expect.objectContaining({ invariant: "heldNotServed", node: "i-1", from: 68_000, to: 70_000 })]);
+  });
+
   it("held but not served: a new session or lockIndex starts a new hold; a free key is never a violation", () => {
     const samples = [sample(0), sample(6000), sample(7000, { session: "s2", lockIndex: 2 }), sample(13_000, { session: "s2", lockIndex: 2 }), sample(20_000, { holder: undefined, session: undefined })];
     expect(heldButNotServed(samples, 7000)).toEqual([]);

@@ -87,30 +87,42 @@ function intervals<T extends { t: number }>(samples: readonly T[], bad: (s: T) =
 }
 
 /**
- * A key held longer than the failover bound ⇒ the route points at its holder, or the holder
- * is releasing it. A hold starts when a holder (instance, session, lockIndex) is first seen;
- * what a user sees otherwise is a route nobody serves while a node keeps the lock.
+ * Held but not served beyond the failover bound: while a key is held, the route points at its
+ * holder or the holder is releasing it, except for at most `boundMs` in a row. The bound runs
+ * from the later of the hold's start (a holder, session and lockIndex first seen) and the last
+ * time the route was served or being released in this hold: a route pointed away behind the
+ * holder's back (drift) and repaired within the bound is fine; what a user must never see is a
+ * route nobody serves for longer than that while a node keeps the lock.
  */
 export function heldButNotServed(samples: readonly RouteSample[], boundMs: number): Violation[] {
   const byRoute = new Map<string, RouteSample[]>();
-  for (const s of samples) byRoute.set(s.route, [...(byRoute.get(s.route) ?? []), s]);
+  for (const s of samples) {
+    const list = byRoute.get(s.route);
+    if (list) list.push(s);
+    else byRoute.set(s.route, [s]);
+  }
   const out: Violation[] = [];
   for (const [route, list] of byRoute) {
     const sorted = [...list].sort((a, b) => a.t - b.t);
-    let hold: { id: string; since: number } | undefined;
+    const isServed = (s: RouteSample) => s.holder !== undefined && ((s.target !== undefined && (s.holderTargets ?? [s.holder]).includes(s.target)) || s.holderReleasing === true);
+    let hold: string | undefined;
+    let unservedSince: number | undefined;
     const since = new Map<RouteSample, number>();
     for (const s of sorted) {
       const id = s.holder === undefined ? undefined : `${s.holder}/${s.session ?? ""}/${s.lockIndex ?? ""}`;
-      if (id === undefined) hold = undefined;
-      else if (hold?.id !== id) hold = { id, since: s.t };
-      if (hold) since.set(s, hold.since);
+      if (id !== hold) unservedSince = undefined;
+      hold = id;
+      if (id === undefined || isServed(s)) {
+        unservedSince = undefined;
+        continue;
+      }
+      unservedSince ??= s.t;
+      since.set(s, unservedSince);
     }
     const bad = (s: RouteSample): string | undefined => {
       const start = since.get(s);
-      if (s.holder === undefined || start === undefined || s.t - start <= boundMs) return undefined;
-      const served = s.target !== undefined && (s.holderTargets ?? [s.holder]).includes(s.target);
-      if (served || s.holderReleasing) return undefined;
-      return `${s.holder} has held the key for ${s.t - start} ms (bound ${boundMs} ms) but the table points at ${s.target ?? "nothing"} and it is not releasing`;
+      if (start === undefined || s.t - start <= boundMs) return undefined;
+      return `${s.holder} holds the key but the table has pointed at ${s.target ?? "nothing"} for ${s.t - start} ms (bound ${boundMs} ms) and it is not releasing`;
     };
     out.push(...intervals(sorted, bad, (a, b, detail) => ({ invariant: "heldNotServed", route, node: a.holder as string, from: a.t, to: b.t, detail })));
   }
@@ -123,11 +135,13 @@ export interface ConsulHoldersSample {
   readonly holders: Readonly<Record<string, string | undefined>>;
 }
 
-/** What one agent reported it holds (its /status, routes in phase "holding"); undefined: no answer (stopped, dead). */
+/** What one agent reported it holds (its /status, routes in phase "holding" or "releasing": keys it still holds by its own account); undefined: no answer (stopped, dead). */
 export interface ReportedHoldsSample {
   readonly t: number;
   readonly node: string;
   readonly holds: readonly string[] | undefined;
+  /** Each route's phase in that /status, to say what a disagreement looked like. */
+  readonly phases?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -140,6 +154,7 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
   const events: Event[] = [...consul.map((c) => ({ t: c.t, consul: c })), ...reports.map((r) => ({ t: r.t, report: r }))].sort((a, b) => a.t - b.t);
   let view: ConsulHoldersSample | undefined;
   const latest = new Map<string, readonly string[] | undefined>();
+  const phases = new Map<string, Readonly<Record<string, string>> | undefined>();
   /** node|route → the disagreement open since, and what it was. */
   const open = new Map<string, { since: number; last: number; detail: string }>();
   const out: Violation[] = [];
@@ -152,7 +167,10 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
   };
   for (const e of events) {
     if (e.consul) view = e.consul;
-    if (e.report) latest.set(e.report.node, e.report.holds);
+    if (e.report) {
+      latest.set(e.report.node, e.report.holds);
+      phases.set(e.report.node, e.report.phases);
+    }
     if (!view) continue;
     for (const [node, holds] of latest) {
       const routes = new Set([...Object.keys(view.holders), ...(holds ?? [])]);
@@ -170,7 +188,11 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
         }
         const o = open.get(key);
         if (o) o.last = e.t;
-        else open.set(key, { since: e.t, last: e.t, detail: consulSays ? `Consul shows ${node} holding ${route}, its status does not` : `${node} reports holding ${route}, Consul does not` });
+        else {
+          const phase = phases.get(node)?.[route];
+          const says = phase ? ` (phase ${phase})` : "";
+          open.set(key, { since: e.t, last: e.t, detail: consulSays ? `Consul shows ${node} holding ${route}, its status does not${says}` : `${node} reports holding ${route}${says}, Consul does not` });
+        }
       }
     }
   }
@@ -199,7 +221,11 @@ function mayHaveExecuted(c: ProxyCall): boolean {
 export function interleavedWriters(calls: readonly ProxyCall[], windowMs: number): Violation[] {
   const writes = calls.filter((c) => ROUTE_WRITES.has(c.action) && c.action !== "DeleteRoute" && c.caller !== "admin" && mayHaveExecuted(c)).sort((a, b) => a.time - b.time);
   const byRoute = new Map<string, ProxyCall[]>();
-  for (const w of writes) byRoute.set(writeRoute(w), [...(byRoute.get(writeRoute(w)) ?? []), w]);
+  for (const w of writes) {
+    const list = byRoute.get(writeRoute(w));
+    if (list) list.push(w);
+    else byRoute.set(writeRoute(w), [w]);
+  }
   const out: Violation[] = [];
   for (const [route, list] of byRoute) {
     for (let i = 1; i < list.length; i++) {

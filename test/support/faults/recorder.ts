@@ -79,7 +79,9 @@ export class InvariantRecorder {
     for (const node of this.sim.nodes) {
       if (!node.httpUrl) continue;
       const s = statuses.get(node.name);
-      this.reports.push({ t, node: node.instanceId, holds: s ? s.routes.filter((r) => r.phase === "holding" && Object.hasOwn(this.routes, r.route)).map((r) => r.route) : undefined });
+      const mine = s?.routes.filter((r) => Object.hasOwn(this.routes, r.route));
+      // "releasing" is a key the node still holds by its own account (it gives it up once Consul confirms).
+      this.reports.push({ t, node: node.instanceId, holds: mine?.filter((r) => r.phase === "holding" || r.phase === "releasing").map((r) => r.route), ...(mine ? { phases: Object.fromEntries(mine.map((r) => [r.route, r.phase])) } : {}) });
     }
   }
 

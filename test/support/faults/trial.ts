@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { routeChanges, routeWrites, splitBrainWrites } from "./invariants.js";
+import { LaneRecorder } from "./lane-recorder.js";
 import type { Scenario } from "./scenarios.js";
 import { holderAt, type FailoverSystem } from "./systems.js";
 import type { Host, World } from "./world.js";
@@ -7,7 +8,9 @@ import type { Host, World } from "./world.js";
 /**
  * One trial: wait for a steady state, inject the fault into the holder, poll moto every 20 ms
  * until the route points at another live, healthy host, keep the fault for its hold time, heal,
- * wait for a steady state again, then check the invariants over the whole trial.
+ * wait for a steady state again, then check the invariants over the whole trial: no stray
+ * writes, no ping-pong, and (for systems that report their holds) the liveness invariants of
+ * issue #14 over a record taken every 250 ms (./lane-recorder.ts).
  */
 
 export interface TrialResult {
@@ -16,6 +19,8 @@ export interface TrialResult {
   splitBrainWrites: number;
   routeChanges: number;
   violations: string[];
+  /** Liveness invariant violations (also in `violations`); undefined for systems not recorded. */
+  livenessViolations?: number;
   /** Times relative to the fault, for the timeline chart. */
   timeline: { t: number; what: string }[];
 }
@@ -59,6 +64,8 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   const logStart = world.proxy.calls().length;
   const violations: string[] = [];
   const timeline: { t: number; what: string }[] = [];
+  const recorder = new LaneRecorder(world, system).start();
+  await recorder.sample().catch(() => undefined);
   const fault = await scenario.inject(world, system, holder);
   let ms: number | undefined;
   let faultWrites = 0;
@@ -89,6 +96,9 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   } catch (err) {
     violations.push((err as Error).message);
   }
+  await recorder.stop();
+  const liveness = recorder.violations();
+  for (const v of liveness) violations.push(`liveness ${v.invariant} (${v.node ?? "?"}, ${v.from - fault.t0}..${v.to - fault.t0} ms): ${v.detail}`);
   const writes = routeWrites(world.proxy.calls().slice(logStart), system.lane.tableId);
   const stray = splitBrainWrites(writes, system.claims());
   const changes = routeChanges(writes, before);
@@ -99,5 +109,5 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   if (stray.length) violations.push(`${stray.length} route write(s) by a host that did not hold the route: ${stray.map((w) => `${w.caller}@${w.time - fault.t0}ms`).join(", ")}`);
   if (changes > scenario.maxRouteChanges) violations.push(`${changes} route changes (at most ${scenario.maxRouteChanges} allowed): ping-pong`);
   if (faultWrites) violations.push(`${faultWrites} route write(s) while Consul had no quorum`);
-  return { ...(ms !== undefined ? { ms } : {}), splitBrainWrites: stray.length, routeChanges: changes, violations, timeline };
+  return { ...(ms !== undefined ? { ms } : {}), ...(recorder.applies ? { livenessViolations: liveness.length } : {}), splitBrainWrites: stray.length, routeChanges: changes, violations, timeline };
 }
