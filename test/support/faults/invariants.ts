@@ -147,9 +147,13 @@ export interface ReportedHoldsSample {
 /**
  * The agent's reported holds equal Consul's within `toleranceMs`: for every node and route,
  * "Consul says this node holds it" and "the node says it holds it" may disagree for at most
- * that long. A node that does not answer is not compared (nothing is claimed).
+ * that long. A disagreement lasts from the first to the last observation showing it (what was
+ * seen; the gap to the next sample is not counted, as samples stretch under load), and two
+ * observations further apart than `maxGapMs` do not make one disagreement (nothing was seen
+ * in between: `maxGapMs`, for a recorder that should sample far more often). A node that does
+ * not answer is not compared (nothing is claimed).
  */
-export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], reports: readonly ReportedHoldsSample[], toleranceMs = 2000): Violation[] {
+export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], reports: readonly ReportedHoldsSample[], toleranceMs = 2000, maxGapMs = Number.POSITIVE_INFINITY): Violation[] {
   type Event = { t: number; consul?: ConsulHoldersSample; report?: ReportedHoldsSample };
   const events: Event[] = [...consul.map((c) => ({ t: c.t, consul: c })), ...reports.map((r) => ({ t: r.t, report: r }))].sort((a, b) => a.t - b.t);
   let view: ConsulHoldersSample | undefined;
@@ -158,20 +162,23 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
   /** node|route → the disagreement open since, and what it was. */
   const open = new Map<string, { since: number; last: number; detail: string }>();
   const out: Violation[] = [];
-  const close = (key: string, until: number) => {
+  const close = (key: string) => {
     const o = open.get(key);
     open.delete(key);
-    if (!o || until - o.since <= toleranceMs) return;
+    if (!o) return;
+    const until = o.last;
+    if (until - o.since <= toleranceMs) return;
     const [node, route] = key.split("|") as [string, string];
     out.push({ invariant: "holdsDisagree", route, node, from: o.since, to: until, detail: `${o.detail} for ${until - o.since} ms (tolerance ${toleranceMs} ms)` });
   };
-  for (const e of events) {
+  for (const [i, e] of events.entries()) {
     if (e.consul) view = e.consul;
     if (e.report) {
       latest.set(e.report.node, e.report.holds);
       phases.set(e.report.node, e.report.phases);
     }
-    if (!view) continue;
+    // Consul's view and the reports of one observation share a time: compare once all are in.
+    if (!view || events[i + 1]?.t === e.t) continue;
     for (const [node, holds] of latest) {
       const routes = new Set([...Object.keys(view.holders), ...(holds ?? [])]);
       for (const route of routes) {
@@ -183,11 +190,13 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
         const consulSays = view.holders[route] === node;
         const nodeSays = holds.includes(route);
         if (consulSays === nodeSays) {
-          if (open.has(key)) close(key, e.t);
+          if (open.has(key)) close(key);
           continue;
         }
         const o = open.get(key);
-        if (o) o.last = e.t;
+        // Not observed for longer than maxGapMs (the recorder stalled): what went on in between is unknown.
+        if (o && e.t - o.last > maxGapMs) close(key);
+        if (open.has(key)) (open.get(key) as { last: number }).last = e.t;
         else {
           const phase = phases.get(node)?.[route];
           const says = phase ? ` (phase ${phase})` : "";
@@ -196,7 +205,7 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
       }
     }
   }
-  for (const [key, o] of [...open]) close(key, o.last);
+  for (const key of [...open.keys()]) close(key);
   return out.sort((a, b) => a.from - b.from);
 }
 

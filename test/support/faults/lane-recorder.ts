@@ -74,7 +74,7 @@ export class LaneRecorder {
     const writes = this.world.proxy.calls({ mutating: true }).filter((c) => c.time >= this.startedAt && c.params.RouteTableId === this.system.lane.tableId && c.params.DestinationCidrBlock === DESTINATION);
     return [
       ...heldButNotServed(this.routeSamples, LAB_FAILOVER_BOUND_MS),
-      ...reportedHoldsDisagree(this.consulSamples, this.reports, 2000),
+      ...reportedHoldsDisagree(this.consulSamples, this.reports, 2000, 2000),
       ...interleavedWriters(writes, this.system.writeWindowMs ?? 3000),
     ];
   }
