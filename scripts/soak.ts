@@ -447,7 +447,7 @@ async function main(): Promise<void> {
     detectorSelfTest = await selfTest(sim, soak, round + 1);
     await recorder.stop();
     // The intruding write is followed by the holder's repair (within a reconcile or two): the one-writer check must flag the pair.
-    const flagged = interleavedWriters(sim.proxy!.calls({ mutating: true }).filter((c) => c.time >= selfTestFrom), SELF_TEST_WRITE_WINDOW_MS);
+    const flagged = interleavedWriters(sim.proxy!.calls({ mutating: true }), SELF_TEST_WRITE_WINDOW_MS).filter((v) => v.to >= selfTestFrom);
     liveness.selfTest = flagged.length ? `passed: the one-writer check (window ${SELF_TEST_WRITE_WINDOW_MS} ms) flagged: ${flagged[0]!.detail}` : "FAILED: the intruding write and the repair were not flagged as two writers";
   } finally {
     await recorder.stop();
