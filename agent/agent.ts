@@ -5,6 +5,7 @@ import type { Config } from "./config/index.js";
 import { ConsulAclError, ConsulApi, ConsulConnection, ConsulRequestError, ConsulUnavailableError, resolveConsulSettings } from "./consul/index.js";
 import { DisposerStack } from "./disposers.js";
 import { Election, livenessCheckId, type ElectionEvent } from "./election/index.js";
+import { FallbackWriter } from "./fallback-writer.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { PeerDiscovery } from "./discovery/index.js";
 import { checkConsulId, checkTtlMs, createCheckRunner, HealthMonitor } from "./health/index.js";
@@ -164,6 +165,7 @@ async function boot(config: Config, log: Logger, clock: Clock, dryRun: boolean, 
 /** The running parts, wired to each other; nothing is started yet. */
 interface Wired {
   election: Election;
+  fallback: FallbackWriter | undefined;
   health: HealthMonitor;
   reloader: Reloader;
   tasks: Promise<unknown>[];
@@ -206,12 +208,15 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
   running.on(metrics.listener);
   running.on(hooks.listener);
   disposers.defer("stop CloudWatch EMF metrics", startEmfMetrics({ config, identity, election: running, health, clock, log }).stop);
+  const fallback = options.once
+    ? undefined
+    : new FallbackWriter(config, { api, ec2, identity, clock, log, dryRun: options.dryRun, serviceId, checkId: (name) => checkConsulId(serviceId, name), main: { election: running, routes }, health: policy, listeners: [] });
 
   const setDraining = async (on: boolean) => {
-    await running.setDraining(on);
+    await Promise.all([running.setDraining(on), fallback?.setDraining(on)]);
     return { draining: on, holds: running.heldRoutes() };
   };
-  const reloader = new Reloader({ config, log, clock, logLevelFixed: options.logLevelFixed ?? false, api, ec2, serviceId, routes, health, election: running, policy, hooks, preferredAz, metrics });
+  const reloader = new Reloader({ config, log, clock, logLevelFixed: options.logLevelFixed ?? false, api, ec2, serviceId, routes, health, election: running, policy, hooks, preferredAz, metrics, ...(fallback ? { fallback } : {}) });
   disposers.defer("finish reloads", () => reloader.close());
   const status = () => ({
     instanceId: identity.instanceId,
@@ -223,6 +228,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
       phase: s.phase,
       eligible: s.eligible,
       holder: s.holder?.instanceId ?? null,
+      ...(s.holder?.fallback ? { fallback: s.holder.fallback } : {}),
       lockIndex: s.lockIndex ?? null,
       preferredAz: preferredAz.get(s.route) ?? null,
       ...(s.blocked ? { blocked: { reason: s.blocked.reason, forMs: Math.round(s.blocked.untilMs) } } : {}),
@@ -269,7 +275,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
     background.abort();
     await Promise.allSettled(tasks);
   });
-  return { election: running, health, reloader, tasks };
+  return { election: running, fallback, health, reloader, tasks };
 }
 
 /** Runs until told to stop (or, with `once`, until every route is settled), then releases every route. */
@@ -277,9 +283,11 @@ async function serve(b: Booted, w: Wired, options: RunOptions, stopSignal: Abort
   const { config, log, clock } = b;
   w.health.start();
   await w.election.start();
+  await w.fallback?.start();
   hangup.ready(() => void w.reloader.reload("SIGHUP").catch((err: Error) => log.error({ step: "reload", err: err.message, stack: err.stack }, "reload failed unexpectedly")));
   let stopped: Promise<unknown> | undefined;
-  const stopElection = () => (stopped ??= w.election.stop(options.once ? "once" : "shutdown"));
+  // The fallback writer's holds go first: the main election's stop fails liveness and ends its sessions.
+  const stopElection = () => (stopped ??= (w.fallback?.stop() ?? Promise.resolve()).then(() => w.election.stop(options.once ? "once" : "shutdown")));
   disposers.defer("release routes", stopElection);
   log.info({ step: "ready", serviceId: b.serviceId }, "agent running");
   if (options.once) await w.election.whenSettled(config.election.lockDelay + config.aws.writeTimeout + 10_000, stopSignal);

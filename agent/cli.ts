@@ -1,13 +1,16 @@
 #!/usr/bin/env node
 import { Command, CommanderError, Option } from "commander";
 import { ConfigError, configWarnings, loadConfig, type Config } from "./config/index.js";
-import { ConsulAclError, ConsulUnavailableError } from "./consul/index.js";
+import { ConsulAclError, ConsulUnavailableError } from "./consul/errors.js";
 import { EXIT, ExitError } from "./exit-codes.js";
-import { createLogger } from "./observe/log.js";
-import { runAgent } from "./agent.js";
-import { postToAgent, printStatus, requestHandover } from "./commands/operator.js";
-import { renderReload, requestReload } from "./commands/reload.js";
 import { VERSION } from "./version.js";
+
+// Each verb loads what it needs when it runs (issue #16: footprint): `validate` and `version`
+// never load the AWS SDK, Consul client, pino or the agent.
+const agentModule = () => import("./agent.js");
+const operatorModule = () => import("./commands/operator.js");
+const reloadModule = () => import("./commands/reload.js");
+const logModule = () => import("./observe/log.js");
 
 /** A validated config's warnings, one line each: `warning: FILE:LINE: PATH: MESSAGE`. */
 function warningLines(config: Config): string[] {
@@ -43,6 +46,7 @@ export function buildCli(): Command {
     .option("--dry-run", "log every intended route write and send none")
     .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
       const config = loadConfig(opts.config);
+      const [{ createLogger }, { runAgent }] = await Promise.all([logModule(), agentModule()]);
       const log = createLogger(opts.logLevel ?? config.logLevel);
       for (const w of configWarnings(config)) log.warn({ step: "config", path: w.path, line: w.line }, `config warning: ${w.message}`);
       await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: false, logLevelFixed: opts.logLevel !== undefined });
@@ -56,6 +60,7 @@ export function buildCli(): Command {
     .option("--dry-run", "log every intended route write and send none")
     .action(async (opts: { config: string; logLevel?: string; dryRun?: boolean }) => {
       const config = loadConfig(opts.config);
+      const [{ createLogger }, { runAgent }] = await Promise.all([logModule(), agentModule()]);
       const log = createLogger(opts.logLevel ?? config.logLevel);
       for (const w of configWarnings(config)) log.warn({ step: "config", path: w.path, line: w.line }, `config warning: ${w.message}`);
       await runAgent(config, { log, dryRun: opts.dryRun ?? false, once: true });
@@ -68,6 +73,7 @@ export function buildCli(): Command {
     .option("--json", "print JSON")
     .action(async (opts: { config: string; json?: boolean }) => {
       const config = loadConfig(opts.config);
+      const [{ createLogger }, { printStatus }] = await Promise.all([logModule(), operatorModule()]);
       const code = await printStatus(config, createLogger("warn", { pretty: false, destination: process.stderr }), opts.json ?? false);
       if (code !== EXIT.ok) throw new ExitError("drift between Consul and the route tables (see DRIFT above)", code);
     });
@@ -79,6 +85,7 @@ export function buildCli(): Command {
       .addOption(configOption())
       .action(async (opts: { config: string }) => {
         const config = loadConfig(opts.config);
+        const { postToAgent } = await operatorModule();
         process.stdout.write(`${await postToAgent(config, action)}\n`);
       });
   }
@@ -89,6 +96,7 @@ export function buildCli(): Command {
     .addOption(configOption())
     .option("--json", "print the agent's answer as JSON")
     .action(async (opts: { config: string; json?: boolean }) => {
+      const { renderReload, requestReload } = await reloadModule();
       const answer = await requestReload(opts.config);
       if (opts.json) process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
       else process.stdout.write(`${renderReload(answer)}\n`);
@@ -103,6 +111,7 @@ export function buildCli(): Command {
     .option("--to <instance>", "instance id that should take the route")
     .action(async (route: string, opts: { config: string; to?: string }) => {
       const config = loadConfig(opts.config);
+      const { requestHandover } = await operatorModule();
       const result = await requestHandover(config, route, opts.to);
       process.stdout.write(`${route}: ${result.from ?? "nobody"} → ${result.to ?? "nobody"} in ${result.ms} ms\n`);
     });

@@ -43,6 +43,8 @@ export interface ReloaderDeps {
   routes: RouteController;
   health: HealthMonitor;
   election: Election;
+  /** The fallback writer follows the routes' fallbacks (a first fallback starts it). */
+  fallback?: { reconfigure(config: Config): void };
   policy: FailoverPolicy;
   hooks: HookRunner;
   /** The map the policy reads each route's preferred AZ from; refilled on reload. */
@@ -174,6 +176,7 @@ export class Reloader {
     if (!this.deps.logLevelFixed && next.logLevel !== this.current.logLevel) log.level = next.logLevel;
     if (next.sourceDestCheck !== this.current.sourceDestCheck) await this.deps.routes.applySourceDestCheckMode().catch((err: Error) => warnings.push(`sourceDestCheck: ${err.message}`));
     election.reconfigure(next);
+    this.deps.fallback?.reconfigure(next);
     this.current = next;
     this.loadedAt = new Date();
 

@@ -14,7 +14,7 @@ ROOT=${ROOT:-}
 RL_ROLE=${RL_ROLE:-nat}
 RL_DESTINATION=${RL_DESTINATION:-0.0.0.0/0}
 RL_PROFILE=${RL_PROFILE:-default}
-RL_CHECK_HOST=${RL_CHECK_HOST:-1.1.1.1}
+RL_CHECK_HOST=${RL_CHECK_HOST:-1.1.1.1,8.8.8.8,9.9.9.9}
 RL_CONSUL_DATACENTER=${RL_CONSUL_DATACENTER:-dc1}
 RL_CONSUL_SERVERS=${RL_CONSUL_SERVERS:-3}
 RL_CONSUL_URL=${RL_CONSUL_URL:-}
@@ -307,6 +307,14 @@ WantedBy=multi-user.target"
     token_line="
   tokenFile: /etc/routeleader/consul-token"
   fi
+  # The egress check passes when any of its hosts answers: no single public address to depend on.
+  check_hosts=""
+  IFS=, read -r -a hosts <<<"$RL_CHECK_HOST"
+  for h in "${hosts[@]}"; do
+    h=${h//[[:space:]]/}
+    [ -n "$h" ] && check_hosts+="${check_hosts:+, }\"$h\""
+  done
+  [ -n "$check_hosts" ] || die "RL_CHECK_HOST names no host"
   lifecycle_line=""
   [ -z "$RL_LIFECYCLE_HOOK" ] || lifecycle_line="
 lifecycle:
@@ -325,7 +333,7 @@ sourceDestCheck: fix
 checks:
   egress:
     type: ping
-    host: \"$RL_CHECK_HOST\"
+    host: [$check_hosts]
   forwarding:
     type: nat
     # The MASQUERADE rule is owned by routeleader-nat.service (root); reading netfilter would

@@ -193,6 +193,8 @@ install_tools() {
   command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v keepalived >/dev/null 2>&1 || missing+=(keepalived)
+  command -v conntrackd >/dev/null 2>&1 || missing+=(conntrackd) # connection-state sync in the dataplane suite
+  command -v conntrack >/dev/null 2>&1 || missing+=(conntrack)   # reads and flushes conntrack tables there
   if [ ${#missing[@]} -gt 0 ]; then
     need apt-get "install ${missing[*]}" "a Debian-based machine"
     log "tools: apt-get install ${missing[*]}"
@@ -201,7 +203,7 @@ install_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$cache/apt.log" 2>&1 ||
       { tail -n 20 "$cache/apt.log" >&2; die "apt-get install ${missing[*]} failed"; }
   fi
-  log "tools: ip, shellcheck, iptables, curl, systemd-analyze, sysctl, ping, chromium, keepalived present"
+  log "tools: ip, shellcheck, iptables, curl, systemd-analyze, sysctl, ping, chromium, keepalived, conntrackd, conntrack present"
 }
 
 components=("$@")

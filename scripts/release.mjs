@@ -6,7 +6,7 @@
 //   release/routeleader-<version>-linux-<arch>.tar.gz.sha256  sha256sum format; the stack's ArtifactSha256
 //   release/routeleader-<version>-linux-<arch>.sbom.json      every bundled package: name, version, licence
 //
-// The tarball holds one folder, routeleader/: dist/ (tsc -p tsconfig.build.json), package.json
+// The tarball holds one folder, routeleader/: dist/ (the esbuild bundle of scripts/build-agent.mjs), package.json
 // and package-lock.json, node_modules/ with the production dependencies only (npm ci
 // --omit=dev --ignore-scripts, from the lock file), bin/routeleader (a wrapper calling node),
 // bootstrap.sh (the instance bootstrap, run by the user data after it verified this tarball),
@@ -21,6 +21,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildAgent } from "./build-agent.mjs";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -48,16 +49,11 @@ const step = (msg) => console.log(`[release] ${msg}`);
 rmSync(stageRoot, { recursive: true, force: true });
 mkdirSync(stage, { recursive: true });
 
-step(`compile (tsc -p tsconfig.build.json) into ${relative(repo, stage)}/dist`);
-const tsc = join(repo, "node_modules", "typescript", "bin", "tsc");
-if (!existsSync(tsc)) {
-  console.error("release: TypeScript is not installed; run `npm ci` first");
-  process.exit(1);
-}
-sh(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", join(stage, "dist"), "--sourceMap", "false"]);
-// The watchdog Lambda is shipped as its own bundle (below); its compiled sources import a
-// development-only SDK client and have no place on the NAT instances.
-rmSync(join(stage, "dist", "agent", "watchdog"), { recursive: true, force: true });
+step(`bundle the agent (scripts/build-agent.mjs, esbuild) into ${relative(repo, stage)}/dist`);
+// One ES module bundle plus the chunks its verbs load on demand: only the AWS SDK commands the
+// agent sends are kept, and `validate` never loads the SDK (issue #16: footprint). The watchdog
+// Lambda is shipped as its own bundle (below) and has no place in the agent's.
+await buildAgent(join(stage, "dist"));
 
 step("package.json, lock file, bootstrap, README");
 // The manifest as published, minus what only development needs.

@@ -10,6 +10,8 @@ export interface StatusRow {
   destination: string;
   /** Instance id of the lock holder (Consul), when the key is held. */
   holder: string | null;
+  /** The fallback target the holder points the route at, when it holds the key for the fallback. */
+  fallback: string | null;
   holderAz: string | null;
   /** When the holder acquired the lock (ISO time from the holder value). */
   since: string | null;
@@ -34,13 +36,16 @@ export function statusRows(config: Config, observations: readonly RouteObservati
     if (holder) {
       if (o.state === "absent") driftReason = "route missing from the table";
       else if (o.state === "blackhole") driftReason = `route blackholed (target ${o.target ?? "none"})`;
-      else if (o.target !== holder.instanceId && o.target !== holder.eni) driftReason = `table points at ${o.target ?? "nothing"}, holder is ${holder.instanceId}`;
+      else if (holder.fallback) {
+        if (o.target !== holder.fallback) driftReason = `table points at ${o.target ?? "nothing"}, fallback ${holder.fallback} held by ${holder.instanceId}`;
+      } else if (o.target !== holder.instanceId && o.target !== holder.eni) driftReason = `table points at ${o.target ?? "nothing"}, holder is ${holder.instanceId}`;
     }
     return {
       route: o.routeName,
       table: o.tableId,
       destination: o.destination,
       holder: holder?.instanceId ?? null,
+      fallback: holder?.fallback ?? null,
       holderAz: holder?.az ?? null,
       since: holder?.acquiredAt || null,
       target: o.target ?? null,
@@ -65,6 +70,6 @@ export function formatColumns(header: readonly string[], rows: readonly (readonl
 /** A plain-text table for a terminal. */
 export function renderStatusTable(rows: readonly StatusRow[]): string {
   const header = ["ROUTE", "TABLE", "DESTINATION", "HOLDER", "AZ", "SINCE", "TARGET", "STATE", ""];
-  const lines = rows.map((r) => [r.route, r.table, r.destination, r.holder ?? "-", r.holderAz ?? "-", r.since ?? "-", r.target ?? "-", r.state, r.drift ? `DRIFT: ${r.driftReason}` : ""]);
+  const lines = rows.map((r) => [r.route, r.table, r.destination, r.holder ? (r.fallback ? `${r.fallback} (fallback, by ${r.holder})` : r.holder) : "-", r.holderAz ?? "-", r.since ?? "-", r.target ?? "-", r.state, r.drift ? `DRIFT: ${r.driftReason}` : ""]);
   return formatColumns(header, lines).join("\n");
 }

@@ -1,5 +1,6 @@
 import { isIP } from "node:net";
 import { parseListenAddress } from "../observe/listen-address.js";
+import { failoverBoundMs } from "./fallback.js";
 import type { RawConfig } from "./schema.js";
 
 /**
@@ -99,8 +100,16 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
   for (const [name, check] of Object.entries(cfg.checks)) {
     const at = (...rest: PropertyKey[]) => ["checks", name, ...rest];
     if (check.type === "ping" || check.type === "tcp") {
-      const p = hostProblem(check.host);
-      if (p) error(at("host"), p);
+      if (Array.isArray(check.host)) {
+        check.host.forEach((host, i) => {
+          const p = hostProblem(host);
+          if (p) error(at("host", i), p);
+          else if (check.host.indexOf(host) < i) error(at("host", i), `"${host}" is listed twice`);
+        });
+      } else {
+        const p = hostProblem(check.host);
+        if (p) error(at("host"), p);
+      }
     }
     if (check.type === "http") {
       if (check.statusMin > check.statusMax) error(at("statusMin"), `statusMin (${check.statusMin}) is above statusMax (${check.statusMax}): no response could pass`);
@@ -117,6 +126,14 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
   cfg.routes.forEach((route, i) => {
     if (route.checks.length === 0) {
       warn(["routes", i, "checks"], `route "${route.name}" names no check: any running node may hold it, whether or not it can forward traffic`);
+    }
+    if (route.fallbackAfter !== undefined && !route.fallback) warn(["routes", i, "fallbackAfter"], `route "${route.name}" names no fallback: fallbackAfter is unused`);
+    const bound = failoverBoundMs(cfg);
+    if (route.fallback && route.fallbackAfter !== undefined && route.fallbackAfter < bound) {
+      error(
+        ["routes", i, "fallbackAfter"],
+        `fallbackAfter (${route.fallbackAfter} ms) is shorter than the failover bound (${bound} ms = max(election.livenessTtl, election.sessionTtl) + election.lockDelay + aws.writeTimeout): the route would leave for its fallback while a healthy node may still be taking it over`,
+      );
     }
     const az = route.preferredAz;
     if (az !== "auto" && az !== "none") {

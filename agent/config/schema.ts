@@ -48,15 +48,21 @@ const checkTiming = {
   fall: z.number().int().min(1).max(100).default(3).describe("Consecutive failures before the check counts as failing."),
 };
 
+/** One host, or a list of which any one answering passes the check (no single target to depend on). */
+const hostOrAnyOf = (what: string) =>
+  z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1, "list at least one host")])
+    .describe(`${what} A list (\`[1.1.1.1, 8.8.8.8, 9.9.9.9]\`) is tried in parallel: the check passes when any one of them answers within the timeout.`);
+
 const pingCheck = z.strictObject({
   type: z.literal("ping"),
-  host: z.string().min(1).describe("Address or name to send ICMP echo requests to."),
+  host: hostOrAnyOf("Address or name to send ICMP echo requests to."),
   ...checkTiming,
 });
 
 const tcpCheck = z.strictObject({
   type: z.literal("tcp"),
-  host: z.string().min(1).describe("Host to connect to."),
+  host: hostOrAnyOf("Host to connect to."),
   port: z.number().int().min(1).max(65535).describe("TCP port."),
   send: z.string().optional().describe("Text written after the connection opens."),
   expect: z.string().optional().describe("Text the reply must contain."),
@@ -126,6 +132,16 @@ const routeSchema = z.strictObject({
     .regex(/^eipalloc-[0-9a-f]{8,17}$/, "not an Elastic IP allocation id (eipalloc-…)")
     .optional()
     .describe("Elastic IP allocation id the holder associates with its primary ENI when it takes the route (a stable egress IP); fenced like route writes. One EIP per route."),
+  fallback: z
+    .union([
+      z.strictObject({ natGateway: z.string().regex(/^nat-[0-9a-f]{8,17}$/, "not a NAT gateway id (nat-…)") }),
+      z.strictObject({ networkInterface: z.string().regex(/^eni-[0-9a-f]{8,17}$/, "not a network interface id (eni-…)") }),
+    ])
+    .optional()
+    .describe("Where the route points when no healthy node has held it for fallbackAfter: {natGateway: nat-…} or {networkInterface: eni-…}. Written by one agent at a time under the route's Consul lock; a healthy node takes the route back."),
+  fallbackAfter: duration(1_000, 3_600_000)
+    .optional()
+    .describe("How long the route may be without a healthy holder before it points at its fallback (default: the failover bound + 5s; never shorter than the failover bound: max(election.livenessTtl, election.sessionTtl) + lockDelay + aws.writeTimeout)."),
 });
 
 // ---------------------------------------------------------------- the whole file

@@ -33,4 +33,8 @@ export interface ElectionDeps {
   /** Every snapshot of the routes prefix (the policy reads failback markers and handover requests). */
   onSnapshot?: (entries: readonly KvEntry[]) => void;
   random?: () => number;
+  /** The fallback writer's election: liveness is kept by the main election's heartbeat (see Sessions). */
+  sharedLiveness?: () => number;
+  /** The fallback writer's election: the target its holder value names (marks the key as held for the fallback). */
+  fallbackTarget?: (route: string) => string | undefined;
 }

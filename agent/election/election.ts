@@ -143,6 +143,11 @@ export class Election {
     return this.sessions.leaseDeadline(session);
   }
 
+  /** When this node's liveness check last passed (for a fallback writer's election sharing it). */
+  livenessPassedAt(): number {
+    return this.sessions.livenessPassedAt();
+  }
+
   routesUsingCheck(checkName: string): string[] {
     return this.routes.filter((r) => r.checks.includes(checkName)).map((r) => r.name);
   }
@@ -154,22 +159,8 @@ export class Election {
     this.nextReconcileAt = this.deps.clock.now() + this.config.reconcileInterval;
     for (const task of this.sessions.run(signal)) this.track(task);
     const { api, config, clock, log } = this.deps;
-    const election = this;
-    this.track(
-      runPrefixWatch(
-        {
-          api,
-          prefix: routesPrefix(config.cluster),
-          get waitMs() {
-            return election.config.election.watchWait;
-          },
-          clock,
-          log,
-          onSnapshot: (entries, index) => this.onSnapshot(entries, index),
-        },
-        signal,
-      ),
-    );
+    const watch = { api, prefix: routesPrefix(config.cluster), waitMs: () => this.config.election.watchWait, clock, log, onSnapshot: (entries: readonly KvEntry[], index: number) => this.onSnapshot(entries, index) };
+    this.track(runPrefixWatch(watch, signal));
     this.track(this.loop(signal));
   }
 

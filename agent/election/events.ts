@@ -11,6 +11,8 @@ export interface HolderInfo {
   /** Set when the holder released the key on purpose; the value is kept for operators. */
   releasedAt?: string;
   releaseReason?: string;
+  /** Set by a fallback writer: the route points at this target (nat-… or eni-…), not at the instance. */
+  fallback?: string;
 }
 
 export type LossReason = "sessionInvalidated" | "keyTaken" | "leaseExpired" | "keyDeleted";

@@ -29,7 +29,7 @@ export interface ExecutorDeps {
   /** Fenced ownership check for one write attempt. */
   verify: (route: string, session: string, lockIndex: number) => Promise<boolean>;
   /** The holder JSON written with an acquire, or with a release (then with when it was acquired). */
-  holderValue: (session: string, lockIndex: number, release?: { reason: ReleaseReason; acquiredAt: number }) => string;
+  holderValue: (route: string, session: string, lockIndex: number, release?: { reason: ReleaseReason; acquiredAt: number }) => string;
   /** Every outcome, tagged with the action and its id; called once per action. */
   onOutcome: (id: number, action: Action, outcome: Outcome) => void;
 }
@@ -109,7 +109,7 @@ export class ActionExecutor {
     const key = routeKey(cluster, action.route);
     try {
       // The value states the expected LockIndex for operators; fencing uses the index read back.
-      const ok = await api.acquire(key, action.session, this.deps.holderValue(action.session, action.expectedLockIndex), ACQUIRE_TIMEOUT_MS);
+      const ok = await api.acquire(key, action.session, this.deps.holderValue(action.route, action.session, action.expectedLockIndex), ACQUIRE_TIMEOUT_MS);
       const entry = (await api.kvRead(key, { consistent: true })).entries[0];
       if (entry?.session === action.session) return this.settle(run, { kind: "acquire", result: "acquired", lockIndex: entry.lockIndex, modifyIndex: entry.modifyIndex });
       if (ok) return this.settle(run, { kind: "acquire", result: "unknown", detail: "acquired, then the key showed another session" });
@@ -125,7 +125,7 @@ export class ActionExecutor {
     try {
       await this.deps.routes.release(action.route, (name) => this.deps.verify(name, action.session, action.lockIndex)).catch((err: Error) => log.warn({ route: action.route, err: err.message }, "route delete on release failed"));
       const key = routeKey(cluster, action.route);
-      const ok = await api.release(key, action.session, this.deps.holderValue(action.session, action.lockIndex, { reason: action.reason, acquiredAt: action.acquiredAt }), RELEASE_TIMEOUT_MS);
+      const ok = await api.release(key, action.session, this.deps.holderValue(action.route, action.session, action.lockIndex, { reason: action.reason, acquiredAt: action.acquiredAt }), RELEASE_TIMEOUT_MS);
       // Read the key back: a snapshot older than this answer still shows our session, and must
       // not be taken for the key being ours again (a false "acquired", a hook fired for nothing).
       const after = await api.kvRead(key).then((r) => r.entries[0], () => undefined);

@@ -59,7 +59,7 @@ export function fencedExecutor(deps: ElectionDeps, sessions: { leaseDeadline(ses
     routes: deps.routes,
     log: deps.log,
     verify: (route, session, lockIndex) => verifyOwnership(fence, route, session, lockIndex),
-    holderValue: (session, lockIndex, release) => encodeHolder(holderOf(deps.identity, deps.clock, session, lockIndex, release)),
+    holderValue: (route, session, lockIndex, release) => encodeHolder(holderOf(deps.identity, deps.clock, session, lockIndex, release, deps.fallbackTarget?.(route))),
     onOutcome,
   });
 }

@@ -51,11 +51,12 @@ export function parseHolder(value: string | null | undefined): HolderInfo | unde
     agentVersion: str("agentVersion"),
     ...(str("releasedAt") ? { releasedAt: str("releasedAt") } : {}),
     ...(str("releaseReason") ? { releaseReason: str("releaseReason") } : {}),
+    ...(str("fallback") ? { fallback: str("fallback") } : {}),
   };
 }
 
 /** The value written with an acquire, or with a release (marked released, keeping when it was acquired). */
-export function holderOf(identity: Identity, clock: Clock, session: string, lockIndex: number, release?: { reason: ReleaseReason; acquiredAt: number }): HolderInfo {
+export function holderOf(identity: Identity, clock: Clock, session: string, lockIndex: number, release?: { reason: ReleaseReason; acquiredAt: number }, fallback?: string): HolderInfo {
   return {
     instanceId: identity.instanceId,
     az: identity.az,
@@ -66,5 +67,6 @@ export function holderOf(identity: Identity, clock: Clock, session: string, lock
     acquiredAt: new Date(release ? clock.wallNow() - (clock.now() - release.acquiredAt) : clock.wallNow()).toISOString(),
     agentVersion: VERSION,
     ...(release ? { releasedAt: new Date(clock.wallNow()).toISOString(), releaseReason: release.reason } : {}),
+    ...(fallback ? { fallback } : {}),
   };
 }

@@ -28,6 +28,11 @@ export interface SessionsDeps {
   onChange: () => void;
   /** What the node holds and why it holds nothing, for the liveness check's output. */
   summary: () => string;
+  /**
+   * Another Sessions keeps the liveness heartbeat (the fallback writer's sessions): this one
+   * neither passes nor fails the check, and reads when it last passed from here.
+   */
+  sharedLiveness?: () => number;
 }
 
 /**
@@ -135,7 +140,12 @@ export class Sessions {
     const keeper = [...this.keepers.values()].find((k) => k.current === session);
     const { livenessTtl, fenceMargin } = this.config.election;
     // The session's own TTL: a reload changes only sessions made after it.
-    return leaseDeadline({ lastRenewAt: keeper?.lastRenewAt ?? 0, sessionTtlMs: keeper?.ttlMs ?? this.config.election.sessionTtl, lastLivenessPassAt: this.lastLivenessPassAt, livenessTtlMs: livenessTtl, marginMs: fenceMargin });
+    return leaseDeadline({ lastRenewAt: keeper?.lastRenewAt ?? 0, sessionTtlMs: keeper?.ttlMs ?? this.config.election.sessionTtl, lastLivenessPassAt: this.livenessPassedAt(), livenessTtlMs: livenessTtl, marginMs: fenceMargin });
+  }
+
+  /** When the liveness check last passed (monotonic ms, when the request was sent). */
+  livenessPassedAt(): number {
+    return this.deps.sharedLiveness ? this.deps.sharedLiveness() : this.lastLivenessPassAt;
   }
 
   /** An acquire found the session gone: its keeper recreates it. */
@@ -145,6 +155,7 @@ export class Sessions {
 
   /** Passes liveness once (sessions bind it: it must pass before one can be created). */
   async passLiveness(): Promise<void> {
+    if (this.deps.sharedLiveness) return;
     const started = this.deps.clock.now();
     await this.deps.api.updateTtlCheck(livenessCheckId(this.deps.serviceId), "passing", `routeleader ${VERSION} alive; ${this.deps.summary()}`, 1000);
     this.lastLivenessPassAt = started;
@@ -153,12 +164,13 @@ export class Sessions {
   /** The heartbeat and every keeper, until the signal aborts. */
   run(signal: AbortSignal): Promise<void>[] {
     this.signal = signal;
-    return [this.livenessLoop(signal), ...[...this.keepers.values()].map((k) => this.start(k, signal))];
+    const keepers = [...this.keepers.values()].map((k) => this.start(k, signal));
+    return this.deps.sharedLiveness ? keepers : [this.livenessLoop(signal), ...keepers];
   }
 
   /** Fails liveness and destroys every session: call only after the keys were released. */
   async close(): Promise<void> {
-    await this.deps.api.updateTtlCheck(livenessCheckId(this.deps.serviceId), "critical", "routeleader stopping").catch(() => undefined);
+    if (!this.deps.sharedLiveness) await this.deps.api.updateTtlCheck(livenessCheckId(this.deps.serviceId), "critical", "routeleader stopping").catch(() => undefined);
     await Promise.all([...this.keepers.values(), ...this.closing].map((k) => k.destroy()));
   }
 

@@ -1,8 +1,9 @@
 import type { CheckConfig } from "../config/schema.js";
 import type { ProcessRunner } from "./process.js";
+import type { OneHost } from "./any-of.js";
 import { formatLatency, type CheckResult } from "./result.js";
 
-type PingCheck = Extract<CheckConfig, { type: "ping" }>;
+type PingCheck = OneHost<Extract<CheckConfig, { type: "ping" }>>;
 
 export interface PingDeps {
   run: ProcessRunner;

@@ -1,4 +1,5 @@
 import type { CheckConfig } from "../config/schema.js";
+import { runAnyHost } from "./any-of.js";
 import { runCommand } from "./command.js";
 import { runHttp } from "./http.js";
 import { runNat, type NatDeps } from "./nat.js";
@@ -25,9 +26,9 @@ export function createCheckRunner(deps: RunnerDeps = {}): CheckRunner {
     try {
       switch (check.type) {
         case "ping":
-          return await runPing(check, { run, ...(deps.pingCommand ? { command: deps.pingCommand } : {}) }, signal);
+          return await runAnyHost(check, (one, stop) => runPing(one, { run, ...(deps.pingCommand ? { command: deps.pingCommand } : {}) }, stop), signal);
         case "tcp":
-          return await runTcp(check, deps.tcp, signal);
+          return await runAnyHost(check, (one, stop) => runTcp(one, deps.tcp, stop), signal);
         case "http":
           return await runHttp(check, signal);
         case "command":

@@ -1,9 +1,10 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { CheckConfig } from "../config/schema.js";
+import type { OneHost } from "./any-of.js";
 import { errorText, formatLatency, quote, type CheckResult } from "./result.js";
 
-type TcpCheck = Extract<CheckConfig, { type: "tcp" }>;
+type TcpCheck = OneHost<Extract<CheckConfig, { type: "tcp" }>>;
 
 export interface TcpDeps {
   /** Extra TLS options (a private CA for tests or internal services). Certificates are verified. */

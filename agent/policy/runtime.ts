@@ -101,6 +101,12 @@ export class FailoverPolicy {
     return verdict.contend;
   }
 
+  /** Instances Consul shows able to serve the route now (this one included); undefined until peers' health is known. */
+  healthyFor(routeName: string): string[] | undefined {
+    if (!this.healthKnown) return undefined;
+    return [...(this.history.get(routeName) ?? new Map()).entries()].filter(([, h]) => h.healthySince !== undefined).map(([id]) => id);
+  }
+
   handOver(route: RouteConfig, now: number): "failback" | "handover" | undefined {
     if (!this.healthKnown) return undefined;
     const decision = shouldHandOver(this.context(route, now));

@@ -42,6 +42,8 @@ export interface RouteControllerDeps {
   dryRun: boolean;
   /** Policy of reads (DescribeRouteTables…); default 3 attempts within 10 s. */
   readPolicy?: RetryPolicy;
+  /** Point every route at its `fallback` instead of this instance (the fallback writer's controller). */
+  toFallback?: boolean;
 }
 
 /** `sourceDestCheck: verify` and the check is on: this node must not attract traffic. */
@@ -243,7 +245,7 @@ export class RouteController {
       const started = performance.now();
       const table = tables.get(tableId);
       const current = table ? findRoute(table, route.destination) : undefined;
-      const decision = decideRelease(current, this.me, route.onRelease);
+      const decision = decideRelease(current, this.own(route), route.onRelease);
       const line = { route: routeName, table: tableId, destination: route.destination, from: targetText(current), to: "none", reason: decision.reason };
       if (decision.write === "none") {
         this.deps.log.info({ ...line, ms: elapsed(started) }, "route left in place on release");
@@ -293,7 +295,16 @@ export class RouteController {
   }
 
   private target(route: RouteConfig): RouteTarget {
+    const fallback = this.deps.toFallback ? route.fallback : undefined;
+    if (fallback) return "natGateway" in fallback ? { NatGatewayId: fallback.natGateway } : { NetworkInterfaceId: fallback.networkInterface };
     return route.target === "eni" ? { NetworkInterfaceId: this.me.eniId } : { InstanceId: this.me.instanceId };
+  }
+
+  /** What counts as "already pointing where it should" for this route. */
+  private own(route: RouteConfig): OwnTarget {
+    const fallback = this.deps.toFallback ? route.fallback : undefined;
+    if (!fallback) return this.me;
+    return "natGateway" in fallback ? { instanceId: "", eniId: "", natGatewayId: fallback.natGateway } : { instanceId: "", eniId: fallback.networkInterface };
   }
 
   /** `undefined` (the whole VPC) or the table ids: filtered on `vpc-id` always. */
@@ -344,7 +355,8 @@ export class RouteController {
     signal?: AbortSignal,
     force = false,
   ): Promise<{ result: ClaimResult; failure?: unknown }> {
-    const to = route.target === "eni" ? this.me.eniId : this.me.instanceId;
+    const target = this.target(route);
+    const to = "NatGatewayId" in target ? target.NatGatewayId : "NetworkInterfaceId" in target ? target.NetworkInterfaceId : target.InstanceId;
     const results: ClaimResult["tables"] = [];
     let gateClosed = false;
     let failure: unknown;
@@ -357,7 +369,7 @@ export class RouteController {
         continue;
       }
       const current = findRoute(table, route.destination);
-      const decision = forced(decideClaim(current, this.me), force);
+      const decision = forced(decideClaim(current, this.own(route)), force);
       const from = targetText(current);
       const line = { route: route.name, table: tableId, destination: route.destination, from: from ?? "absent", to, reason: decision.reason, cause };
       const previous = from ? { previousTarget: from } : {};

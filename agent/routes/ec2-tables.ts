@@ -54,8 +54,8 @@ export async function vpcOfSubnet(ec2: EC2Client, subnetId: string, signal?: Abo
 
 export type RouteWrite = "create" | "replace" | "delete";
 
-/** Where a route should point: one of the two, as the route's `target` says. */
-export type RouteTarget = { readonly InstanceId: string } | { readonly NetworkInterfaceId: string };
+/** Where a route should point: the instance or its ENI, as the route's `target` says, or the route's fallback. */
+export type RouteTarget = { readonly InstanceId: string } | { readonly NetworkInterfaceId: string } | { readonly NatGatewayId: string };
 
 export const WRITE_ACTIONS: Record<RouteWrite, string> = {
   create: "ec2:CreateRoute",

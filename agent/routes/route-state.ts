@@ -27,6 +27,8 @@ export interface TableSnapshot {
 export interface OwnTarget {
   readonly instanceId: string;
   readonly eniId: string;
+  /** The fallback writer's target when it is a NAT gateway. */
+  readonly natGatewayId?: string;
 }
 
 export function canonicalCidr(text: string): string {
@@ -66,6 +68,7 @@ export function findRoute(table: TableSnapshot, destination: string): RouteEntry
 
 /** AWS fills both InstanceId and NetworkInterfaceId of an instance route; moto only one. */
 export function isOurs(route: RouteEntry, me: OwnTarget): boolean {
+  if (me.natGatewayId !== undefined) return route.otherTarget === me.natGatewayId;
   return route.instanceId === me.instanceId || route.eniId === me.eniId;
 }
 

@@ -208,6 +208,8 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(cfg.region).toBe("us-east-1");
       expect(cfg.discovery).toEqual({ tags: { "routeleader:cluster": "prod-nat" } });
       expect(cfg.lifecycle).toEqual({ hookName: "routeleader-release" });
+      // The egress check does not depend on one public address: any of three answering passes.
+      expect(cfg.checks.egress).toEqual({ type: "ping", host: ["1.1.1.1", "8.8.8.8", "9.9.9.9"] });
     });
 
     it("ship: points /opt/routeleader/current at the verified release", () => {

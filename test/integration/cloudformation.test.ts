@@ -32,7 +32,7 @@ const RELEASE_PARAMS = {
   ArtifactBucket: "rl-artifacts",
   ArtifactKey: "releases/routeleader-0.1.0-linux-arm64.tar.gz",
   ArtifactSha256: "a".repeat(64),
-  ConsulBinaryUrl: "https://releases.hashicorp.com/consul/1.19.2/consul_1.19.2_linux_arm64.zip",
+  ConsulBinaryUrl: "https://releases.hashicorp.com/consul/1.16.1/consul_1.16.1_linux_arm64.zip",
   ConsulBinarySha256: "b".repeat(64),
 };
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimCluster, type SimCluster, type SimNode } from "../support/cluster.js";
 import { waitUntil } from "../support/process.js";
+import { matches, parseExposition, type Sample } from "../support/prometheus-text.js";
 
 /**
  * README, "Observing it": /metrics serves these series. Each must be recorded on the code path
@@ -8,12 +9,6 @@ import { waitUntil } from "../support/process.js";
  * fault proxy), scraped before and after a check failure that moves the route, AWS calls
  * (one throttled) and Consul requests.
  */
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
 
 /** The documented series and exactly the labels README gives them. */
 const DOCUMENTED: Record<string, string[]> = {
@@ -32,19 +27,12 @@ const DOCUMENTED: Record<string, string[]> = {
 async function scrape(node: SimNode): Promise<Sample[]> {
   const res = await fetch(`${node.httpUrl}/metrics`);
   expect(res.status).toBe(200);
-  const samples: Sample[] = [];
-  for (const line of (await res.text()).split("\n")) {
-    const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const labels = Object.fromEntries([...(m[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1] as string, l[2] as string]));
-    samples.push({ name: m[1] as string, labels, value: Number(m[3]) });
-  }
-  return samples;
+  return parseExposition(await res.text());
 }
 
 /** Sum of the samples of `name` whose labels include `labels`. */
 function sum(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
-  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
+  return samples.filter((s) => matches(s, name, labels)).reduce((a, s) => a + s.value, 0);
 }
 
 let sim: SimCluster;
@@ -65,6 +53,10 @@ beforeAll(async () => {
   for (const n of sim.nodes) n.setHealthy(true);
   await Promise.all(sim.nodes.map((n) => sim.startAgent(n.name)));
   await sim.waitForHolders(["r1"], (_r, i) => !!i, 60_000);
+  // Holding r1 says one agent is up; the standby may still be starting its HTTP endpoint.
+  for (const n of sim.nodes) {
+    await waitUntil(`${n.name} answers /status`, () => n.status().then(() => true, () => undefined), { timeoutMs: 60_000 });
+  }
 }, 240_000);
 
 afterAll(async () => {

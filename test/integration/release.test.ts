@@ -93,7 +93,9 @@ describe("ship: npm run release", () => {
       }
     }
     expect([...missing]).toEqual([]);
-    expect(files.length).toBeGreaterThan(20);
+    // The esbuild bundle: the entry point and the chunks its verbs load on demand.
+    expect(files).toContain(join(app, "dist/agent/cli.js"));
+    expect(files.length).toBeGreaterThan(1);
   });
 
   it("ship: the SBOM lists every bundled package, with a licence, and nothing that is not bundled", () => {
@@ -122,6 +124,15 @@ describe("ship: npm run release", () => {
       const res = await run(process.execPath, [join(app, "dist/agent/cli.js"), "validate", "--config", join(REPO, "examples", example)], { cwd: extracted, env });
       expect(res.stdout).toMatch(/: valid \(cluster /);
     }
+  });
+
+  it("ship: the artifact's validate stays lean on plain node: peak RSS under 100 MiB (the SDK is not loaded by it; issue #16)", async () => {
+    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: extracted, LANG: "C" };
+    // GNU time's %M: the process's peak RSS in KiB (last line of stderr).
+    const res = await run("/usr/bin/time", ["-f", "%M", process.execPath, join(app, "dist/agent/cli.js"), "validate", "--config", join(REPO, "examples", "nat-2az.yaml")], { cwd: extracted, env });
+    const peakMib = Number(res.stderr.trim().split("\n").pop()) / 1024;
+    expect(peakMib).toBeGreaterThan(10);
+    expect(peakMib).toBeLessThan(100);
   });
 
   it("ship: a broken config is refused by the artifact with exit code 3, as from the source tree", async () => {

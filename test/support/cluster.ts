@@ -206,11 +206,15 @@ export class SimCluster {
     return this.nodes.find((n) => n.instanceId === instanceId);
   }
 
-  /** Starts the agent process of a node with its own Consul agent, metadata mock and config. */
-  async startAgent(name: string, args: string[] = []): Promise<SimNode> {
+  /**
+   * Starts the agent process of a node with its own Consul agent, metadata mock and config;
+   * from the sources under tsx, or `options.cli` (e.g. `[node, "dist/agent/cli.js"]`, the build).
+   */
+  async startAgent(name: string, args: string[] = [], options: { cli?: string[] } = {}): Promise<SimNode> {
     const node = this.node(name);
     if (node.process && !node.process.hasExited) throw new Error(`${name} is already running`);
-    const argv = [process.execPath, "--import", "tsx", join(REPO, "agent", "cli.ts"), "run", "--config", node.configPath, "--log-level", "debug", ...args];
+    const cli = options.cli ?? [process.execPath, "--import", "tsx", join(REPO, "agent", "cli.ts")];
+    const argv = [...cli, "run", "--config", node.configPath, "--log-level", "debug", ...args];
     const [command, ...rest] = [...(node.spec.wrap ?? []), ...argv] as [string, ...string[]];
     const proc = new ManagedProcess(command, rest, {
       name: `agent ${name}`,
@@ -275,7 +279,7 @@ export class SimCluster {
     const id = this.tableIds.get(tableName);
     const res = await this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [id as string] }));
     const route = res.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === destination || r.DestinationIpv6CidrBlock === destination);
-    return route?.InstanceId ?? route?.NetworkInterfaceId ?? route?.GatewayId;
+    return route?.InstanceId ?? route?.NetworkInterfaceId ?? route?.NatGatewayId ?? route?.GatewayId;
   }
 
   async stopAgents(): Promise<void> {

@@ -77,6 +77,24 @@ describe("ship: config rules that would fail at run time are refused", () => {
     expect(hit!.line, "every problem names its line").toBeGreaterThan(0);
   });
 
+  it.each([
+    ["an empty target set", { type: "ping", host: [] }, "checks.egress.host", /at least one/],
+    ["one bad host among several (named by its index)", { type: "ping", host: ["1.1.1.1", "8.8.8.8 ; reboot"] }, "checks.egress.host[1]", /neither an IP address nor a host name/],
+    ["the same host twice", { type: "tcp", host: ["1.1.1.1", "9.9.9.9", "1.1.1.1"], port: 443 }, "checks.egress.host[2]", /"1\.1\.1\.1" is listed twice/],
+  ] as [string, Json, string, RegExp][])("ship: any-of check targets: %s is refused", (_what, egress, path, message) => {
+    const problems = errorsOf(config({ checks: { egress } }));
+    const hit = problems.find((p) => p.path === path);
+    expect(hit, JSON.stringify(problems)).toBeDefined();
+    expect(hit!.message).toMatch(message);
+    expect(hit!.line).toBeGreaterThan(0);
+  });
+
+  it("ship: any-of check targets: a list of hosts for ping and tcp validates and keeps its order", () => {
+    const cfg = parseConfig(stringify(config({ checks: { egress: { type: "ping", host: ["1.1.1.1", "8.8.8.8", "9.9.9.9"] }, dns: { type: "tcp", host: ["10.0.0.2", "dns.example"], port: 53 } } })), "nat.yaml");
+    expect(cfg.checks.egress).toMatchObject({ type: "ping", host: ["1.1.1.1", "8.8.8.8", "9.9.9.9"] });
+    expect(cfg.checks.dns).toMatchObject({ type: "tcp", host: ["10.0.0.2", "dns.example"] });
+  });
+
   it("ship: every rule's problem is reported at once, not one per run", () => {
     const problems = errorsOf(config({ http: { listen: "nowhere" }, checks: { egress: { type: "http", url: "http://127.0.0.1/", bodyMatch: "[", statusMin: 599, statusMax: 100 } } }));
     expect(problems.map((p) => p.path).sort()).toEqual(["checks.egress.bodyMatch", "checks.egress.statusMin", "http.listen"]);

@@ -46,7 +46,7 @@ const GOSSIP = "/routeleader/prod/gossip-key";
 const TOKEN = "/routeleader/prod/acl-token";
 const BUCKET = "rl-artifacts";
 const ARTIFACT_KEY = "releases/routeleader-0.1.0-linux-arm64.tar.gz";
-const CONSUL_KEY = "mirror/consul_1.19.2_linux_arm64.zip";
+const CONSUL_KEY = "mirror/consul_1.16.1_linux_arm64.zip";
 
 const PSEUDO = { "AWS::StackName": STACK, "AWS::Region": REGION, "AWS::Partition": "aws", "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com" };
 const BASE_PARAMS = {
@@ -237,7 +237,7 @@ describe("NAT instance role: nothing broader than needed", () => {
     expect(allows(policy, { action: "s3:GetObject", resource: arn.object("other-bucket", ARTIFACT_KEY) })).toBe(false);
     expect(allows(policy, { action: "s3:PutObject", resource: arn.object(BUCKET, ARTIFACT_KEY) })).toBe(false);
     expect(allows(policy, { action: "s3:ListBucket", resource: `arn:aws:s3:::${BUCKET}` })).toBe(false);
-    const https = rolePolicy("NatRole", { ...BASE_PARAMS, ConsulBinaryUrl: "https://releases.hashicorp.com/consul/1.19.2/consul_1.19.2_linux_arm64.zip" });
+    const https = rolePolicy("NatRole", { ...BASE_PARAMS, ConsulBinaryUrl: "https://releases.hashicorp.com/consul/1.16.1/consul_1.16.1_linux_arm64.zip" });
     const download = https.Statement.find((s) => (Array.isArray(s.Action) ? s.Action : [s.Action]).includes("s3:GetObject"))!;
     expect(download.Resource).toEqual([arn.object(BUCKET, ARTIFACT_KEY)]);
   });

@@ -1,16 +1,10 @@
 import { describe, expect, it } from "vitest";
+import { firstValue, parseExposition } from "../support/prometheus-text.js";
 import { createMetrics } from "../../agent/observe/metrics.js";
 
 /** Reads one sample from the exposition text, as a scraper would: the first line whose labels include `labels`. */
 async function value(metrics: ReturnType<typeof createMetrics>, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
-  const { body } = await metrics.render();
-  for (const line of body.split("\n")) {
-    const match = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!match || match[1] !== name) continue;
-    const present = Object.fromEntries([...(match[2] ?? "").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-    if (Object.entries(labels).every(([k, want]) => present[k] === want)) return Number(match[3]);
-  }
-  return undefined;
+  return firstValue(parseExposition((await metrics.render()).body), name, labels);
 }
 
 describe("metrics (own prom-client registry)", () => {

@@ -1,0 +1,152 @@
+/**
+ * Footprint benchmark of the agent as shipped: the esbuild bundle (`npm run build` → dist/)
+ * on plain node, no tsx. One node holding 20 routes, then one holding 200, each against real
+ * Consul (3 servers + the node's client agent), moto and the metadata mock. Measures start to
+ * ready (spawn → the agent's `ready` log line, and → every route written), RSS after
+ * `--minutes` of holding, and the steady CPU (utime + stime from /proc over the second half).
+ *
+ *   npm run bench:footprint [-- --minutes 10]      (writes docs/benchmarks/footprint.json)
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { cpus, loadavg } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { consulVersion } from "../test/support/binaries.js";
+import { startSimCluster } from "../test/support/cluster.js";
+import { waitUntil } from "../test/support/process.js";
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
+const { values: args } = parseArgs({ options: { minutes: { type: "string", default: "10" } } });
+const MINUTES = Number(args.minutes);
+if (!(MINUTES > 0)) throw new Error(`--minutes ${args.minutes}: a positive number`);
+const CLK_TCK = 100;
+
+function procStats(pid: number): { rssKib: number; cpuTicks: number } {
+  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return { rssKib: Number(rss?.[1] ?? 0), cpuTicks: Number(fields[11]) + Number(fields[12]) };
+}
+
+const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
+
+async function listen(): Promise<{ server: Server; port: number }> {
+  const server = createServer((s) => s.end());
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+async function measure(routeCount: number, healthPort: number) {
+  const tables = routeCount / 10;
+  const routes = Array.from({ length: tables }, (_, t) =>
+    Array.from({ length: 10 }, (_, k) => ({ name: `t${t}-d${k}`, table: { tags: { Name: `fp-${t}` } }, destination: k === 0 ? "0.0.0.0/0" : `172.16.${k}.0/24`, checks: ["upstream"] })),
+  ).flat();
+  const sim = await startSimCluster({
+    cluster: `fp${routeCount}`,
+    nodes: [{ name: "n1", az: "us-east-1a" }],
+    tables: Array.from({ length: tables }, (_, t) => ({ name: `fp-${t}`, az: "us-east-1a" })),
+    routes,
+    checks: { upstream: { type: "tcp", host: "127.0.0.1", port: healthPort, every: "1s", rise: 1, fall: 3 } },
+    extra: { logLevel: "info" },
+  });
+  try {
+    const spawned = Date.now();
+    const node = await sim.startAgent("n1", ["--log-level", "info"], { cli: [process.execPath, join(REPO, "dist", "agent", "cli.js")] });
+    const pid = node.process!.pid!;
+    await node.waitForEvent((e) => e.step === "ready", 60_000);
+    const readyMs = Date.now() - spawned;
+    await waitUntil(
+      "every route held and written",
+      async () => {
+        const holders = await sim.holders();
+        if (!routes.every((r) => holders.get(r.name)?.instanceId === node.instanceId)) return undefined;
+        for (let t = 0; t < tables; t++) if ((await sim.routeTarget(`fp-${t}`, "0.0.0.0/0")) !== node.instanceId) return undefined;
+        return true;
+      },
+      { timeoutMs: 300_000, intervalMs: 250 },
+    );
+    const writtenMs = Date.now() - spawned;
+    console.log(`  ${routeCount} routes: ready after ${readyMs} ms, every route held and written after ${writtenMs} ms; holding for ${MINUTES} min`);
+    const end = spawned + MINUTES * 60_000;
+    const half = spawned + (MINUTES * 60_000) / 2;
+    const samples: number[] = [];
+    let cpuAtHalf: { ticks: number; at: number } | undefined;
+    await waitUntil(
+      `${MINUTES} minutes holding ${routeCount} routes`,
+      async () => {
+        if (node.process!.hasExited) throw new Error(`agent exited: ${node.process!.output(20)}`);
+        const s = procStats(pid);
+        samples.push(s.rssKib);
+        if (!cpuAtHalf && Date.now() >= half) cpuAtHalf = { ticks: s.cpuTicks, at: Date.now() };
+        return Date.now() >= end ? true : undefined;
+      },
+      { timeoutMs: MINUTES * 60_000 + 60_000, intervalMs: 5_000 },
+    );
+    const last = procStats(pid);
+    const cpuPercent = cpuAtHalf ? ((last.cpuTicks - cpuAtHalf.ticks) / CLK_TCK / ((Date.now() - cpuAtHalf.at) / 1000)) * 100 : null;
+    const stillHeld = [...(await sim.holders()).values()].filter((h) => h.instanceId === node.instanceId).length;
+    return {
+      routes: routeCount,
+      tables,
+      start_to_ready_ms: readyMs,
+      start_to_routes_written_ms: writtenMs,
+      rss_mib_end: mib(last.rssKib),
+      rss_mib_max: mib(Math.max(...samples)),
+      steady_cpu_percent: cpuPercent === null ? null : Math.round(cpuPercent * 100) / 100,
+      routes_held_at_end: stillHeld,
+      load_average_at_end: loadavg().map((x) => Math.round(x * 100) / 100),
+    };
+  } finally {
+    await sim.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  console.log("footprint: building the shipped bundle (scripts/build-agent.mjs → dist/)");
+  execFileSync(process.execPath, [join(REPO, "scripts", "build-agent.mjs")], { cwd: REPO, stdio: "inherit" });
+  // GNU time's %M: the peak RSS of the process, in KiB.
+  const validate = spawnSync("/usr/bin/time", ["-f", "%M", process.execPath, join(REPO, "dist", "agent", "cli.js"), "validate", "--config", join(REPO, "examples", "nat-2az.yaml")], { cwd: REPO, encoding: "utf8" });
+  if (validate.status !== 0) throw new Error(`validate failed: ${validate.stderr}`);
+  const validatePeakMib = mib(Number(validate.stderr.trim().split("\n").pop()));
+  console.log(`  validate: peak RSS ${validatePeakMib} MiB`);
+  const health = await listen();
+  try {
+    const twenty = await measure(20, health.port);
+    const twoHundred = await measure(200, health.port);
+    const result = {
+      benchmark: "footprint",
+      date: new Date().toISOString(),
+      command: `npm run bench:footprint -- --minutes ${MINUTES}`,
+      minutes: MINUTES,
+      machine: `${cpus().length} vCPU shared with other jobs; every component on loopback`,
+      agent: `dist/agent/cli.js (esbuild bundle, scripts/build-agent.mjs) on plain node ${process.version}, log level info`,
+      setup: {
+        consul: `3 servers + 1 client agent (v${consulVersion()})`,
+        ec2: "moto 5.2.5",
+        metadata: "amazon-ec2-metadata-mock (IMDSv2)",
+        check: "tcp to a local listener, every 1s",
+        reconcileInterval: "30s (default)",
+        profile: "default",
+      },
+      goals: { rss_mib_20_routes: 80, rss_mib_200_routes: 120, start_to_ready_ms: 1500, steady_cpu_percent: 1 },
+      rss_mib_20_routes: twenty.rss_mib_end,
+      rss_mib_200_routes: twoHundred.rss_mib_end,
+      start_to_ready_ms: twenty.start_to_ready_ms,
+      steady_cpu_percent: twenty.steady_cpu_percent,
+      validate_peak_rss_mib: validatePeakMib,
+      runs: [twenty, twoHundred],
+      notes: "rss_mib_* is the RSS after `minutes` of holding every route (max over the run in runs[].rss_mib_max); steady_cpu_percent is one core's share over the second half of the 20-route run (utime+stime from /proc); start_to_ready_ms is spawn → the agent's `ready` log line (identity read, Consul reached, tables resolved, service registered).",
+    };
+    const out = join(REPO, "docs", "benchmarks", "footprint.json");
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(JSON.stringify({ rss_mib_20_routes: result.rss_mib_20_routes, rss_mib_200_routes: result.rss_mib_200_routes, start_to_ready_ms: result.start_to_ready_ms, steady_cpu_percent: result.steady_cpu_percent }));
+    console.log(`  written to ${out}`);
+  } finally {
+    health.server.close();
+  }
+}
+
+await main();

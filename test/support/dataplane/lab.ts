@@ -1,0 +1,280 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AllocateAddressCommand, AssociateAddressCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { startSimCluster, type SimCluster, type SimNode } from "../cluster.js";
+import { EMULATOR_AWS } from "../moto.js";
+import { ManagedProcess, waitUntil } from "../process.js";
+import { TcpStreams, UdpProbe } from "./probe.js";
+import { VpcRouter } from "./router.js";
+import { Dataplane, INTERNET_ADDR, type NatNs } from "./vpc.js";
+
+/**
+ * routeleader agents on real Consul and moto (behind the fault proxy) driving the namespace
+ * data plane: a UDP probe at 100 packets/s and optionally long-lived TCP echo streams from the
+ * private client to the internet host, while a fault hits the route's holder.
+ */
+
+export const FAULTS = ["health-check", "graceful-stop", "sigkill", "power-off", "partition"] as const;
+export type FaultName = (typeof FAULTS)[number];
+
+export interface LabOptions {
+  /** Same-AZ connection-preserving mode: secondary IP + its EIP follow the holder, conntrackd syncs the pair. */
+  sameAz?: boolean;
+  /** Run conntrackd in the NAT pair (same-AZ mode only; default true there). */
+  conntrackd?: boolean;
+  /** The holder's health check fails this many times before it lets go. */
+  fall?: number;
+}
+
+export interface TrialResult {
+  fault: FaultName;
+  /** Longest gap in the probe's echo stream from the fault until the stream is steady again. */
+  outageMs: number;
+  /** Fault → the new holder's ReplaceRoute answered by EC2 (moto). */
+  controlPlaneMs: number;
+  /** ReplaceRoute → the router applied the route. */
+  routerLagMs: number;
+  connections?: { tried: number; survived: number; errors: string[] };
+}
+
+const ROUTE = "egress";
+const TABLE = "private-a";
+const SECONDARY_IP = "10.0.0.200";
+const CLIENT = { cidr: "10.0.100.0/24", addr: "10.0.100.10" };
+
+export class DataplaneLab {
+  readonly conntrackd = new Map<string, ManagedProcess>();
+  probe!: UdpProbe;
+  router!: VpcRouter;
+
+  private constructor(
+    readonly sim: SimCluster,
+    readonly dp: Dataplane,
+    readonly dir: string,
+    readonly options: LabOptions,
+  ) {}
+
+  static async start(options: LabOptions = {}): Promise<DataplaneLab> {
+    const fall = options.fall ?? 2;
+    const sim = await startSimCluster({
+      cluster: "dataplane",
+      nodes: [
+        { name: "n1", az: "us-east-1a" },
+        { name: "n2", az: "us-east-1a" },
+      ],
+      tables: [{ name: TABLE, az: "us-east-1a" }],
+      routes: [{ name: ROUTE, table: { tags: { Name: TABLE } }, destination: "0.0.0.0/0", checks: ["data-path"], preferredAz: "none" }],
+      checks: {},
+      extra: { reconcileInterval: "2s" },
+      faultProxy: true,
+    });
+    let dp: Dataplane | undefined;
+    try {
+      // moto gives instances no public IP: each gets an Elastic IP on its primary address.
+      for (const n of sim.nodes) {
+        const alloc = (await sim.ec2.send(new AllocateAddressCommand({ Domain: "vpc" }))).AllocationId as string;
+        await sim.ec2.send(new AssociateAddressCommand({ AllocationId: alloc, NetworkInterfaceId: n.identity.eniId, PrivateIpAddress: n.identity.privateIp }));
+      }
+      dp = Dataplane.create({
+        client: CLIENT,
+        nats: sim.nodes.map((n) => ({ name: n.name, eniId: n.identity.eniId, privateIp: n.identity.privateIp, ...(options.sameAz ? { snatTo: SECONDARY_IP } : {}) })),
+        syncLink: !!options.sameAz,
+        strictTcp: !!options.sameAz,
+      });
+      const lab = new DataplaneLab(sim, dp, mkdtempSync(join(tmpdir(), "rl-dataplane-")), options);
+      let eip: string | undefined;
+      if (options.sameAz) eip = (await sim.ec2.send(new AllocateAddressCommand({ Domain: "vpc" }))).AllocationId as string;
+      for (const n of sim.nodes) {
+        const nat = dp.nat(n.name);
+        n.patchConfig({
+          checks: { "data-path": { type: "command", command: ["ip", "netns", "exec", nat.ns, "grep", "-qx", "1", "/proc/sys/net/ipv4/ip_forward"], every: "200ms", timeout: "1s", rise: 1, fall } },
+          ...(options.sameAz
+            ? {
+                routes: [
+                  { name: ROUTE, table: { tags: { Name: TABLE } }, destination: "0.0.0.0/0", checks: ["data-path"], preferredAz: "none", eip, sameAz: { subnet: n.identity.subnetId, privateIp: SECONDARY_IP } },
+                ],
+              }
+            : {}),
+        });
+      }
+      if (options.sameAz && options.conntrackd !== false) for (const nat of dp.nats) lab.startConntrackd(nat);
+      lab.router = new VpcRouter(dp, new EC2Client({ ...EMULATOR_AWS, endpoint: sim.moto.endpoint, maxAttempts: 1 }), sim.tableIds.get(TABLE) as string);
+      lab.router.start();
+      await dp.startInternet();
+      for (const n of sim.nodes) n.setHealthy(true);
+      await Promise.all(sim.nodes.map((n) => sim.startAgent(n.name)));
+      lab.probe = new UdpProbe(await dp.app(dp.client, ["udp-probe", INTERNET_ADDR, "100"], "udp probe"));
+      return lab;
+    } catch (err) {
+      dp?.destroy();
+      await sim.stop();
+      throw err;
+    }
+  }
+
+  natOf(node: SimNode): NatNs {
+    return this.dp.nat(node.name);
+  }
+
+  startConntrackd(nat: NatNs): void {
+    const peer = this.dp.nats.find((x) => x !== nat && x.syncAddr) as NatNs;
+    const base = join(this.dir, nat.name);
+    const conf = `Sync {
+  Mode FTFW {
+    DisableExternalCache On
+  }
+  UDP {
+    IPv4_address ${nat.syncAddr}
+    IPv4_Destination_Address ${peer.syncAddr}
+    Port 3780
+    Interface sync
+    Checksum on
+  }
+}
+General {
+  HashSize 8192
+  HashLimit 65536
+  LogFile ${base}-conntrackd.log
+  Syslog off
+  LockFile ${base}-conntrackd.lock
+  UNIX {
+    Path ${base}-conntrackd.sock
+  }
+  NetlinkBufferSize 2097152
+  NetlinkBufferSizeMaxGrowth 8388608
+  Filter From Userspace {
+    Protocol Accept {
+      TCP
+      UDP
+    }
+    Address Ignore {
+      IPv4_address 127.0.0.1
+      IPv4_address ${nat.syncAddr}
+      IPv4_address ${peer.syncAddr}
+    }
+  }
+}
+`;
+    writeFileSync(`${base}-conntrackd.conf`, conf);
+    rmSync(`${base}-conntrackd.lock`, { force: true });
+    const proc = new ManagedProcess("ip", ["netns", "exec", nat.ns, "conntrackd", "-C", `${base}-conntrackd.conf`], { name: `conntrackd ${nat.name}`, keepLines: 50 });
+    this.conntrackd.set(nat.name, proc);
+  }
+
+  /** Consul's holder, the route table and the router all agree on one node, and probes flow. */
+  async steady(timeoutMs = 60_000): Promise<SimNode> {
+    return waitUntil(
+      "a steady data plane",
+      async () => {
+        const holder = this.sim.nodeByInstance((await this.sim.holders()).get(ROUTE)?.instanceId);
+        if (!holder || (await this.sim.routeTarget(TABLE, "0.0.0.0/0")) !== holder.instanceId) return undefined;
+        const route = this.router.changes.filter((c) => c.kind === "route").at(-1);
+        if (!route?.detail.includes(this.natOf(holder).routerVeth)) return undefined;
+        const now = Date.now();
+        return this.probe.received(now - 1000, now) >= 80 ? holder : undefined;
+      },
+      { timeoutMs, intervalMs: 200 },
+    );
+  }
+
+  /** Breaks the holder as the fault class says; returns the fault time and how to heal. */
+  async inject(fault: FaultName, holder: SimNode): Promise<{ t0: number; heal(): Promise<void> }> {
+    const nat = this.natOf(holder);
+    const agent = holder.process as ManagedProcess;
+    const restartAgent = async () => {
+      if (!agent.hasExited) await agent.waitForExit(30_000);
+      await this.sim.startAgent(holder.name);
+    };
+    const t0 = Date.now();
+    switch (fault) {
+      case "health-check":
+        this.dp.setForwarding(nat, false);
+        return { t0, heal: async () => this.dp.setForwarding(nat, true) };
+      case "graceful-stop":
+        agent.signal("SIGTERM");
+        return { t0, heal: restartAgent };
+      case "sigkill":
+        agent.signal("SIGKILL");
+        return { t0, heal: restartAgent };
+      case "partition":
+        // The holder's Consul agent frozen: the node is cut off from the cluster, its data path is up.
+        holder.consul.process.signal("SIGSTOP");
+        return { t0, heal: async () => holder.consul.process.signal("SIGCONT") };
+      case "power-off": {
+        agent.signal("SIGSTOP");
+        holder.consul.process.signal("SIGSTOP");
+        this.dp.powerOff(nat);
+        agent.signal("SIGKILL");
+        holder.consul.process.signal("SIGKILL");
+        return {
+          t0,
+          heal: async () => {
+            await holder.consul.process.waitForExit(10_000);
+            this.dp.powerOn(nat);
+            if (this.conntrackd.has(nat.name)) this.startConntrackd(nat);
+            await holder.consul.restart();
+            await restartAgent();
+          },
+        };
+      }
+    }
+  }
+
+  /** One trial: steady state, fault, route converged and probes steady again, heal, steady again. */
+  async trial(fault: FaultName, connections = 0): Promise<TrialResult> {
+    const holder = await this.steady();
+    const streams = connections ? new TcpStreams(await this.dp.app(this.dp.client, ["tcp-streams", INTERNET_ADDR, String(connections), "100"], "tcp streams")) : undefined;
+    if (streams) await waitUntil("every TCP stream echoing", async () => (streams.latest?.conns.every((c) => c.echoed > 0) ? true : undefined), { timeoutMs: 15_000, intervalMs: 100 });
+    const { t0, heal } = await this.inject(fault, holder);
+    const moved = await waitUntil(
+      "the route moved to another node and applied by the router",
+      async () => {
+        const target = this.sim.nodeByInstance(await this.sim.routeTarget(TABLE, "0.0.0.0/0"));
+        if (!target || target === holder) return undefined;
+        const write = this.sim.proxy!.calls({ caller: target.name, action: "ReplaceRoute" }).find((c) => c.time >= t0 && c.status === 200 && !c.injected);
+        const applied = write && this.router.routeAppliedAt(target.identity.eniId, write.time);
+        return write && applied ? { target, writeAt: write.time, appliedAt: applied } : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 20 },
+    );
+    await waitUntil("probes flowing again", async () => (this.probe.received(moved.appliedAt, Date.now()) >= 100 ? true : undefined), { timeoutMs: 20_000, intervalMs: 50 });
+    const settledAt = Date.now();
+    let result: TrialResult["connections"];
+    if (streams) {
+      const sentAtSettle = streams.latest!.conns.map((c) => c.sent);
+      // A stream that survived catches up: every byte sent before the probes settled comes back.
+      await waitUntil(
+        "every TCP stream caught up or failed",
+        async () => (streams.latest!.conns.every((c, i) => c.error || c.echoed >= (sentAtSettle[i] ?? 0)) ? true : undefined),
+        { timeoutMs: 30_000, intervalMs: 100 },
+      ).catch(() => undefined);
+      const final = streams.latest!.conns;
+      streams.proc.signal("SIGTERM");
+      await streams.proc.waitForExit(5000).catch(() => undefined);
+      const ok = final.filter((c, i) => !c.error && c.echoed >= (sentAtSettle[i] ?? 0));
+      result = { tried: final.length, survived: ok.length, errors: final.flatMap((c) => (c.error ? [c.error] : [])) };
+    }
+    const outage = this.probe.longestGap(t0, settledAt);
+    await heal();
+    await this.steady();
+    return {
+      fault,
+      outageMs: outage.ms,
+      controlPlaneMs: moved.writeAt - t0,
+      routerLagMs: moved.appliedAt - moved.writeAt,
+      ...(result ? { connections: result } : {}),
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.router?.stop();
+    await Promise.all([...this.conntrackd.values()].map((p) => p.stop(3000)));
+    await this.dp.stop();
+    await this.sim.stop();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  static readonly route = ROUTE;
+  static readonly secondaryIp = SECONDARY_IP;
+}

@@ -1,0 +1,149 @@
+import { execFileSync } from "node:child_process";
+import { DescribeAddressesCommand, DescribeNetworkInterfacesCommand, DescribeRouteTablesCommand, type EC2Client } from "@aws-sdk/client-ec2";
+import { CLIENT_TABLE, type Dataplane } from "./vpc.js";
+
+/**
+ * The VPC fabric of the simulator: polls moto every `intervalMs` and makes the router namespace
+ * follow it with `ip route` and `iptables`:
+ * - the client subnet's route table: its default route goes to the target ENI's veth;
+ * - every private IP of a NAT's ENI (primary and secondary) is routed to that ENI's veth;
+ * - the internet gateway's 1:1 NAT: public IP ↔ private IP per EIP association / public IP.
+ * Every applied change is recorded with the time it was applied, so the router's own lag
+ * (EC2 write → data plane changed) is measured and reported, never subtracted.
+ */
+
+export interface RouterChange {
+  t: number;
+  kind: "route" | "hosts" | "igw";
+  detail: string;
+}
+
+interface Desired {
+  route: string;
+  hosts: string;
+  igw: string;
+  routeCmd: string[];
+  hostRoutes: Map<string, string[]>;
+  igwRules: [string, string][];
+}
+
+export class VpcRouter {
+  readonly changes: RouterChange[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private current: Desired | undefined;
+  private running: Promise<void> | undefined;
+  /** moto hands out public IPs in 127.0.0.0/8, which cannot be routed: each gets a 203.0.113.x stand-in. */
+  private readonly publicStandIn = new Map<string, string>();
+  lastError: string | undefined;
+
+  constructor(
+    private readonly dp: Dataplane,
+    private readonly ec2: EC2Client,
+    private readonly tableId: string,
+    private readonly destination = "0.0.0.0/0",
+    private readonly intervalMs = 100,
+  ) {}
+
+  start(): void {
+    const tick = () => {
+      this.running = this.poll()
+        .catch((err: Error) => {
+          this.lastError = err.message;
+        })
+        .finally(() => {
+          if (this.timer !== undefined) this.timer = setTimeout(tick, this.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** The time the route to `eniId`'s NAT was applied, first at or after `since`. */
+  routeAppliedAt(eniId: string, since: number): number | undefined {
+    const nat = this.dp.natByEni(eniId);
+    return this.changes.find((c) => c.kind === "route" && c.t >= since && nat && c.detail.includes(nat.routerVeth))?.t;
+  }
+
+  private async desired(): Promise<Desired> {
+    const enis = this.dp.nats.map((n) => n.eniId);
+    const [tables, interfaces, addresses] = await Promise.all([
+      this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.tableId] })),
+      this.ec2.send(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: enis })),
+      this.ec2.send(new DescribeAddressesCommand({})),
+    ]);
+    const primaryOf = new Map<string, string>();
+    const instanceEni = new Map<string, string>();
+    const hostRoutes = new Map<string, string[]>();
+    const igw = new Map<string, string>();
+    for (const eni of interfaces.NetworkInterfaces ?? []) {
+      const nat = this.dp.natByEni(eni.NetworkInterfaceId);
+      if (!nat) continue;
+      const primary = eni.PrivateIpAddress as string;
+      primaryOf.set(nat.eniId, primary);
+      if (eni.Attachment?.InstanceId) instanceEni.set(eni.Attachment.InstanceId, nat.eniId);
+      for (const a of eni.PrivateIpAddresses ?? []) {
+        const ipAddr = a.PrivateIpAddress as string;
+        hostRoutes.set(ipAddr, a.Primary ? [`${ipAddr}/32`, "dev", nat.routerVeth] : [`${ipAddr}/32`, "via", primary, "dev", nat.routerVeth, "onlink"]);
+        if (a.Association?.PublicIp) igw.set(ipAddr, a.Association.PublicIp);
+      }
+    }
+    for (const a of addresses.Addresses ?? []) if (a.PrivateIpAddress && a.PublicIp && hostRoutes.has(a.PrivateIpAddress)) igw.set(a.PrivateIpAddress, a.PublicIp);
+    const route = tables.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === this.destination);
+    const eni = route?.NetworkInterfaceId ?? (route?.InstanceId ? instanceEni.get(route.InstanceId) : undefined);
+    const nat = this.dp.natByEni(eni);
+    const via = nat ? primaryOf.get(nat.eniId) : undefined;
+    const routeCmd = nat && via && route?.State !== "blackhole" ? ["default", "via", via, "dev", nat.routerVeth, "onlink"] : ["blackhole", "default"];
+    const igwRules = [...igw.entries()].map(([priv, pub]): [string, string] => [priv, this.standIn(pub)]).sort();
+    return {
+      route: routeCmd.join(" "),
+      hosts: [...hostRoutes.values()].map((r) => r.join(" ")).sort().join(","),
+      igw: igwRules.map(([p, q]) => `${p}=${q}`).join(","),
+      routeCmd,
+      hostRoutes,
+      igwRules,
+    };
+  }
+
+  /** The simulator's address for a public IP moto handed out. */
+  standIn(publicIp: string): string {
+    let addr = this.publicStandIn.get(publicIp);
+    if (!addr) {
+      addr = `203.0.113.${10 + this.publicStandIn.size}`;
+      this.publicStandIn.set(publicIp, addr);
+    }
+    return addr;
+  }
+
+  private ip(args: string[]): void {
+    execFileSync("ip", ["-n", this.dp.router, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  }
+
+  private async poll(): Promise<void> {
+    const want = await this.desired();
+    const have = this.current;
+    if (!have || have.route !== want.route) {
+      this.ip(["route", "replace", ...want.routeCmd, "table", CLIENT_TABLE]);
+      this.changes.push({ t: Date.now(), kind: "route", detail: want.route });
+    }
+    if (!have || have.hosts !== want.hosts) {
+      for (const cmd of want.hostRoutes.values()) this.ip(["route", "replace", ...cmd]);
+      for (const addr of have?.hostRoutes.keys() ?? []) if (!want.hostRoutes.has(addr)) this.ip(["route", "del", `${addr}/32`]);
+      this.changes.push({ t: Date.now(), kind: "hosts", detail: want.hosts });
+    }
+    if (!have || have.igw !== want.igw) {
+      const rules = ["*nat", ":IGW_IN - [0:0]", ":IGW_OUT - [0:0]"];
+      for (const [priv, pub] of want.igwRules) rules.push(`-A IGW_IN -d ${pub}/32 -j DNAT --to-destination ${priv}`, `-A IGW_OUT -s ${priv}/32 -j SNAT --to-source ${pub}`);
+      rules.push("COMMIT", "");
+      execFileSync("ip", ["netns", "exec", this.dp.router, "iptables-restore", "--noflush"], { input: rules.join("\n"), stdio: ["pipe", "ignore", "pipe"] });
+      // The gateway's NAT is stateless on AWS: forget mappings made under the old associations.
+      execFileSync("ip", ["netns", "exec", this.dp.router, "conntrack", "-F"], { stdio: ["ignore", "ignore", "ignore"] });
+      this.changes.push({ t: Date.now(), kind: "igw", detail: want.igw });
+    }
+    this.current = want;
+  }
+}
