@@ -10,6 +10,7 @@ import { VERSION } from "./version.js";
 const agentModule = () => import("./agent.js");
 const operatorModule = () => import("./commands/operator.js");
 const reloadModule = () => import("./commands/reload.js");
+const validateAwsModule = () => import("./commands/validate-aws.js");
 const logModule = () => import("./observe/log.js");
 
 /** A validated config's warnings, one line each: `warning: FILE:LINE: PATH: MESSAGE`. */
@@ -32,9 +33,12 @@ export function buildCli(): Command {
     .command("validate")
     .description("validate a configuration file and print what is wrong")
     .addOption(configOption())
-    .action((opts: { config: string }) => {
+    .option("--aws", "also check the routes' Elastic IPs and fallbacks against AWS (reads only; the VPC comes from instance metadata)")
+    .action(async (opts: { config: string; aws?: boolean }) => {
       const config = loadConfig(opts.config);
       for (const line of warningLines(config)) process.stderr.write(`${line}\n`);
+      const checked = opts.aws ? await (await validateAwsModule()).validateAgainstAws(config) : 0;
+      if (checked) process.stdout.write(`${opts.config}: Elastic IPs and fallbacks of ${checked} route${checked === 1 ? "" : "s"} checked against AWS\n`);
       process.stdout.write(`${opts.config}: valid (cluster ${config.cluster}, ${config.routes.length} route${config.routes.length === 1 ? "" : "s"}, ${Object.keys(config.checks).length} check${Object.keys(config.checks).length === 1 ? "" : "s"})\n`);
     });
 

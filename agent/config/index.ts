@@ -1,4 +1,4 @@
-export { loadConfig, parseConfig, validateConfig, configWarnings, ConfigError, PROFILE_DEFAULTS, formatPath } from "./load.js";
+export { loadConfig, parseConfig, validateConfig, configWarnings, configProblem, ConfigError, PROFILE_DEFAULTS, formatPath } from "./load.js";
 export { checkRules, hostProblem, endpointProblem } from "./rules.js";
 export type { Config, ConfigProblem } from "./load.js";
 export { configSchema, checkSchema, tableSelectorSchema } from "./schema.js";

@@ -102,6 +102,15 @@ function issueMessage(issue: z.core.$ZodIssue): string {
 /** Warnings found while validating a config (risky but legal values), by config object. */
 const WARNINGS = new WeakMap<object, readonly ConfigProblem[]>();
 
+/** Where each config path is in its file, by config object (problems found later, e.g. against AWS, name the line too). */
+const LOCATORS = new WeakMap<object, (path: readonly PropertyKey[]) => number | undefined>();
+
+/** A problem at a config path of a validated config, with its line when the file is known. */
+export function configProblem(config: Config, path: readonly PropertyKey[], message: string): ConfigProblem {
+  const line = LOCATORS.get(config)?.(path);
+  return { path: formatPath(path) || "(top level)", message, ...(line ? { line } : {}) };
+}
+
 /** The warnings of a validated config: legal values with a known risk. Empty when none. */
 export function configWarnings(config: Config): readonly ConfigProblem[] {
   return WARNINGS.get(config) ?? [];
@@ -136,6 +145,7 @@ export function validateConfig(input: unknown, source: string, locate: (path: re
   if (found.errors.length) throw new ConfigError(source, found.errors.map(toProblem));
   const frozen = deepFreeze(config);
   WARNINGS.set(frozen, found.warnings.map(toProblem));
+  LOCATORS.set(frozen, locate);
   return frozen;
 }
 

@@ -1,3 +1,4 @@
+import { isIPv4 } from "node:net";
 import { z } from "zod";
 import { parseCidr } from "./cidr.js";
 import { parseDuration } from "./duration.js";
@@ -132,6 +133,15 @@ const routeSchema = z.strictObject({
     .regex(/^eipalloc-[0-9a-f]{8,17}$/, "not an Elastic IP allocation id (eipalloc-…)")
     .optional()
     .describe("Elastic IP allocation id the holder associates with its primary ENI when it takes the route (a stable egress IP); fenced like route writes. One EIP per route."),
+  sameAz: z
+    .strictObject({
+      subnet: z.string().regex(/^subnet-[0-9a-f]+$/, "a subnet id looks like subnet-0123abcd").describe("The subnet of the NAT pair (one AZ)."),
+      privateIp: z.string().refine((v) => isIPv4(v), "not an IPv4 address").describe("A free private IPv4 address of that subnet, reserved for the route."),
+    })
+    .optional()
+    .describe(
+      "Connection-preserving failover in one AZ: a holder in `subnet` assigns `privateIp` to its primary ENI as a secondary address (AssignPrivateIpAddresses with AllowReassignment, fenced like route writes) and associates the route's `eip` with that address. The NATs SNAT to it and conntrackd syncs their connection state. A holder in another subnet writes the route and takes the EIP onto its primary address: the public IP is kept, open connections are not.",
+    ),
   fallback: z
     .union([
       z.strictObject({ natGateway: z.string().regex(/^nat-[0-9a-f]{8,17}$/, "not a NAT gateway id (nat-…)") }),
@@ -260,6 +270,11 @@ export const configSchema = z
         const other = cfg.routes.findIndex((r, k) => k < i && r.eip === route.eip);
         // Two routes held by different nodes would pull one address back and forth.
         if (other >= 0) ctx.addIssue({ code: "custom", path: ["routes", i, "eip"], message: `Elastic IP ${route.eip} is already named by routes[${other}] ("${cfg.routes[other]?.name}"): two routes may be held by different nodes and would move it back and forth` });
+      }
+      if (route.sameAz) {
+        if (route.destination.includes(":")) ctx.addIssue({ code: "custom", path: ["routes", i, "sameAz"], message: `same-AZ mode SNATs IPv4 to a secondary private IP; ${route.destination} is an IPv6 route` });
+        const other = cfg.routes.findIndex((r, k) => k < i && r.sameAz?.privateIp === route.sameAz?.privateIp);
+        if (other >= 0) ctx.addIssue({ code: "custom", path: ["routes", i, "sameAz", "privateIp"], message: `private IP ${route.sameAz.privateIp} is already named by routes[${other}] ("${cfg.routes[other]?.name}"): two holders would take it from each other` });
       }
       route.checks.forEach((check, j) => {
         if (!(check in cfg.checks)) {

@@ -8,6 +8,7 @@ import type { Logger } from "../observe/log.js";
 import { ExitError } from "../exit-codes.js";
 import { decideClaim, decideRelease, type ClaimDecision } from "./decide.js";
 import { associateEip, decideEip, describeEip } from "./eip.js";
+import { assignSecondaryIp, decideSecondaryIp, privateIpsOf } from "./secondary-ip.js";
 import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, type RouteWrite } from "./ec2-tables.js";
 import { assertOneRoutePerEntry, reresolveTables, resolveRouteTables } from "./resolve.js";
 import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
@@ -405,9 +406,21 @@ export class RouteController {
         results.push({ tableId, action: "skipped-gate", reason: decision.reason, ...previous });
       }
     }
-    if (route.eip && !gateClosed && !signal?.aborted) {
+    // Same-AZ mode: the secondary IP first (the EIP maps to it), then the EIP.
+    let eipPrivateIp: string | undefined;
+    if (route.sameAz && !gateClosed && !signal?.aborted) {
       try {
-        const eip = await this.convergeEip(route, route.eip, gate, force, cause);
+        const ip = await this.convergeSecondaryIp(route, route.sameAz, gate, force, cause);
+        results.push(ip.result);
+        eipPrivateIp = ip.eipPrivateIp;
+      } catch (err) {
+        results.push({ tableId: `ip:${route.sameAz.privateIp}`, action: "failed", reason: (err as Error).message });
+        failure ??= err;
+      }
+    }
+    if (route.eip && !gateClosed && !signal?.aborted && !(route.sameAz && failure)) {
+      try {
+        const eip = await this.convergeEip(route, route.eip, gate, force, cause, eipPrivateIp);
         results.push(eip);
       } catch (err) {
         results.push({ tableId: `eip:${route.eip}`, action: "failed", reason: (err as Error).message });
@@ -422,28 +435,70 @@ export class RouteController {
    * The route's Elastic IP follows the holder: associated with this instance's primary ENI
    * after the tables, through the same gate, then read back to verify.
    */
-  private async convergeEip(route: RouteConfig, allocationId: string, gate: WriteGate, force: boolean, cause: string): Promise<ClaimResult["tables"][number]> {
+  /**
+   * Same-AZ mode: a holder in the pair's subnet assigns the route's secondary private IP to its
+   * primary ENI (taking it from the previous holder), through the same gate as route writes,
+   * then reads it back. Returns the address the EIP must map to (undefined: the primary).
+   */
+  private async convergeSecondaryIp(
+    route: RouteConfig,
+    sameAz: { subnet: string; privateIp: string },
+    gate: WriteGate,
+    force: boolean,
+    cause: string,
+  ): Promise<{ result: ClaimResult["tables"][number]; eipPrivateIp?: string }> {
+    const started = performance.now();
+    const { ec2, log } = this.deps;
+    const subject = `secondary IP ${sameAz.privateIp} for route ${route.name}`;
+    const tableId = `ip:${sameAz.privateIp}`;
+    const mine = sameAz.subnet === this.deps.identity.subnetId;
+    const assigned = mine ? await withRetries("ec2:DescribeNetworkInterfaces", subject, this.readPolicy, (s) => privateIpsOf(ec2, this.me.eniId, s)) : undefined;
+    const decision = decideSecondaryIp(sameAz, this.deps.identity.subnetId, assigned, force);
+    const line = { route: route.name, privateIp: sameAz.privateIp, to: this.me.eniId, reason: decision.reason, cause };
+    if (decision.action === "other-subnet") {
+      log.warn({ ...line, ms: elapsed(started) }, "secondary IP not taken: holder outside the same-AZ pair's subnet");
+      return { result: { tableId, action: "unchanged", reason: decision.reason } };
+    }
+    if (decision.action === "none") return { result: { tableId, action: "unchanged", reason: decision.reason }, eipPrivateIp: sameAz.privateIp };
+    if (this.deps.dryRun) {
+      log.info({ ...line, ms: elapsed(started), dryRun: true }, "dry run: would assign the secondary IP");
+      return { result: { tableId, action: "dry-run", reason: decision.reason }, eipPrivateIp: sameAz.privateIp };
+    }
+    try {
+      await withRetries("ec2:AssignPrivateIpAddresses", subject, this.writePolicy, (s) => assignSecondaryIp(ec2, this.me.eniId, sameAz.privateIp, s), { proceed: () => gate(route.name) });
+    } catch (err) {
+      if (!(err instanceof GateClosedError)) throw err;
+      log.warn({ ...line, ms: elapsed(started) }, "secondary IP not assigned: write gate closed");
+      return { result: { tableId, action: "skipped-gate", reason: decision.reason } };
+    }
+    const after = await withRetries("ec2:DescribeNetworkInterfaces", subject, this.readPolicy, (s) => privateIpsOf(ec2, this.me.eniId, s));
+    if (!after.includes(sameAz.privateIp)) throw new AwsCallError(`${subject}: assigned, but not on ${this.me.eniId} when read back`, { kind: "transient", code: "PrivateIpNotAssigned", message: "read back elsewhere" }, "ec2:AssignPrivateIpAddresses");
+    log.info({ ...line, ms: elapsed(started) }, "secondary IP assigned");
+    return { result: { tableId, action: "associated", reason: decision.reason }, eipPrivateIp: sameAz.privateIp };
+  }
+
+  private async convergeEip(route: RouteConfig, allocationId: string, gate: WriteGate, force: boolean, cause: string, privateIp?: string): Promise<ClaimResult["tables"][number]> {
     const started = performance.now();
     const { ec2, log } = this.deps;
     const subject = `Elastic IP ${allocationId} for route ${route.name}`;
     const tableId = `eip:${allocationId}`;
     const state = await withRetries("ec2:DescribeAddresses", subject, this.readPolicy, (s) => describeEip(ec2, allocationId, s));
-    const decision = decideEip(state, this.me.eniId, force);
-    const line = { route: route.name, eip: allocationId, publicIp: state.publicIp, from: state.networkInterfaceId ?? "none", to: this.me.eniId, reason: decision.reason, cause };
+    const decision = decideEip(state, this.me.eniId, force, privateIp);
+    const line = { route: route.name, eip: allocationId, publicIp: state.publicIp, from: state.networkInterfaceId ?? "none", to: this.me.eniId, ...(privateIp ? { privateIp } : {}), reason: decision.reason, cause };
     if (!decision.associate) return { tableId, action: "unchanged", reason: decision.reason };
     if (this.deps.dryRun) {
       log.info({ ...line, ms: elapsed(started), dryRun: true }, "dry run: would associate the Elastic IP");
       return { tableId, action: "dry-run", reason: decision.reason };
     }
     try {
-      await withRetries("ec2:AssociateAddress", subject, this.writePolicy, (s) => associateEip(ec2, allocationId, this.me.eniId, s), { proceed: () => gate(route.name) });
+      await withRetries("ec2:AssociateAddress", subject, this.writePolicy, (s) => associateEip(ec2, allocationId, this.me.eniId, s, privateIp), { proceed: () => gate(route.name) });
     } catch (err) {
       if (!(err instanceof GateClosedError)) throw err;
       log.warn({ ...line, ms: elapsed(started) }, "Elastic IP not associated: write gate closed");
       return { tableId, action: "skipped-gate", reason: decision.reason };
     }
     const after = await withRetries("ec2:DescribeAddresses", subject, this.readPolicy, (s) => describeEip(ec2, allocationId, s));
-    if (after.networkInterfaceId !== this.me.eniId) throw new AwsCallError(`${subject}: associated, but reads back on ${after.networkInterfaceId ?? "nothing"}`, { kind: "transient", code: "EipNotAssociated", message: "read back elsewhere" }, "ec2:AssociateAddress");
+    if (after.networkInterfaceId !== this.me.eniId || (privateIp && after.privateIpAddress !== privateIp)) throw new AwsCallError(`${subject}: associated, but reads back on ${after.networkInterfaceId ?? "nothing"}`, { kind: "transient", code: "EipNotAssociated", message: "read back elsewhere" }, "ec2:AssociateAddress");
     log.info({ ...line, ms: elapsed(started) }, "Elastic IP associated");
     return { tableId, action: "associated", reason: decision.reason, ...(state.networkInterfaceId ? { previousTarget: state.networkInterfaceId } : {}) };
   }

@@ -5,6 +5,8 @@ export interface EipState {
   readonly allocationId: string;
   readonly publicIp?: string;
   readonly networkInterfaceId?: string;
+  /** The private address of that ENI it maps to (a secondary address in same-AZ mode). */
+  readonly privateIpAddress?: string;
   readonly instanceId?: string;
 }
 
@@ -15,20 +17,23 @@ export async function describeEip(ec2: EC2Client, allocationId: string, signal?:
     allocationId,
     ...(a?.PublicIp ? { publicIp: a.PublicIp } : {}),
     ...(a?.NetworkInterfaceId ? { networkInterfaceId: a.NetworkInterfaceId } : {}),
+    ...(a?.PrivateIpAddress ? { privateIpAddress: a.PrivateIpAddress } : {}),
     ...(a?.InstanceId ? { instanceId: a.InstanceId } : {}),
   };
 }
 
 /**
- * Moves the Elastic IP to this instance's primary ENI. AllowReassociation takes it from the
- * previous holder in one call (no window where it is associated with nothing).
+ * Moves the Elastic IP to this instance's primary ENI (to `privateIp` on it when given, else its
+ * primary address). AllowReassociation takes it from the previous holder in one call (no window
+ * where it is associated with nothing).
  */
-export async function associateEip(ec2: EC2Client, allocationId: string, eniId: string, signal?: AbortSignal): Promise<void> {
-  await ec2.send(new AssociateAddressCommand({ AllocationId: allocationId, NetworkInterfaceId: eniId, AllowReassociation: true }), { abortSignal: signal });
+export async function associateEip(ec2: EC2Client, allocationId: string, eniId: string, signal?: AbortSignal, privateIp?: string): Promise<void> {
+  await ec2.send(new AssociateAddressCommand({ AllocationId: allocationId, NetworkInterfaceId: eniId, AllowReassociation: true, ...(privateIp ? { PrivateIpAddress: privateIp } : {}) }), { abortSignal: signal });
 }
 
-/** What the holder does with the route's Elastic IP (pure). */
-export function decideEip(state: EipState, myEni: string, force: boolean): { associate: boolean; reason: string } {
+/** What the holder does with the route's Elastic IP (pure); `privateIp`: the address of our ENI it must map to. */
+export function decideEip(state: EipState, myEni: string, force: boolean, privateIp?: string): { associate: boolean; reason: string } {
+  if (state.networkInterfaceId === myEni && privateIp && state.privateIpAddress !== privateIp) return { associate: true, reason: `on this ENI but at ${state.privateIpAddress ?? "another address"}, not ${privateIp}` };
   if (state.networkInterfaceId === myEni) return force ? { associate: true, reason: "re-assert" } : { associate: false, reason: "already associated here" };
   if (!state.networkInterfaceId) return { associate: true, reason: "not associated" };
   return { associate: true, reason: `associated with ${state.networkInterfaceId}${state.instanceId ? ` (${state.instanceId})` : ""}` };

@@ -1,5 +1,11 @@
-import { AllocateAddressCommand, CreateNatGatewayCommand } from "@aws-sdk/client-ec2";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AllocateAddressCommand, AssociateAddressCommand, CreateNatGatewayCommand, CreateSubnetCommand, CreateVpcCommand } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parse, stringify } from "yaml";
+import { runCli } from "../support/agent-cli.js";
+import { runInstance } from "../support/ec2-world.js";
 import { interleavedWriters, routeWrites } from "../support/faults/invariants.js";
 import { waitUntil } from "../support/process.js";
 import { startSimCluster, type SimCluster, type SimNode } from "../support/cluster.js";
@@ -88,5 +94,52 @@ describe("fallback target", () => {
     expect(writes.filter((c) => c.params.NatGatewayId && c.time > Date.parse(handedBack.time))).toEqual([]);
     expect(writes.filter((c) => c.time > Date.parse(handedBack.time) && c.caller !== returning.name)).toEqual([]);
     expect(interleavedWriters(sim.proxy!.calls(), 60_000)).toEqual([]);
+  });
+});
+
+describe("bad egress config", () => {
+  it("egress: validate --aws refuses an unknown EIP, an EIP associated outside the cluster, a fallback NAT gateway in another VPC, and a fallbackAfter under the failover bound; each names file, line and path, exits 3, and writes nothing", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "rl-egress-validate-"));
+    try {
+      const base = parse(readFileSync(sim.nodes[0]!.configPath, "utf8")) as Record<string, unknown> & { routes: Record<string, unknown>[] };
+      const validator = sim.proxy!.endpointFor("validate");
+      const route = { ...base.routes[0] };
+      delete route.fallback;
+      delete route.fallbackAfter;
+      const write = (name: string, over: Record<string, unknown>) => {
+        const file = join(dir, `${name}.yaml`);
+        writeFileSync(file, stringify({ ...base, aws: { endpoint: validator }, routes: [{ ...route, ...over }] }));
+        return file;
+      };
+      // An address held by an instance of nobody's cluster, and a NAT gateway in another VPC.
+      const outsider = await runInstance(sim.ec2, sim.nodes[0]!.identity.subnetId);
+      const taken = (await sim.ec2.send(new AllocateAddressCommand({ Domain: "vpc" }))).AllocationId!;
+      await sim.ec2.send(new AssociateAddressCommand({ AllocationId: taken, InstanceId: outsider.InstanceId! }));
+      const otherVpc = (await sim.ec2.send(new CreateVpcCommand({ CidrBlock: "10.9.0.0/16" }))).Vpc!.VpcId!;
+      const otherSubnet = (await sim.ec2.send(new CreateSubnetCommand({ VpcId: otherVpc, CidrBlock: "10.9.1.0/24", AvailabilityZone: "us-east-1a" }))).Subnet!.SubnetId!;
+      const otherEip = (await sim.ec2.send(new AllocateAddressCommand({ Domain: "vpc" }))).AllocationId!;
+      const foreignNat = (await sim.ec2.send(new CreateNatGatewayCommand({ SubnetId: otherSubnet, AllocationId: otherEip }))).NatGateway!.NatGatewayId!;
+
+      const cases: [string, Record<string, unknown>, RegExp][] = [
+        ["unknown-eip", { eip: "eipalloc-0123456789abcdef0" }, /unknown-eip\.yaml:\d+: routes\[0\]\.eip: Elastic IP eipalloc-0123456789abcdef0 does not exist/],
+        ["eip-outside", { eip: taken }, new RegExp(`eip-outside\\.yaml:\\d+: routes\\[0\\]\\.eip: Elastic IP ${taken} .*is associated with ${outsider.InstanceId}, which is not in cluster fallback \\(its tag routeleader:cluster is missing\\)`)],
+        ["nat-other-vpc", { fallback: { natGateway: foreignNat } }, new RegExp(`nat-other-vpc\\.yaml:\\d+: routes\\[0\\]\\.fallback\\.natGateway: NAT gateway ${foreignNat} is in ${otherVpc}, not in this instance's VPC ${sim.vpcId}`)],
+        ["fallback-too-soon", { fallback: { natGateway }, fallbackAfter: "5s" }, /fallback-too-soon\.yaml:\d+: routes\[0\]\.fallbackAfter: fallbackAfter \(5000 ms\) is shorter than the failover bound \(11500 ms/],
+      ];
+      for (const [name, over, message] of cases) {
+        const result = await runCli(["validate", "--aws", "--config", write(name, over)]);
+        expect(result.output, name).toMatch(message);
+        expect(result.code, name).toBe(3);
+      }
+      // The cluster's own configuration passes, with its checks made against AWS.
+      const good = await runCli(["validate", "--aws", "--config", write("good", { fallback: { natGateway }, fallbackAfter: "12s" })]);
+      expect(good.output).toMatch(/Elastic IPs and fallbacks of 1 route checked against AWS/);
+      expect(good.code).toBe(0);
+      // Reads only: nothing the validator sent through the proxy could change anything.
+      expect(sim.proxy!.calls({ caller: "validate" }).length).toBeGreaterThan(0);
+      expect(sim.proxy!.calls({ caller: "validate", mutating: true })).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

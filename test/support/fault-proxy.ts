@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
+import { DescribeInstancesCommand, DescribeNetworkInterfacesCommand, EC2Client, UnassignPrivateIpAddressesCommand } from "@aws-sdk/client-ec2";
 
 /**
  * A fault-injection HTTP proxy in front of moto. moto stays the source of truth; the proxy
@@ -13,6 +13,11 @@ import { DescribeInstancesCommand, EC2Client } from "@aws-sdk/client-ec2";
  *   reads `blackhole`, as on AWS (moto always says `active`);
  * - optionally both InstanceId and NetworkInterfaceId on instance routes, as on AWS;
  * - EC2 DryRun requests answered DryRunOperation, unexecuted (moto ignores the flag);
+ * - AssignPrivateIpAddresses with EC2's reassignment rules: an address another ENI holds is
+ *   refused (InvalidParameterValue) unless AllowReassignment=true, which first takes it from that
+ *   ENI (moto adds it to the second ENI and leaves it on the first);
+ * - AssociateAddress with PrivateIpAddress remembered and DescribeAddresses answered with that
+ *   address (moto associates an EIP with the whole ENI and reports its primary address);
  * - Auto Scaling CompleteLifecycleAction / RecordLifecycleActionHeartbeat answered and
  *   recorded (moto answers 500).
  *
@@ -130,6 +135,8 @@ export class StartedFaultProxy {
   private readonly lookups = new Map<string, EC2Client>();
   private blackhole: boolean;
   private fillTargets: boolean;
+  /** Allocation id → the ENI and private address an AssociateAddress named. */
+  private readonly eipPrivateIps = new Map<string, { eni: string; ip: string }>();
 
   constructor(
     private readonly server: http.Server,
@@ -316,11 +323,32 @@ export class StartedFaultProxy {
       hook.remaining--;
       await hook.run({ caller, params });
     }
+    if (service === "ec2" && action === "AssignPrivateIpAddresses") {
+      const refused = await this.reassignPrivateIps(params, region);
+      if (refused) {
+        const text = ec2ErrorBody(refused);
+        res.writeHead(refused.status, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
+        res.end(text);
+        record(refused.status, "refused");
+        return;
+      }
+    }
     const upstream = await this.forward(req, forwardPath + url.search, body);
     let text = upstream.body;
     let injected: string | undefined;
     if (service === "ec2" && action === "DescribeRouteTables" && upstream.status === 200 && (this.blackhole || this.fillTargets)) {
       const rewritten = await this.rewriteRoutes(text.toString("utf8"), region);
+      if (rewritten !== undefined) {
+        text = Buffer.from(rewritten, "utf8");
+        injected = "rewritten";
+      }
+    }
+    if (service === "ec2" && action === "AssociateAddress" && upstream.status === 200 && params.AllocationId) {
+      if (params.PrivateIpAddress && params.NetworkInterfaceId) this.eipPrivateIps.set(params.AllocationId, { eni: params.NetworkInterfaceId, ip: params.PrivateIpAddress });
+      else this.eipPrivateIps.delete(params.AllocationId);
+    }
+    if (service === "ec2" && action === "DescribeAddresses" && upstream.status === 200 && this.eipPrivateIps.size) {
+      const rewritten = this.rewriteAddresses(text.toString("utf8"));
       if (rewritten !== undefined) {
         text = Buffer.from(rewritten, "utf8");
         injected = "rewritten";
@@ -360,6 +388,43 @@ export class StartedFaultProxy {
       this.lookups.set(region, client);
     }
     return client;
+  }
+
+  /** Each address item of an allocation associated with a named private IP reports that IP. */
+  private rewriteAddresses(xml: string): string | undefined {
+    let changed = false;
+    const result = xml.replace(/<item>((?:(?!<item>)[\s\S])*?)<\/item>/g, (whole, inner: string) => {
+      const alloc = /<allocationId>([^<]+)<\/allocationId>/.exec(inner)?.[1];
+      const eni = /<networkInterfaceId>([^<]+)<\/networkInterfaceId>/.exec(inner)?.[1];
+      const named = alloc ? this.eipPrivateIps.get(alloc) : undefined;
+      if (!named || named.eni !== eni) return whole;
+      changed = true;
+      const next = /<privateIpAddress>/.test(inner)
+        ? inner.replace(/<privateIpAddress>[^<]*<\/privateIpAddress>/, `<privateIpAddress>${named.ip}</privateIpAddress>`)
+        : `${inner}<privateIpAddress>${named.ip}</privateIpAddress>`;
+      return `<item>${next}</item>`;
+    });
+    return changed ? result : undefined;
+  }
+
+  /** EC2's rules for a private IP another ENI holds; returns the refusal, or undefined after taking it over. */
+  private async reassignPrivateIps(params: Readonly<Record<string, string>>, region: string): Promise<InjectedError | undefined> {
+    const eni = params.NetworkInterfaceId;
+    const wanted = Object.entries(params)
+      .filter(([k]) => /^PrivateIpAddress\.\d+$/.test(k))
+      .map(([, v]) => v);
+    const client = this.lookupClient(region);
+    const all = (await client.send(new DescribeNetworkInterfacesCommand({}))).NetworkInterfaces ?? [];
+    for (const ip of wanted) {
+      const other = all.find((n) => n.NetworkInterfaceId !== eni && n.PrivateIpAddresses?.some((a) => a.PrivateIpAddress === ip));
+      if (!other) continue;
+      const primary = other.PrivateIpAddresses?.find((a) => a.PrivateIpAddress === ip)?.Primary;
+      if (primary || params.AllowReassignment !== "true") {
+        return { status: 400, code: "InvalidParameterValue", message: `Address ${ip} is in use by ${other.NetworkInterfaceId}${primary ? " as its primary address" : ""}.` };
+      }
+      await client.send(new UnassignPrivateIpAddressesCommand({ NetworkInterfaceId: other.NetworkInterfaceId, PrivateIpAddresses: [ip] }));
+    }
+    return undefined;
   }
 
   /** Instance state and primary ENI by instance id, and the owning instance by ENI id. */

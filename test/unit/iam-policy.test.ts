@@ -104,6 +104,8 @@ function ownRequest(action: string): Request {
       return { action, resource: arn.instance("i-0a"), context: { "aws:ResourceTag/aws:autoscaling:groupName": `${STACK}-nat-b` } };
     case "ec2:AssociateAddress":
       return { action, resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:elastic-ip/eipalloc-0a`, context: { "aws:ResourceTag/routeleader:cluster": String(BASE_PARAMS.ClusterName) } };
+    case "ec2:AssignPrivateIpAddresses":
+      return { action, resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:network-interface/eni-0a`, context: { "ec2:Vpc": arn.vpc(VPC) } };
     case "autoscaling:CompleteLifecycleAction":
     case "autoscaling:RecordLifecycleActionHeartbeat":
     case "autoscaling:SetInstanceHealth":

@@ -46,7 +46,11 @@ const CLIENT = { cidr: "10.0.100.0/24", addr: "10.0.100.10" };
 export class DataplaneLab {
   readonly conntrackd = new Map<string, ManagedProcess>();
   probe!: UdpProbe;
+  /** The route's Elastic IP in same-AZ mode. */
+  eipAllocation: string | undefined;
   router!: VpcRouter;
+  /** EC2 through the fault proxy (which keeps the private IP an EIP association named). */
+  ec2!: EC2Client;
 
   private constructor(
     readonly sim: SimCluster,
@@ -98,8 +102,10 @@ export class DataplaneLab {
             : {}),
         });
       }
+      lab.eipAllocation = eip;
       if (options.sameAz && options.conntrackd !== false) for (const nat of dp.nats) lab.startConntrackd(nat);
-      lab.router = new VpcRouter(dp, new EC2Client({ ...EMULATOR_AWS, endpoint: sim.moto.endpoint, maxAttempts: 1 }), sim.tableIds.get(TABLE) as string);
+      lab.ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: sim.proxy!.endpointFor("vpc-router"), maxAttempts: 1 });
+      lab.router = new VpcRouter(dp, lab.ec2, sim.tableIds.get(TABLE) as string);
       lab.router.start();
       await dp.startInternet();
       for (const n of sim.nodes) n.setHealthy(true);
@@ -168,11 +174,15 @@ General {
       "a steady data plane",
       async () => {
         const holder = this.sim.nodeByInstance((await this.sim.holders()).get(ROUTE)?.instanceId);
-        if (!holder || (await this.sim.routeTarget(TABLE, "0.0.0.0/0")) !== holder.instanceId) return undefined;
+        if (!holder) throw new Error(`no holder in Consul; agents: ${this.sim.nodes.map((n) => `${n.name}: ${n.process?.output(3)}`).join(" | ")}`);
+        const target = await this.sim.routeTarget(TABLE, "0.0.0.0/0");
+        if (target !== holder.instanceId) throw new Error(`holder ${holder.name}, route table at ${target}`);
         const route = this.router.changes.filter((c) => c.kind === "route").at(-1);
-        if (!route?.detail.includes(this.natOf(holder).routerVeth)) return undefined;
+        if (!route?.detail.includes(this.natOf(holder).routerVeth)) throw new Error(`router: ${route?.detail} (${this.router.lastError ?? "no poll error"})`);
         const now = Date.now();
-        return this.probe.received(now - 1000, now) >= 80 ? holder : undefined;
+        const got = this.probe.received(now - 1000, now);
+        if (got < 30) throw new Error(`holder ${holder.name}, router applied; ${got} probe echoes in the last second`);
+        return holder;
       },
       { timeoutMs, intervalMs: 200 },
     );
@@ -269,6 +279,7 @@ General {
 
   async stop(): Promise<void> {
     await this.router?.stop();
+    this.ec2?.destroy();
     await Promise.all([...this.conntrackd.values()].map((p) => p.stop(3000)));
     await this.dp.stop();
     await this.sim.stop();

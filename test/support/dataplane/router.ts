@@ -7,7 +7,8 @@ import { CLIENT_TABLE, type Dataplane } from "./vpc.js";
  * follow it with `ip route` and `iptables`:
  * - the client subnet's route table: its default route goes to the target ENI's veth;
  * - every private IP of a NAT's ENI (primary and secondary) is routed to that ENI's veth;
- * - the internet gateway's 1:1 NAT: public IP ↔ private IP per EIP association / public IP.
+ * - the internet gateway's 1:1 NAT: public IP ↔ private IP per Elastic IP association (read
+ *   through the fault proxy, which keeps the private IP an association named; moto does not).
  * Every applied change is recorded with the time it was applied, so the router's own lag
  * (EC2 write → data plane changed) is measured and reported, never subtracted.
  */
@@ -89,7 +90,6 @@ export class VpcRouter {
       for (const a of eni.PrivateIpAddresses ?? []) {
         const ipAddr = a.PrivateIpAddress as string;
         hostRoutes.set(ipAddr, a.Primary ? [`${ipAddr}/32`, "dev", nat.routerVeth] : [`${ipAddr}/32`, "via", primary, "dev", nat.routerVeth, "onlink"]);
-        if (a.Association?.PublicIp) igw.set(ipAddr, a.Association.PublicIp);
       }
     }
     for (const a of addresses.Addresses ?? []) if (a.PrivateIpAddress && a.PublicIp && hostRoutes.has(a.PrivateIpAddress)) igw.set(a.PrivateIpAddress, a.PublicIp);
@@ -119,8 +119,15 @@ export class VpcRouter {
     return addr;
   }
 
-  private ip(args: string[]): void {
-    execFileSync("ip", ["-n", this.dp.router, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  /** One change; a route through a link that is down (a powered-off NAT) fails alone and is retried next poll. */
+  private ip(args: string[]): boolean {
+    try {
+      execFileSync("ip", ["-n", this.dp.router, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+      return true;
+    } catch (err) {
+      this.lastError = `ip ${args.join(" ")}: ${(err as { stderr?: Buffer }).stderr?.toString().trim() ?? (err as Error).message}`;
+      return false;
+    }
   }
 
   private async poll(): Promise<void> {
@@ -130,8 +137,9 @@ export class VpcRouter {
       this.ip(["route", "replace", ...want.routeCmd, "table", CLIENT_TABLE]);
       this.changes.push({ t: Date.now(), kind: "route", detail: want.route });
     }
+    let hostsDone = true;
     if (!have || have.hosts !== want.hosts) {
-      for (const cmd of want.hostRoutes.values()) this.ip(["route", "replace", ...cmd]);
+      for (const cmd of want.hostRoutes.values()) hostsDone = this.ip(["route", "replace", ...cmd]) && hostsDone;
       for (const addr of have?.hostRoutes.keys() ?? []) if (!want.hostRoutes.has(addr)) this.ip(["route", "del", `${addr}/32`]);
       this.changes.push({ t: Date.now(), kind: "hosts", detail: want.hosts });
     }
@@ -144,6 +152,6 @@ export class VpcRouter {
       execFileSync("ip", ["netns", "exec", this.dp.router, "conntrack", "-F"], { stdio: ["ignore", "ignore", "ignore"] });
       this.changes.push({ t: Date.now(), kind: "igw", detail: want.igw });
     }
-    this.current = want;
+    this.current = hostsDone ? want : { ...want, hosts: "" };
   }
 }
