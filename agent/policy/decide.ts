@@ -51,21 +51,16 @@ export function judgePeer(peer: PeerView, required: readonly string[]): PeerRout
   return { ...base, healthy: true };
 }
 
-/** Per instance: its AZ, since when it has been healthy without a break (undefined: not healthy), and when it was last observed. */
-export type HealthHistory = ReadonlyMap<string, { readonly az: string; readonly healthySince?: number; readonly seenAt?: number }>;
+/** Per instance: its AZ and since when it has been healthy without a break (undefined: not healthy). */
+export type HealthHistory = ReadonlyMap<string, { readonly az: string; readonly healthySince?: number }>;
 
-/**
- * Folds a new health observation into the history: a break resets `healthySince`, and so does
- * a gap of more than `maxGapMs` since the last observation (polls that failed under load): a
- * peer that restarted unseen meanwhile is not "healthy for failbackAfter".
- */
-export function updateHealthHistory(previous: HealthHistory, peers: readonly PeerRouteHealth[], now: number, maxGapMs = Number.POSITIVE_INFINITY): HealthHistory {
-  const next = new Map<string, { az: string; healthySince?: number; seenAt: number }>();
+/** Folds a new health observation into the history: a break resets `healthySince`. */
+export function updateHealthHistory(previous: HealthHistory, peers: readonly PeerRouteHealth[], now: number): HealthHistory {
+  const next = new Map<string, { az: string; healthySince?: number }>();
   for (const peer of peers) {
     const before = previous.get(peer.instanceId);
-    const continuous = before?.seenAt === undefined || now - before.seenAt <= maxGapMs;
-    if (!peer.healthy) next.set(peer.instanceId, { az: peer.az, seenAt: now });
-    else next.set(peer.instanceId, { az: peer.az, healthySince: (continuous ? before?.healthySince : undefined) ?? now, seenAt: now });
+    if (!peer.healthy) next.set(peer.instanceId, { az: peer.az });
+    else next.set(peer.instanceId, { az: peer.az, healthySince: before?.healthySince ?? now });
   }
   return next;
 }

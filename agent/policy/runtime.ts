@@ -8,8 +8,6 @@ import { judgePeer, mayContend, shouldHandOver, updateHealthHistory, type Handov
 
 /** How often peers' health is read from Consul's health API. */
 const HEALTH_POLL_MS = 1000;
-/** Peer-health polls further apart than this (failed meanwhile) start a peer's healthy period again. */
-const HEALTH_GAP_MS = 4 * HEALTH_POLL_MS;
 /** How long an operator's handover request binds the cluster. */
 export const HANDOVER_REQUEST_TTL_MS = 30_000;
 
@@ -155,7 +153,7 @@ export class FailoverPolicy {
             if (judged.get(key) !== verdict) log.debug({ route: route.name, peer: p.instanceId, az: p.az, healthy: p.healthy, reason: p.reason ?? null }, `${route.name}: peer ${p.instanceId} ${p.healthy ? "healthy" : `not healthy (${p.reason})`}`);
             judged.set(key, verdict);
           }
-          this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now, HEALTH_GAP_MS));
+          this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now));
         }
         this.healthKnown = true;
       } catch (err) {
