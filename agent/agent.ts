@@ -6,6 +6,7 @@ import { ConsulAclError, ConsulApi, ConsulConnection, ConsulRequestError, Consul
 import { DisposerStack } from "./disposers.js";
 import { Election, livenessCheckId, type ElectionEvent } from "./election/index.js";
 import { FallbackWriter } from "./fallback-writer.js";
+import { fallbackTargetId } from "./config/fallback.js";
 import { EXIT, ExitError } from "./exit-codes.js";
 import { PeerDiscovery } from "./discovery/index.js";
 import { checkConsulId, checkTtlMs, createCheckRunner, HealthMonitor } from "./health/index.js";
@@ -208,15 +209,31 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
   running.on(metrics.listener);
   running.on(hooks.listener);
   disposers.defer("stop CloudWatch EMF metrics", startEmfMetrics({ config, identity, election: running, health, clock, log }).stop);
+  // Reload keeps this current: route-moved events describe the routes as configured now.
+  let liveConfig = config;
+  const routeOf = (name: string) => {
+    const route = liveConfig.routes.find((r) => r.name === name);
+    if (!route) return undefined;
+    const fallbackTo = fallbackTargetId(route);
+    return { destination: route.destination, tables: [...routes.tablesOf(name)], ...(fallbackTo ? { fallback: fallbackTo } : {}) };
+  };
+  // Loaded only when enabled (the EventBridge SDK costs memory; issue #16).
+  const events = config.observe.eventbridge.enabled
+    ? (await import("./observe/route-events.js")).startRouteEvents({ cluster: config.cluster, bus: config.observe.eventbridge.bus, identity, client: awsClientOptions(config, identity), routeOf, log })
+    : undefined;
+  if (events) {
+    running.on(events.listener("holder"));
+    disposers.defer("send the last route-moved events", events.stop);
+  }
   const fallback = options.once
     ? undefined
-    : new FallbackWriter(config, { api, ec2, identity, clock, log, dryRun: options.dryRun, serviceId, checkId: (name) => checkConsulId(serviceId, name), main: { election: running, routes }, health: policy, listeners: [] });
+    : new FallbackWriter(config, { api, ec2, identity, clock, log, dryRun: options.dryRun, serviceId, checkId: (name) => checkConsulId(serviceId, name), main: { election: running, routes }, health: policy, listeners: events ? [events.listener("fallback")] : [] });
 
   const setDraining = async (on: boolean) => {
     await Promise.all([running.setDraining(on), fallback?.setDraining(on)]);
     return { draining: on, holds: running.heldRoutes() };
   };
-  const reloader = new Reloader({ config, log, clock, logLevelFixed: options.logLevelFixed ?? false, api, ec2, serviceId, routes, health, election: running, policy, hooks, preferredAz, metrics, ...(fallback ? { fallback } : {}) });
+  const reloader = new Reloader({ config, log, clock, logLevelFixed: options.logLevelFixed ?? false, api, ec2, serviceId, routes, health, election: running, policy, hooks, preferredAz, metrics, fallback: { reconfigure: (next: Config) => ((liveConfig = next), fallback?.reconfigure(next)) } });
   disposers.defer("finish reloads", () => reloader.close());
   const status = () => ({
     instanceId: identity.instanceId,

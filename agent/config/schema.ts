@@ -254,6 +254,12 @@ export const configSchema = z
               .describe("'stdout': the EMF lines go to the agent's log stream (the journal) between its log lines; an absolute path: appended to that file instead (for a log shipper such as the CloudWatch agent tailing it)."),
           })
           .prefault({}),
+        eventbridge: z
+          .strictObject({
+            enabled: z.boolean().default(false).describe("Send a 'routeleader route moved' event (source routeleader.agent) to EventBridge every time this agent takes a route, for itself or for the route's fallback. Off by default."),
+            bus: z.string().min(1).default("default").describe("Event bus name or ARN of the route-moved events."),
+          })
+          .prefault({}),
       })
       .prefault({}),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info").describe("pino log level."),

@@ -10,7 +10,7 @@
  */
 import { DescribeInstancesCommand, DescribeRouteTablesCommand, EC2Client, ReplaceRouteCommand, type Filter, type RouteTable } from "@aws-sdk/client-ec2";
 import { EventBridgeClient, PutEventsCommand } from "@aws-sdk/client-eventbridge";
-import { emfLine } from "../observe/emf-format.js";
+import { emfLine, type EmfRecord } from "../observe/emf-format.js";
 import { DEAD_STATES, decide, fallbackId, type Decision, type Fallback, type RouteFacts } from "./decide.js";
 import { EVENT_DETAIL_TYPE, EVENT_SOURCE, FALLBACK_TAG_PREFIX, fallbackFor, settingsFromEnv, type WatchdogSettings } from "./settings.js";
 
@@ -141,6 +141,9 @@ export function createWatchdog(deps: WatchdogDeps): (event: WatchdogEvent) => Pr
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const log = (level: "info" | "warn" | "error", msg: string, fields: Record<string, unknown> = {}) => write(JSON.stringify({ level, time: new Date(now()).toISOString(), cluster: s.cluster, msg, ...fields }));
 
+  /** One EMF line in the watchdog's namespace, dimension Cluster, stamped now. */
+  const metricLine = (metrics: EmfRecord["metrics"], properties: EmfRecord["properties"]) => emfLine({ namespace: s.namespace, timestamp: now(), dimensions: { Cluster: s.cluster }, metrics, properties });
+
   async function repoint(f: RouteFacts, to: Fallback): Promise<number> {
     const started = now();
     const ipv6 = f.destination.includes(":");
@@ -210,16 +213,13 @@ export function createWatchdog(deps: WatchdogDeps): (event: WatchdogEvent) => Pr
         moves.push({ f, from: d.from, to, why: d.why, ...(f.instanceState ? { instanceState: f.instanceState } : {}) });
         log("warn", `${f.tableId} ${f.destination}: repointed from ${d.from} to fallback ${to} (${d.why})`, { routeTable: f.tableId, destination: f.destination, from: d.from, to, reason: d.why, ms, trigger: trigger.name });
         write(
-          emfLine({
-            namespace: s.namespace,
-            timestamp: now(),
-            dimensions: { Cluster: s.cluster },
-            metrics: [
+          metricLine(
+            [
               { name: "WatchdogRouteMoved", unit: "Count", value: 1 },
               { name: "WatchdogWriteLatency", unit: "Milliseconds", value: ms },
             ],
-            properties: { routeTable: f.tableId, destination: f.destination, from: d.from, to, reason: d.why },
-          }),
+            { routeTable: f.tableId, destination: f.destination, from: d.from, to, reason: d.why },
+          ),
         );
       } catch (err) {
         failed++;
@@ -232,18 +232,15 @@ export function createWatchdog(deps: WatchdogDeps): (event: WatchdogEvent) => Pr
     const onFallback = outcomes.filter((o) => o.moved || (o.decision.kind === "leave" && o.decision.onFallback)).length;
     const dead = outcomes.filter((o) => !o.moved && o.decision.kind === "leave" && o.decision.deadTarget).length + failed;
     write(
-      emfLine({
-        namespace: s.namespace,
-        timestamp: now(),
-        dimensions: { Cluster: s.cluster },
-        metrics: [
+      metricLine(
+        [
           { name: "WatchdogManagedRoutes", unit: "Count", value: outcomes.length },
           { name: "WatchdogRoutesOnFallback", unit: "Count", value: onFallback },
           { name: "WatchdogRoutesAtDeadTarget", unit: "Count", value: dead },
           { name: "WatchdogWriteFailures", unit: "Count", value: failed },
         ],
-        properties: { trigger: trigger.name, moved: moves.length },
-      }),
+        { trigger: trigger.name, moved: moves.length },
+      ),
     );
     return { trigger: trigger.name, routes: outcomes, moved: moves.length, failed };
   };

@@ -116,6 +116,8 @@ function ownRequest(action: string): Request {
       return { action, resource: arn.stack(STACK) };
     case "ssm:GetParameter":
       return { action, resource: arn.parameter(GOSSIP) };
+    case "events:PutEvents":
+      return { action, resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default`, context: { "events:source": "routeleader.agent" } };
     default:
       throw new Error(`the agent calls ${action}: add its own-resource request here and its statement to the NAT role (scoped)`);
   }

@@ -106,7 +106,7 @@ describe("watchdog in the stack", () => {
     expect(resource("WatchdogScheduleRule").Properties.ScheduleExpression).toBe("rate(1 minute)");
     const fixture = JSON.parse(readFileSync(join(REPO, "test", "fixtures", "eventbridge", "ec2-instance-state-change-stopped.json"), "utf8"));
     expect(resource("WatchdogStateChangeRule").Properties.EventPattern["detail-type"]).toContain(fixture["detail-type"]);
-    expect(resource("RouteMovedRule").Properties.EventPattern).toEqual({ source: ["routeleader.watchdog"], "detail-type": ["routeleader route moved"], detail: { cluster: ["prod-nat"] } });
+    expect(resource("RouteMovedRule").Properties.EventPattern).toEqual({ source: ["routeleader.watchdog", "routeleader.agent"], "detail-type": ["routeleader route moved"], detail: { cluster: ["prod-nat"] } });
   });
 
   it("egress: off by default: without WatchdogCodeKey and AgentAlarms the stack creates none of it", () => {
