@@ -10,13 +10,14 @@ import { SCENARIOS } from "../test/support/faults/scenarios.js";
 import { SYSTEM_NAMES, type SystemName } from "../test/support/faults/systems.js";
 
 /**
- * Failover benchmark: routeleader (default and fast profile), keepalived and `consul lock`
+ * Failover benchmark: routeleader (default and fast profile), keepalived (stock and tuned) and `consul lock`
  * (default and tuned lock-delay), side by side in the same network namespaces against the same
  * moto. Writes docs/benchmarks/failover.json, docs/benchmarks/failover-timeline.svg and
  * docs/benchmarks.md, and prints the table.
  *
  *   npm run bench:failover -- [--trials 20] [--scenarios a,b] [--systems a,b]
  *     [--trials-for consul-lock/host-power-off=10,agent-kill=5]   (by system/scenario, system or scenario)
+ *     [--aws-like]   (the proxy adds EC2-like latency: ReplaceRoute 100–300 ms, Describe ~100 ms)
  */
 
 const { values } = parseArgs({
@@ -25,6 +26,8 @@ const { values } = parseArgs({
     scenarios: { type: "string", default: SCENARIOS.map((s) => s.name).join(",") },
     systems: { type: "string", default: SYSTEM_NAMES.join(",") },
     "trials-for": { type: "string", default: "" },
+    /** EC2-like latency in the proxy: ReplaceRoute/CreateRoute 100–300 ms, Describe* 80–120 ms. */
+    "aws-like": { type: "boolean", default: false },
     "out-dir": { type: "string", default: join(import.meta.dirname, "..", "docs") },
     /** Rebuild the pages from a saved failover-trials.json instead of running the lab. */
     from: { type: "string" },
@@ -39,6 +42,7 @@ const spec: LabSpec = {
   systems,
   scenarios: values.scenarios.split(","),
   trials: Number(values.trials),
+  awsLike: values["aws-like"],
   trialsFor: Object.fromEntries(
     values["trials-for"]
       .split(",")
@@ -73,8 +77,13 @@ Raw figures: [failover.json](benchmarks/failover.json); every trial with its tim
 - 3 hosts, each a network namespace with a Consul client agent, its own metadata mock and the system
   under test; 3 Consul servers in their own namespaces; moto and the fault proxy in a hub namespace
   that holds the bridge (198.18.0.0/24). Every route write goes through the proxy, which logs the caller.
+- EC2: ${spec.awsLike ? "**AWS-like mode**: the proxy holds ReplaceRoute/CreateRoute 100–300 ms and every Describe 80–120 ms, so no system is flattered by moto's instant answers" : "moto's own answer times (a few ms; run with \`--aws-like\` for EC2-like latency)"}.
 - Time = from the fault to the first 20 ms poll of moto where the route points at another live,
-  healthy host. p50 / p95 / max in seconds; n = trials.
+  healthy host. p50 / p95 / p99 / max in seconds; n = trials. A trial where the route never reached
+  a live, healthy host within 90 s is counted as never converged and enters the percentiles at 90 s
+  (censored, never dropped). failover.json also has the election part (fault → the new holder's own
+  claim: lock acquired, VRRP MASTER) and the write part (claim → route observed) apart, and the
+  1-minute load average at each trial's fault. Lanes run one after another, never side by side.
 - Same health check everywhere: a command check on a file, every 1 s, fall 3, rise 1
   (routeleader \`checks\`; keepalived \`track_script\`; the \`consul lock\` child polls it and exits).
 - **routeleader-default**: defaults (lock-delay 3 s, write timeout 2 s), Consul's default gossip.
@@ -82,6 +91,9 @@ Raw figures: [failover.json](benchmarks/failover.json); every trial with its tim
   gossip the bootstrap writes (probe 500 ms, timeout 250 ms, suspicion_mult 3).
 - **keepalived** 2.2: VRRP unicast between the namespaces, advert 1 s, \`nopreempt\`, a \`notify\`
   script (Python + boto3, ~0.4 s to start like the AWS CLI) calling ReplaceRoute through the proxy.
+- **keepalived-tuned** 2.2: VRRPv3, advert 0.5 s, priorities 50 apart (100/150/200), \`nopreempt\`,
+  a writer started once through \`notify_fifo\` (Python + boto3, its EC2 client made and warmed with
+  one DescribeRouteTables before the first state change), so a takeover is one ReplaceRoute.
 - **consul-lock**: the real \`consul lock\` (Consul ${consulVersion()}) around the same route-replacing child;
   session defaults (lock-delay 15 s, serfHealth), default gossip.
 - **consul-lock-tuned**: \`consul lock\` has no lock-delay flag, so a small script runs the same loop
@@ -91,7 +103,7 @@ Raw figures: [failover.json](benchmarks/failover.json); every trial with its tim
   SIGKILL, Consul minority partition and quorum loss (the route must stay), EC2 throttling and 5xx
   bursts during a health-check failover, instance terminated in moto (and powered off).
 
-## Fault → route converged (p50 / p95 / max, seconds)
+## Fault → route converged (p50 / p95 / p99 / max, seconds)
 
 ${markdownTable(table)}
 

@@ -5,7 +5,10 @@
  * ready (spawn → the agent's `ready` log line, and → every route written), RSS after
  * `--minutes` of holding, and the steady CPU (utime + stime from /proc over the second half).
  *
- *   npm run bench:footprint [-- --minutes 10]      (writes docs/benchmarks/footprint.json)
+ *   npm run bench:footprint [-- --minutes 10] [--node-flags "…"]   (writes docs/benchmarks/footprint.json)
+ *
+ * --node-flags: the V8 flags the agent runs with; default the shipped ones (NODE_FLAGS of
+ * scripts/build-agent.mjs); "" for none.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -19,7 +22,9 @@ import { startSimCluster } from "../test/support/cluster.js";
 import { waitUntil } from "../test/support/process.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
-const { values: args } = parseArgs({ options: { minutes: { type: "string", default: "10" } } });
+// @ts-expect-error -- a plain .mjs script without type declarations
+const { NODE_FLAGS } = (await import("./build-agent.mjs")) as { NODE_FLAGS: string[] };
+const { values: args } = parseArgs({ options: { minutes: { type: "string", default: "10" }, "node-flags": { type: "string", default: NODE_FLAGS.join(" ") } } });
 const MINUTES = Number(args.minutes);
 if (!(MINUTES > 0)) throw new Error(`--minutes ${args.minutes}: a positive number`);
 const CLK_TCK = 100;
@@ -53,23 +58,29 @@ async function measure(routeCount: number, healthPort: number) {
   });
   try {
     const spawned = Date.now();
-    const node = await sim.startAgent("n1", ["--log-level", "info"], { cli: [process.execPath, join(REPO, "dist", "agent", "cli.js")] });
+    const node = await sim.startAgent("n1", ["--log-level", "info"], { cli: [process.execPath, ...(args["node-flags"] ? args["node-flags"].split(" ") : []), join(REPO, "dist", "agent", "cli.js")] });
     const pid = node.process!.pid!;
     await node.waitForEvent((e) => e.step === "ready", 60_000);
     const readyMs = Date.now() - spawned;
-    await waitUntil(
-      "every route held and written",
-      async () => {
-        const holders = await sim.holders();
-        if (!routes.every((r) => holders.get(r.name)?.instanceId === node.instanceId)) return undefined;
-        for (let t = 0; t < tables; t++) if ((await sim.routeTarget(`fp-${t}`, "0.0.0.0/0")) !== node.instanceId) return undefined;
-        return true;
-      },
-      { timeoutMs: 300_000, intervalMs: 250 },
-    );
-    const writtenMs = Date.now() - spawned;
-    console.log(`  ${routeCount} routes: ready after ${readyMs} ms, every route held and written after ${writtenMs} ms; holding for ${MINUTES} min`);
+    // Converging is not the measure here: a run that does not write every route within the
+    // measured minutes still reports its RSS, with how far it got.
     const end = spawned + MINUTES * 60_000;
+    const progress = async () => {
+      const holders = await sim.holders();
+      let written = 0;
+      for (let t = 0; t < tables; t++) if ((await sim.routeTarget(`fp-${t}`, "0.0.0.0/0")) === node.instanceId) written++;
+      return { held: routes.filter((r) => holders.get(r.name)?.instanceId === node.instanceId).length, tablesWritten: written };
+    };
+    let writtenMs: number | null = null;
+    while (Date.now() < end) {
+      const p = await progress();
+      if (p.held === routeCount && p.tablesWritten === tables) {
+        writtenMs = Date.now() - spawned;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    console.log(`  ${routeCount} routes: ready after ${readyMs} ms, every route held and written after ${writtenMs ?? "(not within the run)"} ms; holding until ${MINUTES} min`);
     const half = spawned + (MINUTES * 60_000) / 2;
     const samples: number[] = [];
     let cpuAtHalf: { ticks: number; at: number } | undefined;
@@ -86,7 +97,7 @@ async function measure(routeCount: number, healthPort: number) {
     );
     const last = procStats(pid);
     const cpuPercent = cpuAtHalf ? ((last.cpuTicks - cpuAtHalf.ticks) / CLK_TCK / ((Date.now() - cpuAtHalf.at) / 1000)) * 100 : null;
-    const stillHeld = [...(await sim.holders()).values()].filter((h) => h.instanceId === node.instanceId).length;
+    const atEnd = await progress();
     return {
       routes: routeCount,
       tables,
@@ -95,7 +106,8 @@ async function measure(routeCount: number, healthPort: number) {
       rss_mib_end: mib(last.rssKib),
       rss_mib_max: mib(Math.max(...samples)),
       steady_cpu_percent: cpuPercent === null ? null : Math.round(cpuPercent * 100) / 100,
-      routes_held_at_end: stillHeld,
+      routes_held_at_end: atEnd.held,
+      tables_written_at_end: atEnd.tablesWritten,
       load_average_at_end: loadavg().map((x) => Math.round(x * 100) / 100),
     };
   } finally {
@@ -121,7 +133,7 @@ async function main(): Promise<void> {
       command: `npm run bench:footprint -- --minutes ${MINUTES}`,
       minutes: MINUTES,
       machine: `${cpus().length} vCPU shared with other jobs; every component on loopback`,
-      agent: `dist/agent/cli.js (esbuild bundle, scripts/build-agent.mjs) on plain node ${process.version}, log level info`,
+      agent: `node ${args["node-flags"]} dist/agent/cli.js (esbuild bundle, scripts/build-agent.mjs), plain node ${process.version}, log level info`,
       setup: {
         consul: `3 servers + 1 client agent (v${consulVersion()})`,
         ec2: "moto 5.2.5",

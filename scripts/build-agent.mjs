@@ -14,6 +14,13 @@ import { build } from "esbuild";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 
+/**
+ * V8 flags the agent is started with (the release's bin/routeleader, the systemd unit of
+ * scripts/bootstrap.sh): no optimizing compiler and one GC thread cut a 20-route agent's RSS
+ * from about 100 to 83 MiB at the same CPU (issue #16; docs/benchmarks/footprint.json).
+ */
+export const NODE_FLAGS = ["--lite-mode", "--single-threaded-gc"];
+
 /** Packages loaded from node_modules at run time rather than bundled. */
 export const EXTERNAL_PACKAGES = ["pino", "pino-pretty"];
 

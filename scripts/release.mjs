@@ -21,7 +21,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildAgent } from "./build-agent.mjs";
+import { buildAgent, NODE_FLAGS } from "./build-agent.mjs";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -77,7 +77,7 @@ writeFileSync(
   join(stage, "bin", "routeleader"),
   `#!/bin/sh
 # routeleader with whichever Node.js is first on PATH (>= ${pkg.engines.node.replace(">=", "")}); the systemd unit names node-22 itself.
-exec node "$(dirname "$(readlink -f "$0")")/../dist/agent/cli.js" "$@"
+exec node ${NODE_FLAGS.join(" ")} "$(dirname "$(readlink -f "$0")")/../dist/agent/cli.js" "$@"
 `,
 );
 chmodSync(join(stage, "bin", "routeleader"), 0o755);

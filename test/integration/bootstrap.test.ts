@@ -233,7 +233,7 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(unit).toMatch(/^NoNewPrivileges=yes$/m);
       expect(unit).toMatch(/^Restart=always$/m);
       expect(unit).toMatch(/^StandardOutput=journal$/m);
-      expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node-22 \/opt\/routeleader\/current\/dist\/agent\/cli\.js run --config \/etc\/routeleader\/routeleader\.yaml$/m);
+      expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node-22 --lite-mode --single-threaded-gc \/opt\/routeleader\/current\/dist\/agent\/cli\.js run --config \/etc\/routeleader\/routeleader\.yaml$/m);
       const consul = sb.read("/etc/systemd/system/consul.service");
       expect(consul).toMatch(/^User=consul$/m);
       expect(consul).toMatch(/^Restart=always$/m);
@@ -502,11 +502,11 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       await waitUntil("systemctl start routeleader.service", async () => (readFileSync(join(sb.state, "active"), "utf8").split("\n").includes("routeleader.service") ? true : undefined), { timeoutMs: 120_000, intervalMs: 200 });
       const unit = sb.read("/etc/systemd/system/routeleader.service");
       const execStart = /^ExecStart=(.*)$/m.exec(unit)![1]!.split(" ");
-      expect(execStart.slice(0, 2)).toEqual(["/usr/bin/node-22", "/opt/routeleader/current/dist/agent/cli.js"]);
+      expect(execStart.slice(0, 4)).toEqual(["/usr/bin/node-22", "--lite-mode", "--single-threaded-gc", "/opt/routeleader/current/dist/agent/cli.js"]);
       const current = readlinkSync(join(sb.root, "opt/routeleader/current"));
       expect(current).toBe(`/opt/routeleader/releases/${world.artifact.sha256}/routeleader`);
       // The config as written, pointed at this test's Consul agent and a free port.
-      const config = parseYaml(sb.read(execStart[4]!));
+      const config = parseYaml(sb.read(execStart[6]!));
       expect(config.consul.address).toBe("http://127.0.0.1:8500");
       config.consul.address = consul.httpAddr;
       config.http = { listen: `127.0.0.1:${port}` };
@@ -517,7 +517,7 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       config.routes[0].checks = ["egress"];
       const agentConfig = join(sb.dir, "agent.yaml");
       writeFileSync(agentConfig, toYaml(config));
-      agent = new ManagedProcess(process.execPath, [join(sb.root, current, "dist/agent/cli.js"), "run", "--config", agentConfig], {
+      agent = new ManagedProcess(process.execPath, [...execStart.slice(1, 3), join(sb.root, current, "dist/agent/cli.js"), "run", "--config", agentConfig], {
         name: "routeleader (from the release)",
         cwd: sb.dir,
         env: {

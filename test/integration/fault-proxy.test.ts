@@ -38,6 +38,16 @@ describe("fault-injection proxy in front of moto", () => {
     expect(proxy.mutatingCalls("tester")[0]?.params.CidrBlock).toBe("10.7.0.0/16");
   });
 
+  it("AWS-like latency: every Describe is held about 100 ms, and clearFaults keeps it (issue #16)", async () => {
+    proxy.setLatency({ "Describe*": [100, 120] });
+    proxy.clearFaults();
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      await viaProxy.send(new DescribeVpcsCommand({}));
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(95);
+    }
+  });
+
   it("answers CompleteLifecycleAction (moto: 500) and records it; Auto Scaling errors use the query error shape", async () => {
     await autoscaling.send(new CompleteLifecycleActionCommand({ AutoScalingGroupName: "nat", LifecycleHookName: "drain", LifecycleActionResult: "CONTINUE", InstanceId: "i-0123456789abcdef0" }));
     expect(proxy.completedLifecycleActions()).toEqual([expect.objectContaining({ AutoScalingGroupName: "nat", LifecycleHookName: "drain", LifecycleActionResult: "CONTINUE", InstanceId: "i-0123456789abcdef0" })]);

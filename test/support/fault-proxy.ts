@@ -47,6 +47,13 @@ export interface InjectedError {
   message: string;
 }
 
+/** EC2 latencies as seen from an instance (ReplaceRoute ~100–300 ms, Describe ~100 ms), for the fault lab's AWS-like mode. */
+export const AWS_LIKE_LATENCY: Record<string, readonly [number, number]> = {
+  ReplaceRoute: [100, 300],
+  CreateRoute: [100, 300],
+  "Describe*": [80, 120],
+};
+
 export interface FaultProxyOptions {
   /** moto's endpoint, e.g. http://127.0.0.1:5055. */
   upstream: string;
@@ -132,6 +139,8 @@ export class StartedFaultProxy {
   private rules: Rule[] = [];
   private delays: Delay[] = [];
   private hooks: Hook[] = [];
+  /** Added latency per action ("Describe*" matches a prefix), uniform in [min, max] ms; kept by clearFaults. */
+  private latency: Record<string, readonly [number, number]> = {};
   private readonly lookups = new Map<string, EC2Client>();
   private blackhole: boolean;
   private fillTargets: boolean;
@@ -233,11 +242,21 @@ export class StartedFaultProxy {
     this.hooks = [];
   }
 
-  /** Back to a plain pass-through: no faults, an empty log, moto's own route targets. */
+  /** Back to a plain pass-through: no faults, no latency, an empty log, moto's own route targets. */
   reset(): void {
     this.clearFaults();
     this.clearLog();
     this.fillTargets = false;
+    this.latency = {};
+  }
+
+  /**
+   * Holds every call of the named actions a random time in [min, max] ms before forwarding, for
+   * as long as the proxy runs (clearFaults keeps it): e.g. AWS_LIKE_LATENCY, so that no system is
+   * flattered by moto's instant answers (issue #16).
+   */
+  setLatency(latency: Record<string, readonly [number, number]>): void {
+    this.latency = { ...latency };
   }
 
   setBlackholeStoppedTargets(on: boolean): void {
@@ -313,6 +332,8 @@ export class StartedFaultProxy {
       return;
     }
 
+    const added = this.latency[action] ?? Object.entries(this.latency).find(([k]) => k.endsWith("*") && action.startsWith(k.slice(0, -1)))?.[1];
+    if (added) await new Promise((resolve) => setTimeout(resolve, added[0] + Math.random() * (added[1] - added[0])));
     const delay = this.delays.find((d) => d.remaining > 0 && d.action === action);
     if (delay) {
       delay.remaining--;

@@ -27,6 +27,15 @@ describe("fault-suite invariants", () => {
     expect(holderAt(claims, 950)).toBeUndefined();
   });
 
+  it("names the holder from claims logged in one millisecond by their order (BACKUP then MASTER drained from a FIFO)", () => {
+    const drained: Claim[] = [
+      { host: "h3", t: 100, kind: "release", detail: "BACKUP" },
+      { host: "h3", t: 100, kind: "acquire" },
+    ];
+    expect(holderAt(drained, 100)).toBe("h3");
+    expect(holderAt([...drained, { host: "h3", t: 100, kind: "release", detail: "BACKUP" }], 100)).toBeUndefined();
+  });
+
   it("counts a write by a holder that another host has since replaced as split-brain", () => {
     const writes = [write("h1", 150, "i-1"), write("h2", 510, "i-2"), write("h1", 700, "i-1"), write("h2", 1000, "i-2"), write("h3", 120, "i-3")];
     expect(splitBrainWrites(writes, claims).map((w) => `${w.caller}@${w.time}`)).toEqual(["h1@700", "h2@1000", "h3@120"]);

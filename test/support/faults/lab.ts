@@ -1,6 +1,7 @@
 import type { Topology } from "../netns.js";
 import { nsRun } from "../netns.js";
 import { scenario as scenarioNamed, type Scenario } from "./scenarios.js";
+import { AWS_LIKE_LATENCY } from "../fault-proxy.js";
 import { GOSSIP_OF, makeSystem, type FailoverSystem, type SystemName } from "./systems.js";
 import { runTrial, type TrialResult } from "./trial.js";
 import { HOSTS_PER_LANE, World } from "./world.js";
@@ -19,6 +20,8 @@ export interface LabSpec {
   trials: number;
   /** Trial counts by "system/scenario", "system" or "scenario" (first match wins). */
   trialsFor?: Record<string, number>;
+  /** The proxy adds EC2-like latency to every call (AWS_LIKE_LATENCY) instead of moto's instant answers. */
+  awsLike?: boolean;
 }
 
 export interface LabRun {
@@ -111,6 +114,7 @@ export async function runLab(topology: Topology, spec: LabSpec, save?: (partial:
     spec.systems.map((name) => ({ name, gossip: GOSSIP_OF[name] })),
   );
   try {
+    if (spec.awsLike) world.proxy.setLatency(AWS_LIKE_LATENCY);
     await Promise.all(world.hosts.map((h) => world.startHostAemm(h)));
     log(`Consul: ${world.clusters.map((c) => `${c.gossip} gossip (${c.nodes.map((n) => n.role).join(",")})`).join("; ")}`);
     await world.startConsul();
@@ -122,11 +126,8 @@ export async function runLab(topology: Topology, spec: LabSpec, save?: (partial:
     for (const sc of spec.scenarios.map(scenarioNamed)) {
       const lanes = systems.filter((s) => applies(sc, s));
       const n = (s: FailoverSystem) => trialsFor(spec, s.lane.name, sc.name);
-      if (sc.exclusive) {
-        for (const s of lanes) runs.push(await runLane(world, s, sc, n(s)));
-      } else {
-        runs.push(...(await Promise.all(lanes.map((s) => runLane(world, s, sc, n(s))))));
-      }
+      // One lane after another, exclusive or not: concurrent lanes on 2 cores would time each other's load (issue #16).
+      for (const s of lanes) runs.push(await runLane(world, s, sc, n(s)));
       save?.({ runs, startedAt, finishedAt: new Date().toISOString() });
     }
     await Promise.all(systems.flatMap((s) => s.lane.hosts.map((h) => s.stop(h))));

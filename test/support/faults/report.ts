@@ -1,15 +1,27 @@
 import type { LabResult } from "./lab.js";
+import { CONVERGE_LIMIT_MS } from "./trial.js";
 
 /** Figures of a lab run: percentiles per scenario and system, the markdown page and the SVG chart. */
 
 export interface Figures {
   trials: number;
+  /** Fault → route converged. Trials that never converged count at CONVERGE_LIMIT_MS (censored), never dropped. */
   p50_ms: number | null;
   p95_ms: number | null;
+  p99_ms: number | null;
   max_ms: number | null;
+  /** Fault → the new holder's own claim (lock acquired / VRRP MASTER): the election part. */
+  election_p50_ms: number | null;
+  election_p95_ms: number | null;
+  /** New holder's claim → route observed in the table: the write part. */
+  write_p50_ms: number | null;
+  write_p95_ms: number | null;
+  /** Failover trials where the route never reached a live, healthy host within censored_at_ms. */
+  never_converged: number;
+  censored_at_ms: number;
+  /** 1-minute load average at each trial's fault. */
+  load_average: { min: number; max: number } | null;
   split_brain_writes: number;
-  /** Failover trials where the route never reached a live, healthy host (within 90 s); not in the percentiles. */
-  not_converged: number;
   route_changes_max: number;
   violations: number;
 }
@@ -25,14 +37,25 @@ export function percentile(sorted: number[], p: number): number | null {
 export function figures(result: LabResult): FigureTable {
   const out: FigureTable = {};
   for (const run of result.runs) {
-    const ms = run.trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])).sort((a, b) => a - b);
+    const never = run.trials.filter((t) => t.neverConverged || (t.ms === undefined && t.violations.some((v) => v.startsWith("route did not move"))));
+    const ms = [...run.trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])), ...never.map(() => CONVERGE_LIMIT_MS)].sort((a, b) => a - b);
+    const election = run.trials.flatMap((t) => (t.electionMs === undefined ? [] : [t.electionMs])).sort((a, b) => a - b);
+    const write = run.trials.flatMap((t) => (t.electionMs === undefined || t.ms === undefined ? [] : [t.ms - t.electionMs])).sort((a, b) => a - b);
+    const loads = run.trials.flatMap((t) => (t.loadAverage === undefined ? [] : [t.loadAverage]));
     (out[run.scenario] ??= {})[run.system] = {
       trials: run.trials.length,
       p50_ms: percentile(ms, 50),
       p95_ms: percentile(ms, 95),
+      p99_ms: percentile(ms, 99),
       max_ms: ms.length ? ms[ms.length - 1]! : null,
+      election_p50_ms: percentile(election, 50),
+      election_p95_ms: percentile(election, 95),
+      write_p50_ms: percentile(write, 50),
+      write_p95_ms: percentile(write, 95),
+      never_converged: never.length,
+      censored_at_ms: CONVERGE_LIMIT_MS,
+      load_average: loads.length ? { min: Math.min(...loads), max: Math.max(...loads) } : null,
       split_brain_writes: run.trials.reduce((n, t) => n + t.splitBrainWrites, 0),
-      not_converged: run.trials.filter((t) => t.ms === undefined && t.violations.some((v) => v.startsWith("route did not move"))).length,
       route_changes_max: Math.max(0, ...run.trials.map((t) => t.routeChanges)),
       violations: run.trials.reduce((n, t) => n + t.violations.length, 0) + (run.error ? 1 : 0),
     };
@@ -40,16 +63,17 @@ export function figures(result: LabResult): FigureTable {
   return out;
 }
 
-const SYSTEM_ORDER = ["routeleader-default", "routeleader-fast", "keepalived", "consul-lock", "consul-lock-tuned"];
+const SYSTEM_ORDER = ["routeleader-default", "routeleader-fast", "keepalived", "keepalived-tuned", "consul-lock", "consul-lock-tuned"];
 const COLORS: Record<string, string> = {
   "routeleader-default": "#1f77b4",
   "routeleader-fast": "#17becf",
   keepalived: "#d62728",
+  "keepalived-tuned": "#9467bd",
   "consul-lock": "#7f7f7f",
   "consul-lock-tuned": "#ff7f0e",
 };
 const OURS = ["routeleader-default", "routeleader-fast"];
-const BASELINES = ["keepalived", "consul-lock", "consul-lock-tuned"];
+const BASELINES = ["keepalived", "keepalived-tuned", "consul-lock", "consul-lock-tuned"];
 
 const sec = (ms: number | null) => (ms === null ? "–" : (ms / 1000).toFixed(2));
 const ordered = (systems: string[]) => SYSTEM_ORDER.filter((s) => systems.includes(s));
@@ -63,8 +87,8 @@ export function markdownTable(table: FigureTable): string {
       const cells = systems.map((s) => {
         const f = row[s];
         if (!f) return "";
-        const timing = f.p50_ms === null ? "stays" : `${sec(f.p50_ms)} / ${sec(f.p95_ms)} / ${sec(f.max_ms)}`;
-        return `${timing} (n=${f.trials}${f.not_converged ? `, **${f.not_converged} never converged**` : ""}${f.split_brain_writes ? `, **${f.split_brain_writes} split-brain**` : ""}${f.violations ? `, ${f.violations} violations` : ""})`;
+        const timing = f.p50_ms === null ? "stays" : `${sec(f.p50_ms)} / ${sec(f.p95_ms)} / ${sec(f.p99_ms)} / ${sec(f.max_ms)}`;
+        return `${timing} (n=${f.trials}${f.never_converged ? `, **${f.never_converged} never converged** (counted at ${f.censored_at_ms / 1000} s)` : ""}${f.split_brain_writes ? `, **${f.split_brain_writes} split-brain**` : ""}${f.violations ? `, ${f.violations} violations` : ""})`;
       });
       return `| ${scenario} | ${cells.join(" | ")} |`;
     }),

@@ -25,7 +25,7 @@ export interface Scenario {
   maxRouteChanges: number;
   /** Only routeleader's own failure modes are compared with nothing. */
   routeleaderOnly?: boolean;
-  /** Arms faults in the shared proxy: lanes take turns instead of running side by side. */
+  /** Arms faults in the shared proxy (lanes always take turns now, see runLab; kept as documentation). */
   exclusive?: boolean;
   /** No route write from any host is allowed while the fault lasts. */
   noWritesDuringFault?: boolean;

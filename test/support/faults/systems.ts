@@ -315,6 +315,75 @@ ${peers.join("\n")}
   }
 }
 
+/**
+ * keepalived given a budget comparable to routeleader `fast` (issue #16): VRRPv3 with a 0.5 s
+ * advert, priorities 50 apart (no two backups racing), and a writer started once through
+ * notify_fifo with its EC2 client warm (keepalived_fifo_writer.py), so a takeover is one
+ * ReplaceRoute. Same track_script as the stock contender (every 1 s, fall 3, rise 1).
+ */
+export class KeepalivedTuned extends ProcessSystem {
+  readonly name = "keepalived-tuned";
+
+  private claimFile(h: Host): string {
+    return h.file("keepalived-tuned-claims.log");
+  }
+
+  protected spawn(h: Host): ManagedProcess {
+    const peers = this.lane.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
+    const writer = [python(), join(BASELINE, "keepalived_fifo_writer.py"), this.claimFile(h), this.world.endpointFor(h), this.lane.tableId, DESTINATION, h.instanceId].join(" ");
+    const conf = `global_defs {
+  router_id ${h.name}
+  script_user root
+  vrrp_version 3
+  notify_fifo ${h.file("keepalived-tuned.fifo")}
+  notify_fifo_script "${writer}"
+}
+vrrp_script chk_health {
+  script "/usr/bin/test -e ${h.healthFile}"
+  interval 1
+  fall 3
+  rise 1
+}
+vrrp_instance nat {
+  state BACKUP
+  nopreempt
+  interface eth0
+  virtual_router_id 52
+  priority ${100 + 50 * this.lane.hosts.indexOf(h)}
+  advert_int 0.5
+  # VRRPv3 refuses an instance without one; a TEST-NET-3 address nothing else uses.
+  virtual_ipaddress {
+    203.0.113.52/32 dev eth0
+  }
+  unicast_src_ip ${h.node.addr}
+  unicast_peer {
+${peers.join("\n")}
+  }
+  track_script {
+    chk_health
+  }
+}
+`;
+    const path = h.file("keepalived-tuned.conf");
+    writeFileSync(path, conf);
+    const pid = (n: string) => h.file(`keepalived-tuned-${n}.pid`);
+    return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), "/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", path, "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], {
+      name: `keepalived-tuned ${h.name}`,
+      cwd: BASELINE,
+      env: awsEnv(h),
+    });
+  }
+
+  async ready(h: Host): Promise<boolean> {
+    const since = this.startedAt.get(h.name) ?? Infinity;
+    return this.running(h) && readClaimFile(h.name, this.claimFile(h)).some((c) => c.t >= since);
+  }
+
+  claims(): Claim[] {
+    return this.lane.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+  }
+}
+
 /** `consul lock` (the real binary) around lock_child.py, with Consul's default 15 s lock-delay. */
 export class ConsulLock extends ProcessSystem {
   readonly name: string = "consul-lock";
@@ -368,13 +437,14 @@ export class TunedConsulLock extends ConsulLock {
   }
 }
 
-export const SYSTEM_NAMES = ["routeleader-default", "routeleader-fast", "keepalived", "consul-lock", "consul-lock-tuned"] as const;
+export const SYSTEM_NAMES = ["routeleader-default", "routeleader-fast", "keepalived", "keepalived-tuned", "consul-lock", "consul-lock-tuned"] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 
 export const GOSSIP_OF: Record<SystemName, "default" | "fast"> = {
   "routeleader-default": "default",
   "routeleader-fast": "fast",
   keepalived: "default",
+  "keepalived-tuned": "default",
   "consul-lock": "default",
   "consul-lock-tuned": "fast",
 };
@@ -389,6 +459,8 @@ export function makeSystem(world: World, lane: Lane): FailoverSystem {
       return new Routeleader(world, lane, "fast");
     case "keepalived":
       return new Keepalived(world, lane);
+    case "keepalived-tuned":
+      return new KeepalivedTuned(world, lane);
     case "consul-lock":
       return new ConsulLock(world, lane);
     case "consul-lock-tuned":
@@ -396,14 +468,19 @@ export function makeSystem(world: World, lane: Lane): FailoverSystem {
   }
 }
 
-/** Who holds the route by the claims: the latest acquire whose host has not released since. */
+/**
+ * Who holds the route by the claims: the latest acquire whose host has not released since. Claims
+ * in the same millisecond keep their order in the host's log (a writer that drains queued state
+ * changes logs BACKUP then MASTER within one millisecond).
+ */
 export function holderAt(claims: Claim[], t: number): string | undefined {
-  let holder: Claim | undefined;
-  for (const c of claims) {
-    if (c.t > t) continue;
-    if (c.kind === "acquire" && (!holder || c.t >= holder.t)) holder = c;
-  }
+  let holder: { c: Claim; i: number } | undefined;
+  claims.forEach((c, i) => {
+    if (c.t > t) return;
+    if (c.kind === "acquire" && (!holder || c.t >= holder.c.t)) holder = { c, i };
+  });
   if (!holder) return undefined;
-  const released = claims.some((c) => c.host === holder!.host && c.kind === "release" && c.t >= holder!.t && c.t <= t);
-  return released ? undefined : holder.host;
+  const { c: acquired, i: at } = holder;
+  const released = claims.some((c, i) => c.host === acquired.host && c.kind === "release" && (c.t > acquired.t || (c.t === acquired.t && i > at)) && c.t <= t);
+  return released ? undefined : acquired.host;
 }

@@ -1,4 +1,5 @@
 import { existsSync } from "node:fs";
+import { loadavg } from "node:os";
 import { routeChanges, routeWrites, splitBrainWrites } from "./invariants.js";
 import { LaneRecorder } from "./lane-recorder.js";
 import type { Scenario } from "./scenarios.js";
@@ -16,6 +17,12 @@ import type { Host, World } from "./world.js";
 export interface TrialResult {
   /** Fault → route converged, ms; undefined when the scenario keeps the route in place or it never converged. */
   ms?: number;
+  /** Fault → the new holder's own claim (lock acquired, VRRP MASTER), ms; the election part of `ms`. */
+  electionMs?: number;
+  /** The scenario should have moved the route and it did not within CONVERGE_LIMIT_MS (censored, never dropped). */
+  neverConverged?: boolean;
+  /** The machine's 1-minute load average when the fault was injected. */
+  loadAverage?: number;
   splitBrainWrites: number;
   routeChanges: number;
   violations: string[];
@@ -26,6 +33,8 @@ export interface TrialResult {
 }
 
 const POLL_MS = 20;
+/** A failover trial still unconverged after this long counts as never converged, at this value. */
+export const CONVERGE_LIMIT_MS = 90_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A host that could hold the route now: powered, connected, healthy, running the system. */
@@ -64,13 +73,15 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   const logStart = world.proxy.calls().length;
   const violations: string[] = [];
   const timeline: { t: number; what: string }[] = [];
+  const loadAverage = Math.round(loadavg()[0]! * 100) / 100;
   const recorder = new LaneRecorder(world, system).start();
   await recorder.sample().catch(() => undefined);
   const fault = await scenario.inject(world, system, holder);
+  let neverConverged = false;
   let ms: number | undefined;
   let faultWrites = 0;
   if (scenario.failover) {
-    const deadline = fault.t0 + 90_000;
+    const deadline = fault.t0 + CONVERGE_LIMIT_MS;
     for (;;) {
       const target = await world.routeTarget(system.lane);
       const now = Date.now();
@@ -80,7 +91,8 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
         break;
       }
       if (now > deadline) {
-        violations.push(`route did not move to a live, healthy host within 90 s (points at ${target})`);
+        neverConverged = true;
+        violations.push(`route did not move to a live, healthy host within ${CONVERGE_LIMIT_MS / 1000} s (points at ${target})`);
         break;
       }
       await sleep(POLL_MS);
@@ -109,5 +121,12 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   if (stray.length) violations.push(`${stray.length} route write(s) by a host that did not hold the route: ${stray.map((w) => `${w.caller}@${w.time - fault.t0}ms`).join(", ")}`);
   if (changes > scenario.maxRouteChanges) violations.push(`${changes} route changes (at most ${scenario.maxRouteChanges} allowed): ping-pong`);
   if (faultWrites) violations.push(`${faultWrites} route write(s) while Consul had no quorum`);
-  return { ...(ms !== undefined ? { ms } : {}), ...(recorder.applies ? { livenessViolations: liveness.length } : {}), splitBrainWrites: stray.length, routeChanges: changes, violations, timeline };
+  const elected = ms === undefined ? undefined : system.claims().find((c) => c.kind === "acquire" && c.host !== holder.name && c.t >= fault.t0 && c.t <= fault.t0 + ms);
+  return {
+    ...(ms !== undefined ? { ms } : {}),
+    ...(elected ? { electionMs: elected.t - fault.t0 } : {}),
+    ...(neverConverged ? { neverConverged } : {}),
+    ...(recorder.applies ? { livenessViolations: liveness.length } : {}),
+    loadAverage,
+    splitBrainWrites: stray.length, routeChanges: changes, violations, timeline };
 }
