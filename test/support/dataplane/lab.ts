@@ -237,6 +237,17 @@ General {
     const streams = connections ? new TcpStreams(await this.dp.app(this.dp.client, ["tcp-streams", INTERNET_ADDR, String(connections), "100"], "tcp streams")) : undefined;
     if (streams) await waitUntil("every TCP stream echoing", async () => (streams.latest?.conns.every((c) => c.echoed > 0) ? true : undefined), { timeoutMs: 15_000, intervalMs: 100 });
     const { t0, heal } = await this.inject(fault, holder);
+    try {
+      return await this.measure(fault, holder, t0, heal, streams);
+    } catch (err) {
+      // A failed trial still powers the holder back on (or restarts it), so the next one can run.
+      await heal().catch(() => undefined);
+      streams?.proc.signal("SIGTERM");
+      throw err;
+    }
+  }
+
+  private async measure(fault: FaultName, holder: SimNode, t0: number, heal: () => Promise<void>, streams: TcpStreams | undefined): Promise<TrialResult> {
     const moved = await waitUntil(
       "the route moved to another node and applied by the router",
       async () => {
