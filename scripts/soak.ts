@@ -1,19 +1,26 @@
 /**
  * Bounded soak: 3 agents, 20 routes in 4 tables, a 3-server Consul cluster, moto behind the
- * fault proxy. Random faults one after another (a holder's check failing, SIGKILL + restart,
- * SIGTERM + restart, throttling bursts, drift written behind the agents' backs); after each,
- * the invariants are checked:
+ * fault proxy, each agent reaching its Consul client agent through a relay that can lose single
+ * answers. Random faults one after another (a holder's check failing, SIGKILL + restart,
+ * SIGTERM + restart, throttling bursts, drift written behind the agents' backs, and from issue
+ * #14: lost Consul answers, an EC2 read outage, IAM denial on one node, a Consul agent crash
+ * during a release, power-off of a preferred-AZ peer); after each, the invariants are checked:
  *   1. every route has one holder in Consul, and the holder's session belongs to the Consul
  *      node of the instance its value names;
  *   2. every table converges to its route's holder;
  *   3. no route write (CreateRoute/ReplaceRoute executed by moto) from a node that was not
  *      the route's latest acquirer at that moment, nor after its own hold ended;
  *   4. SIGTERM ends an agent with exit code 0; no agent exits unasked;
- *   5. agent RSS stays under the stated bound.
+ *   5. agent RSS stays under the stated bound;
+ *   6. the liveness invariants of issue #14 (test/support/faults/invariants.ts), over a record
+ *      taken every 500 ms all along: a key held longer than the failover bound ⇒ the route
+ *      points at its holder or the holder is releasing; every agent's /status holds equal
+ *      Consul's within 2 s; at most one writer per route.
  *
  *   npm run soak [-- --minutes 20 --seed 42 --rss-bound-mib 300]    (writes docs/benchmarks/soak.json)
  */
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { loadavg } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -24,12 +31,18 @@ import { startAemm, type StartedAemm } from "../test/support/aemm.js";
 import { consulHttp } from "../test/support/consul.js";
 import { startSimCluster, type SimCluster, type SimNode } from "../test/support/cluster.js";
 import { waitUntil } from "../test/support/process.js";
+import { InvariantRecorder } from "../test/support/faults/recorder.js";
+import { interleavedWriters, type Violation as LivenessViolation } from "../test/support/faults/invariants.js";
+import { startHttpRelay, type StartedHttpRelay } from "../test/support/http-relay.js";
+import { consulRestartDuringRelease, ec2ReadOutage, iamDenial, lostConsulAnswer, powerOff, type SoakFaultContext } from "./lib/soak-faults.js";
 
 const { values: args } = parseArgs({
   options: {
     minutes: { type: "string", default: "20" },
     seed: { type: "string" },
     "rss-bound-mib": { type: "string", default: "300" },
+    /** Comma-separated fault classes to draw from (default: all), e.g. to try one class. */
+    faults: { type: "string" },
   },
 });
 const MINUTES = Number(args.minutes);
@@ -39,6 +52,15 @@ const RSS_BOUND_MIB = Number(args["rss-bound-mib"]);
 const WRITE_GRACE_MS = 2500;
 /** ISO log timestamps carry milliseconds; the proxy uses Date.now(). */
 const CLOCK_SLACK_MS = 5;
+/**
+ * Liveness invariant bounds: a held key must be served within 30 s (a refused write is tried
+ * three times with back-off before the route is given up; lock-delay 3 s; restarts); a
+ * former holder may not write within lock-delay (3 s) of another node's write.
+ */
+const BOUNDS = { failoverBoundMs: 30_000, holdsToleranceMs: 2000, writeWindowMs: 3000 };
+const RECORD_INTERVAL_MS = 500;
+/** The self-test's intruder write and the holder's repair are a reconcile (2 s) or two apart. */
+const SELF_TEST_WRITE_WINDOW_MS = 10_000;
 
 const TABLES = ["soak-a1", "soak-a2", "soak-b1", "soak-b2"];
 const DESTINATIONS = ["0.0.0.0/0", "198.51.100.0/24", "203.0.113.0/24", "192.0.2.0/24", "100.64.0.0/16"];
@@ -71,8 +93,14 @@ function rssMiB(pid: number | undefined): number | undefined {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-type FaultKind = "checkFail" | "sigkill" | "sigterm" | "throttle" | "drift";
-const FAULTS: FaultKind[] = ["checkFail", "sigkill", "sigterm", "throttle", "drift"];
+type FaultKind = "checkFail" | "sigkill" | "sigterm" | "throttle" | "drift" | "lostConsulAnswer" | "ec2ReadOutage" | "iamDenial" | "consulRestartDuringRelease" | "powerOff";
+const ALL_FAULTS: FaultKind[] = ["checkFail", "sigkill", "sigterm", "throttle", "drift", "lostConsulAnswer", "ec2ReadOutage", "iamDenial", "consulRestartDuringRelease", "powerOff"];
+const FAULTS: FaultKind[] = args.faults ? args.faults.split(",").map((f) => f.trim()) as FaultKind[] : ALL_FAULTS;
+const unknownFaults = FAULTS.filter((f) => !ALL_FAULTS.includes(f));
+if (unknownFaults.length) {
+  console.error(`soak: --faults: unknown fault class(es) ${unknownFaults.join(", ")}; known: ${ALL_FAULTS.join(", ")}`);
+  process.exit(2);
+}
 
 interface Violation {
   round: number;
@@ -88,6 +116,10 @@ class Soak {
   readonly rssMax = new Map<string, number>();
   readonly convergeMs: Record<string, number[]> = {};
   readonly faultCounts: Record<string, number> = {};
+  /** Per class: how many times the fault really hit (relay requests, refused EC2 calls, freed keys). */
+  readonly faultsFired: Record<string, number> = {};
+  /** Load average (1 min) at the end of each round. */
+  readonly load: number[] = [];
   private checkedWrites = 0;
 
   constructor(private readonly sim: SimCluster) {}
@@ -227,8 +259,8 @@ class Soak {
   }
 
   /** Every node's log lines about a route within 20 s before a time: what a violation needs to be understood. */
-  private eventsAround(route: string, time: number): string {
-    const lines = this.sim.nodes.flatMap((n) => n.events.filter((e) => e.route === route && Math.abs(Date.parse(e.time) - time) < 20_000).map((e) => `    ${e.time} ${n.name} ${e.event ?? ""} ${e.msg} ${JSON.stringify({ reason: e.reason, lockIndex: e.lockIndex, action: e.action })}`));
+  eventsAround(route: string, time: number, withinMs = 20_000): string {
+    const lines = this.sim.nodes.flatMap((n) => n.events.filter((e) => e.route === route && Math.abs(Date.parse(e.time) - time) < withinMs).map((e) => `    ${e.time} ${n.name} ${e.event ?? ""} ${e.msg} ${JSON.stringify({ reason: e.reason, lockIndex: e.lockIndex, action: e.action })}`));
     return lines.sort().slice(-40).join("\n");
   }
 
@@ -276,9 +308,9 @@ async function main(): Promise<void> {
   const sim = await startSimCluster({
     cluster: "soak",
     nodes: [
-      { name: "n1", az: "us-east-1a" },
-      { name: "n2", az: "us-east-1b" },
-      { name: "n3", az: "us-east-1a" },
+      { name: "n1", az: "us-east-1a", http: true },
+      { name: "n2", az: "us-east-1b", http: true },
+      { name: "n3", az: "us-east-1a", http: true },
     ],
     tables: TABLES.map((name) => ({ name, az: name.includes("-a") ? "us-east-1a" : "us-east-1b" })),
     routes: ROUTES,
@@ -287,17 +319,52 @@ async function main(): Promise<void> {
     faultProxy: true,
   });
   const soak = new Soak(sim);
+  const relays = new Map<string, StartedHttpRelay>();
+  for (const n of sim.nodes) {
+    const relay = await startHttpRelay({ upstream: n.consul.httpAddr });
+    relays.set(n.name, relay);
+    n.patchConfig({ consul: { address: relay.endpoint } });
+  }
+  const faultContext: SoakFaultContext = {
+    sim,
+    relays,
+    routes: ROUTES.map((r) => ({ name: r.name, table: r.table.tags.Name, tableAz: r.table.tags.Name.includes("-a") ? "us-east-1a" : "us-east-1b", destination: r.destination })),
+    random,
+    igw: () => igwOf(sim),
+    killAgent: (node) => soak.stopAgent(node, "SIGKILL", round),
+    restartAgent: (node) => soak.restart(node, round),
+  };
+  const recorder = new InvariantRecorder(sim, Object.fromEntries(ROUTES.map((r) => [r.name, { table: r.table.tags.Name, destination: r.destination }])), RECORD_INTERVAL_MS);
+  /** Round number → when it started, to say in which round a liveness violation began. */
+  const roundStarts: number[] = [];
+  const roundAt = (t: number) => Math.max(0, roundStarts.findLastIndex((s) => s <= t));
+  const liveness = { checkedUpTo: 0, found: [] as LivenessViolation[], selfTest: "not run" };
+  /** Checks the record so far; new violations are reported once (by invariant, route, node, start). */
+  const checkLiveness = (until = Number.POSITIVE_INFINITY) => {
+    const seen = new Set(liveness.found.map((v) => `${v.invariant}|${v.route}|${v.node}|${v.from}`));
+    for (const v of recorder.violations(BOUNDS).filter((x) => x.from < until)) {
+      const key = `${v.invariant}|${v.route}|${v.node}|${v.from}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      liveness.found.push(v);
+      const node = sim.nodeByInstance(v.node) ?? sim.nodes.find((n) => n.name === v.node);
+      soak.violation(roundAt(v.from), `liveness: ${v.invariant}`, `${v.route} ${node?.name ?? v.node ?? ""} ${new Date(v.from).toISOString()}..${new Date(v.to).toISOString()}: ${v.detail}\n${soak.eventsAround(v.route, v.from, 8000)}`);
+    }
+  };
   let detectorSelfTest: string = "not run";
   const started = Date.now();
   const deadline = started + MINUTES * 60_000;
   let round = 0;
+  roundStarts.push(started);
   try {
     for (const n of sim.nodes) n.setHealthy(true);
     await Promise.all(sim.nodes.map((n) => soak.start(n)));
     await soak.converge(0, "coldStart", started);
+    recorder.start();
     soak.sampleRss();
     while (Date.now() < deadline) {
       round++;
+      roundStarts[round] = Date.now();
       const fault = pick(FAULTS);
       soak.faultCounts[fault] = (soak.faultCounts[fault] ?? 0) + 1;
       const holders = await sim.holders();
@@ -346,17 +413,44 @@ async function main(): Promise<void> {
           await sim.ec2.send(new ReplaceRouteCommand({ RouteTableId: sim.tableIds.get(table), DestinationCidrBlock: dest, GatewayId: await igwOf(sim) }));
           break;
         }
+        case "lostConsulAnswer":
+        case "ec2ReadOutage":
+        case "iamDenial":
+        case "consulRestartDuringRelease":
+        case "powerOff": {
+          const outcome =
+            fault === "lostConsulAnswer" ? await lostConsulAnswer(faultContext, target)
+            : fault === "ec2ReadOutage" ? await ec2ReadOutage(faultContext)
+            : fault === "iamDenial" ? await iamDenial(faultContext, target)
+            : fault === "consulRestartDuringRelease" ? await consulRestartDuringRelease(faultContext, target)
+            : await powerOff(faultContext);
+          detail = `${outcome.detail} (fired ${outcome.fired}×)`;
+          if (outcome.fired > 0) soak.faultsFired[fault] = (soak.faultsFired[fault] ?? 0) + 1;
+          break;
+        }
       }
+      if (!["lostConsulAnswer", "ec2ReadOutage", "iamDenial", "consulRestartDuringRelease", "powerOff"].includes(fault)) soak.faultsFired[fault] = (soak.faultsFired[fault] ?? 0) + 1;
       await soak.converge(round, fault, faultAt);
       await soak.checkUnexpectedExits(round);
       soak.checkWrites(round);
       soak.sampleRss();
+      soak.load.push(loadavg()[0] as number);
+      if (round % 5 === 0) checkLiveness();
       for (const [name, mib] of soak.rssMax) if (mib > RSS_BOUND_MIB) soak.violation(round, `RSS under ${RSS_BOUND_MIB} MiB`, `${name} reached ${mib} MiB`);
       const last = soak.convergeMs[fault]?.at(-1);
       console.log(`  round ${round} (${((Date.now() - started) / 60_000).toFixed(1)} min): ${fault}: ${detail}; converged in ${last ?? "—"} ms; writes checked ${soak.writesChecked}; RSS ${JSON.stringify(Object.fromEntries(soak.rssMax))}`);
     }
+    await recorder.stop();
+    checkLiveness();
+    const selfTestFrom = Date.now();
+    recorder.start();
     detectorSelfTest = await selfTest(sim, soak, round + 1);
+    await recorder.stop();
+    // The intruding write is followed by the holder's repair (within a reconcile or two): the one-writer check must flag the pair.
+    const flagged = interleavedWriters(sim.proxy!.calls({ mutating: true }), SELF_TEST_WRITE_WINDOW_MS).filter((v) => v.to >= selfTestFrom);
+    liveness.selfTest = flagged.length ? `passed: the one-writer check (window ${SELF_TEST_WRITE_WINDOW_MS} ms) flagged: ${flagged[0]!.detail}` : "FAILED: the intruding write and the repair were not flagged as two writers";
   } finally {
+    await recorder.stop();
     const result = {
       benchmark: "soak",
       date: new Date().toISOString(),
@@ -364,9 +458,19 @@ async function main(): Promise<void> {
       minutes: Math.round(((Date.now() - started) / 60_000) * 10) / 10,
       setup: { agents: 3, routes: ROUTES.length, tables: TABLES.length, consul: "3 servers + 1 client per node", check: "command, every 500ms, rise 1, fall 2", reconcileInterval: "2s" },
       rounds: round,
-      faults: soak.faultCounts,
+      faults: Object.fromEntries(FAULTS.map((f) => [f, { injected: soak.faultCounts[f] ?? 0, fired: soak.faultsFired[f] ?? 0 }])),
       violations: soak.violations,
       detectorSelfTest,
+      liveness: {
+        bounds: BOUNDS,
+        recordIntervalMs: RECORD_INTERVAL_MS,
+        samples: recorder.consulSamples.length,
+        statusReports: recorder.reports.length,
+        violations: liveness.found.length,
+        byInvariant: Object.fromEntries(["heldNotServed", "holdsDisagree", "twoWriters"].map((k) => [k, liveness.found.filter((v) => v.invariant === k).length])),
+        detectorSelfTest: liveness.selfTest,
+      },
+      loadAverage1m: soak.load.length ? { mean: Math.round((soak.load.reduce((a, b) => a + b, 0) / soak.load.length) * 100) / 100, max: Math.max(...soak.load) } : undefined,
       infraEvents: soak.infraEvents,
       routeWritesChecked: soak.writesChecked,
       ec2Calls: sim.proxy!.calls().length,
@@ -379,8 +483,9 @@ async function main(): Promise<void> {
     console.log(`soak: ${round} rounds, ${soak.violations.length} violation(s), ${soak.writesChecked} route writes checked; max RSS ${JSON.stringify(Object.fromEntries(soak.rssMax))} MiB; written to ${out}`);
     await sim.stop();
     await soak.stopFixtures();
+    for (const r of relays.values()) await r.stop();
   }
-  if (soak.violations.length || !detectorSelfTest.startsWith("passed")) process.exitCode = 1;
+  if (soak.violations.length || !detectorSelfTest.startsWith("passed") || !liveness.selfTest.startsWith("passed")) process.exitCode = 1;
 }
 
 /**

@@ -71,6 +71,8 @@ export interface RouteLocal {
   readonly blocked?: { readonly reason: string; readonly until: number; readonly count: number };
   readonly releaseRetryAt: number;
   readonly releaseFailures: number;
+  /** The hold Consul confirmed released: a snapshot read before that still shows it, and it is not ours again. */
+  readonly released?: { readonly session: string; readonly lockIndex: number };
 }
 
 export type Action =
@@ -133,7 +135,8 @@ export function decide(view: RouteView, local: RouteLocal, lockDelayMs: number):
     next = { ...next, seenSession: session };
   }
   const held = next.held;
-  const mine = !!key?.session && (key.session === view.session || key.session === held?.session);
+  const releasedHold = !!key?.session && key.session === next.released?.session && key.lockIndex === next.released.lockIndex;
+  const mine = !!key?.session && !releasedHold && (key.session === view.session || key.session === held?.session);
 
   // A released key keeps its last holder's JSON: that instance is the previous holder too.
   if (!mine && key?.holder?.instanceId) next = { ...next, previousHolder: key.holder.instanceId };

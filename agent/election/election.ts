@@ -1,53 +1,18 @@
-import type { Clock } from "../clock.js";
 import type { Config, RouteConfig } from "../config/index.js";
-import type { ConsulApi, KvEntry } from "../consul/index.js";
-import type { Identity } from "../identity/index.js";
-import type { Logger } from "../observe/log.js";
+import type { KvEntry } from "../consul/index.js";
 import { decide, initialLocal, nextDue, releaseReasonOf, type Action, type KeyView, type RouteLocal } from "./decide.js";
-import { logEvent } from "./event-log.js";
+import type { ElectionDeps } from "./deps.js";
+import { emitEvent, logUncertainOutcome } from "./event-log.js";
 import type { ElectionEvent, ElectionListener, ReleaseReason } from "./events.js";
-import { ActionExecutor, type RouteWriter } from "./executor.js";
-import { verifyOwnership } from "./fencing.js";
-import { encodeHolder, holderOf, parseHolder, routeOfKey, routesPrefix } from "./holder.js";
+import type { ActionExecutor } from "./executor.js";
+import { fencedExecutor } from "./fencing.js";
+import { routesPrefix } from "./holder.js";
 import { applyOutcome, type Outcome } from "./results.js";
 import { checkSetKey, Sessions } from "./sessions.js";
-import { routeStatus, type RouteStatus } from "./status.js";
+import { routeStatus, summaryLine, type RouteStatus } from "./status.js";
+import { keyViews, routeView } from "./view.js";
 import { Waiters, Wakeup } from "./wakeup.js";
 import { runPrefixWatch } from "./watch.js";
-
-/** What the election needs from the health monitor. */
-export interface HealthView {
-  allPassing(names: readonly string[]): boolean;
-}
-
-/** Failover policy (AZ preference, failback hold-downs, operator handovers). */
-export interface ElectionPolicy {
-  mayContend(route: RouteConfig, ctx: { now: number; freeSince?: number }): boolean;
-  handOver(route: RouteConfig, now: number): "failback" | "handover" | undefined;
-  /** Called after a voluntary handover's release is confirmed. */
-  handedOver?(route: RouteConfig, reason: "failback" | "handover"): Promise<void>;
-}
-
-export interface ElectionDeps {
-  api: ConsulApi;
-  config: Config;
-  identity: Identity;
-  clock: Clock;
-  log: Logger;
-  routes: RouteWriter;
-  health: HealthView;
-  /** Consul service id of this node; its liveness check is `${serviceId}:liveness`. */
-  serviceId: string;
-  checkId: (checkName: string) => string;
-  policy?: ElectionPolicy;
-  /** Every snapshot of the routes prefix (the policy reads failback markers and handover requests). */
-  onSnapshot?: (entries: readonly KvEntry[]) => void;
-  random?: () => number;
-  /** The fallback writer's election: liveness is kept by the main election's heartbeat (see Sessions). */
-  sharedLiveness?: () => number;
-  /** The fallback writer's election: the target its holder value names (marks the key as held for the fallback). */
-  fallbackTarget?: (route: string) => string | undefined;
-}
 
 /** Upper bound of the loop's sleep: time-based policy (standby delay, failback) is re-read this often. */
 const MAX_IDLE_MS = 250;
@@ -98,18 +63,9 @@ export class Election {
     this.routes = [...deps.config.routes];
     for (const route of this.routes) this.locals.set(route.name, initialLocal());
     this.sessions = new Sessions({ ...deps, onChange: () => this.wake(), summary: () => this.summary() });
-    const fence = { api: deps.api, cluster: deps.config.cluster, clock: deps.clock, leaseDeadline: (s: string) => this.sessions.leaseDeadline(s), onRefused: (route: string, reason: string) => this.emit({ type: "writeRefused", route, reason, at: deps.clock.now() }) };
-    this.executor = new ActionExecutor({
-      api: deps.api,
-      cluster: deps.config.cluster,
-      routes: deps.routes,
-      log: deps.log,
-      verify: (route, session, lockIndex) => verifyOwnership(fence, route, session, lockIndex),
-      holderValue: (route, session, lockIndex, release) => encodeHolder(holderOf(deps.identity, deps.clock, session, lockIndex, release, deps.fallbackTarget?.(route))),
-      onOutcome: (id, action, outcome) => {
-        this.outcomes.push({ id, action, outcome });
-        this.wake();
-      },
+    this.executor = fencedExecutor(deps, this.sessions, (event) => this.emit(event), (id, action, outcome) => {
+      this.outcomes.push({ id, action, outcome });
+      this.wake();
     });
   }
 
@@ -134,9 +90,7 @@ export class Election {
 
   /** One line for the Consul UI: what is held, and which routes are given up and why. */
   summary(): string {
-    const held = this.heldRoutes();
-    const blocked = this.routeStates().filter((s) => s.blocked).map((s) => `${s.route} given up for ${Math.round((s.blocked?.untilMs ?? 0) / 1000)} s: ${s.blocked?.reason}`);
-    return [`holds ${held.length ? held.join(", ") : "no routes"}`, ...(this.draining ? [`draining (${this.draining})`] : []), ...blocked, ...(this.reloadNote ? [this.reloadNote] : [])].join("; ");
+    return summaryLine(this.heldRoutes(), this.routeStates(), this.draining, this.reloadNote);
   }
 
   /** What the liveness check's output says about the last reload (undefined: nothing). */
@@ -205,22 +159,8 @@ export class Election {
     this.nextReconcileAt = this.deps.clock.now() + this.config.reconcileInterval;
     for (const task of this.sessions.run(signal)) this.track(task);
     const { api, config, clock, log } = this.deps;
-    const election = this;
-    this.track(
-      runPrefixWatch(
-        {
-          api,
-          prefix: routesPrefix(config.cluster),
-          get waitMs() {
-            return election.config.election.watchWait;
-          },
-          clock,
-          log,
-          onSnapshot: (entries, index) => this.onSnapshot(entries, index),
-        },
-        signal,
-      ),
-    );
+    const watch = { api, prefix: routesPrefix(config.cluster), waitMs: () => this.config.election.watchWait, clock, log, onSnapshot: (entries: readonly KvEntry[], index: number) => this.onSnapshot(entries, index) };
+    this.track(runPrefixWatch(watch, signal));
     this.track(this.loop(signal));
   }
 
@@ -270,13 +210,7 @@ export class Election {
 
   private onSnapshot(entries: readonly KvEntry[], index: number): void {
     this.deps.onSnapshot?.(entries);
-    const keys = new Map<string, KeyView>();
-    for (const e of entries) {
-      const route = routeOfKey(this.deps.config.cluster, e.key);
-      const holder = parseHolder(e.value);
-      if (route) keys.set(route, { lockIndex: e.lockIndex, modifyIndex: e.modifyIndex, ...(e.session ? { session: e.session } : {}), ...(holder ? { holder } : {}) });
-    }
-    this.snapshot = { keys, index };
+    this.snapshot = { keys: keyViews(this.deps.config.cluster, entries), index };
     this.wake();
   }
 
@@ -299,8 +233,7 @@ export class Election {
     const { health, policy, log } = this.deps;
     const config = this.config;
     for (const { action, outcome } of this.outcomes.splice(0)) this.fold(action, outcome, now);
-    const reconcileDue = now >= this.nextReconcileAt;
-    if (reconcileDue) {
+    if (now >= this.nextReconcileAt) {
       this.nextReconcileAt = now + config.reconcileInterval;
       for (const route of this.routes) this.reconcilePending.add(route.name);
     }
@@ -308,33 +241,16 @@ export class Election {
     for (const route of [...this.routes]) {
       const local = this.locals.get(route.name) as RouteLocal;
       const session = this.sessions.sessionFor(route);
-      const healthy = health.allPassing(route.checks);
-      const mayContend = policy ? policy.mayContend(route, { now, ...(local.freeSince !== undefined ? { freeSince: local.freeSince } : {}) }) : true;
-      const handOver = local.held && !this.draining ? policy?.handOver(route, now) : undefined;
       const inFlight = this.executor.inFlight(route.name);
-      const view = {
-        route: route.name,
-        now,
-        key: this.snapshot ? (this.snapshot.keys.get(route.name) ?? null) : undefined,
-        snapshotIndex: this.snapshot?.index ?? 0,
-        ...(session ? { session } : {}),
-        leaseOk: !!session && now <= this.sessions.leaseDeadline(session),
-        healthy,
-        ...(this.draining ? { draining: this.draining } : this.retiring.has(route.name) ? { draining: "removed" as const } : {}),
-        mayContend,
-        ...(handOver ? { handOver } : {}),
-        ...(inFlight ? { inFlight } : {}),
-        reconcileDue: this.reconcilePending.has(route.name),
-      };
+      const view = routeView({ route, now, local, snapshot: this.snapshot, session, sessions: this.sessions, health, policy, draining: this.draining, retiring: this.retiring.has(route.name), inFlight, reconcileDue: this.reconcilePending.has(route.name) });
       const decision = decide(view, local, config.election.lockDelay);
       if (!decision.local.held || decision.actions.some((a) => a.kind === "write")) this.reconcilePending.delete(route.name);
       this.locals.set(route.name, decision.local);
       for (const event of decision.events) this.emit(event);
       if (decision.cancelWrite) this.executor.cancelWrite(route.name);
       actions.push(...decision.actions);
-      const previous = this.statuses.get(route.name)?.reason;
-      if (previous !== decision.reason) log.debug({ route: route.name, reason: decision.reason }, `${route.name}: ${decision.reason}`);
-      const wanted = !releaseReasonOf(view, decision.local) && mayContend && !!session;
+      if (this.statuses.get(route.name)?.reason !== decision.reason) log.debug({ route: route.name, reason: decision.reason }, `${route.name}: ${decision.reason}`);
+      const wanted = !releaseReasonOf(view, decision.local) && view.mayContend && !!session;
       this.statuses.set(route.name, routeStatus(route.name, decision.local, view.key, wanted, decision.reason, now, inFlight === "release" || decision.actions.some((a) => a.kind === "release")));
       if (this.retiring.has(route.name) && !decision.local.held && !inFlight && decision.actions.length === 0) this.drop(route.name);
     }
@@ -361,8 +277,7 @@ export class Election {
     const local = this.locals.get(action.route);
     if (!local) return;
     if (outcome.kind === "acquire" && outcome.result === "sessionInvalid" && action.kind === "acquire") this.sessions.invalidate(action.session);
-    if (outcome.kind === "release" && outcome.result === "unknown") this.deps.log.warn({ route: action.route, err: outcome.detail }, `${action.route}: release not confirmed; retrying until Consul answers`);
-    if (outcome.kind === "acquire" && outcome.result === "unknown") this.deps.log.warn({ route: action.route, err: outcome.detail }, `${action.route}: acquire outcome unknown; the next read of the key decides`);
+    logUncertainOutcome(this.deps.log, action.route, outcome);
     const applied = applyOutcome(local, action, outcome, now, this.random);
     this.locals.set(action.route, applied.local);
     for (const event of applied.events) this.emit(event);
@@ -370,14 +285,5 @@ export class Election {
     if (route && (applied.releasedFor === "failback" || applied.releasedFor === "handover") && this.deps.policy?.handedOver) this.track(this.deps.policy.handedOver(route, applied.releasedFor));
   }
 
-  private emit(event: ElectionEvent): void {
-    logEvent(this.deps.log, event);
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch (err) {
-        this.deps.log.error({ err: (err as Error).message, event: event.type }, "election listener failed");
-      }
-    }
-  }
+  private readonly emit = (event: ElectionEvent): void => emitEvent(this.deps.log, this.listeners, event);
 }

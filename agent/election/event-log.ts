@@ -1,5 +1,24 @@
 import type { Logger } from "../observe/log.js";
-import type { ElectionEvent } from "./events.js";
+import type { ElectionEvent, ElectionListener } from "./events.js";
+import type { Outcome } from "./results.js";
+
+/** A Consul answer that never came: the loop goes on, and the log says what it will do about it. */
+export function logUncertainOutcome(log: Logger, route: string, outcome: Outcome): void {
+  if (outcome.kind === "release" && outcome.result === "unknown") log.warn({ route, err: outcome.detail }, `${route}: release not confirmed; retrying until Consul answers`);
+  if (outcome.kind === "acquire" && outcome.result === "unknown") log.warn({ route, err: outcome.detail }, `${route}: acquire outcome unknown; the next read of the key decides`);
+}
+
+/** Logs an election event and tells every listener (a listener that throws is logged, not fatal). */
+export function emitEvent(log: Logger, listeners: readonly ElectionListener[], event: ElectionEvent): void {
+  logEvent(log, event);
+  for (const listener of listeners) {
+    try {
+      listener(event);
+    } catch (err) {
+      log.error({ err: (err as Error).message, event: event.type }, "election listener failed");
+    }
+  }
+}
 
 /** One log line per election transition, with the route, the reason and the time it took. */
 export function logEvent(log: Logger, event: ElectionEvent): void {

@@ -1,6 +1,11 @@
 import type { Clock } from "../clock.js";
 import type { ConsulApi } from "../consul/index.js";
-import { routeKey } from "./holder.js";
+import type { Action } from "./decide.js";
+import type { ElectionDeps } from "./deps.js";
+import type { ElectionEvent } from "./events.js";
+import { ActionExecutor } from "./executor.js";
+import { encodeHolder, holderOf, routeKey } from "./holder.js";
+import type { Outcome } from "./results.js";
 
 /**
  * The fencing gate asked right before every route write attempt: inside the local lease, and
@@ -43,4 +48,18 @@ export async function verifyOwnership(deps: FenceDeps, route: string, session: s
     return false;
   }
   return true;
+}
+
+/** The election's executor: every write attempt passes the fencing gate; a refusal is an event. */
+export function fencedExecutor(deps: ElectionDeps, sessions: { leaseDeadline(session: string): number }, emit: (event: ElectionEvent) => void, onOutcome: (id: number, action: Action, outcome: Outcome) => void): ActionExecutor {
+  const fence: FenceDeps = { api: deps.api, cluster: deps.config.cluster, clock: deps.clock, leaseDeadline: (s) => sessions.leaseDeadline(s), onRefused: (route, reason) => emit({ type: "writeRefused", route, reason, at: deps.clock.now() }) };
+  return new ActionExecutor({
+    api: deps.api,
+    cluster: deps.config.cluster,
+    routes: deps.routes,
+    log: deps.log,
+    verify: (route, session, lockIndex) => verifyOwnership(fence, route, session, lockIndex),
+    holderValue: (route, session, lockIndex, release) => encodeHolder(holderOf(deps.identity, deps.clock, session, lockIndex, release, deps.fallbackTarget?.(route))),
+    onOutcome,
+  });
 }

@@ -8,7 +8,7 @@
  * lock-delay window. Only local monotonic time is used.
  */
 export { Election, HANDOVER_WAIT_MS } from "./election.js";
-export type { ElectionDeps, HealthView, ElectionPolicy } from "./election.js";
+export type { ElectionDeps, HealthView, ElectionPolicy } from "./deps.js";
 export type { RouteStatus, RoutePhase } from "./status.js";
 export { checkSetKey, livenessCheckId } from "./sessions.js";
 export type { RouteWriter, WriteGate } from "./executor.js";

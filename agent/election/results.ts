@@ -70,7 +70,8 @@ export function applyOutcome(local: RouteLocal, action: Action, outcome: Outcome
       const events: ElectionEvent[] = [{ type: "released", route: action.route, reason: action.reason, heldMs: Math.round(now - action.acquiredAt), at: now }];
       // The key as read back after the release outranks snapshots read before it.
       const after = outcome.answer ? { answer: outcome.answer } : {};
-      return { local: { ...rest, ...after, reassertAt: [], releaseFailures: 0, releaseRetryAt: 0, writeFailures: 0, fatalWrites: 0 }, events, releasedFor: action.reason };
+      // Without that read-back, the released hold itself tells a stale snapshot from a new acquire (one "released" per release).
+      return { local: { ...rest, ...after, released: { session: action.session, lockIndex: action.lockIndex }, reassertAt: [], releaseFailures: 0, releaseRetryAt: 0, writeFailures: 0, fatalWrites: 0 }, events, releasedFor: action.reason };
     }
     case "write": {
       if (action.kind !== "write") return { local, events: [] };

@@ -33,3 +33,9 @@ export function routeStatus(route: string, local: RouteLocal, key: KeyView | nul
     reason,
   };
 }
+
+/** One line for the Consul UI: what is held, and which routes are given up and why. */
+export function summaryLine(held: readonly string[], states: readonly RouteStatus[], draining: string | undefined, reloadNote: string | undefined): string {
+  const blocked = states.filter((s) => s.blocked).map((s) => `${s.route} given up for ${Math.round((s.blocked?.untilMs ?? 0) / 1000)} s: ${s.blocked?.reason}`);
+  return [`holds ${held.length ? held.join(", ") : "no routes"}`, ...(draining ? [`draining (${draining})`] : []), ...blocked, ...(reloadNote ? [reloadNote] : [])].join("; ");
+}

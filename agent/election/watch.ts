@@ -6,7 +6,8 @@ import { nextWatchIndex, TokenBucket } from "./lease.js";
 export interface PrefixWatchDeps {
   api: ConsulApi;
   prefix: string;
-  waitMs: number;
+  /** Read per request: a reload may change it. */
+  waitMs: () => number;
   clock: Clock;
   log: Logger;
   /** Every answer, even an unchanged one: the loop keeps only the latest and decides from it. */
@@ -32,8 +33,7 @@ export async function runPrefixWatch(deps: PrefixWatchDeps, signal: AbortSignal)
     if (wait > 0) await clock.sleep(wait, signal).catch(() => undefined);
     if (signal.aborted) break;
     try {
-      // Read per request: a reload may change it.
-      const read = await api.kvRead(prefix, { recurse: true, index, waitMs: deps.waitMs, signal });
+      const read = await api.kvRead(prefix, { recurse: true, index, waitMs: deps.waitMs(), signal });
       if (failing) log.info({ step: "watch", prefix }, "watch recovered: Consul answers again");
       failing = false;
       index = nextWatchIndex(index, read.index);

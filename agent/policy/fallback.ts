@@ -1,6 +1,6 @@
 import type { Config, RouteConfig } from "../config/index.js";
 import { fallbackAfterMs } from "../config/fallback.js";
-import type { ElectionPolicy } from "../election/election.js";
+import type { ElectionPolicy } from "../election/deps.js";
 import { fallbackMayTake, fallbackShouldYield, type FallbackView } from "../election/fallback.js";
 import type { Logger } from "../observe/log.js";
 

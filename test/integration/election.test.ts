@@ -3,11 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { consulHttp } from "../support/consul.js";
 import { waitUntil } from "../support/process.js";
 import { startSimCluster, type SimCluster, type SimNode } from "../support/cluster.js";
+import { watchInvariants } from "../support/faults/watch.js";
 
 /**
  * Per-route leadership on a real 3-server Consul cluster: three agent processes, each with
  * its own Consul client agent, metadata mock and identity, writing routes in moto through a
- * fault proxy that logs every mutating call with its caller.
+ * fault proxy that logs every mutating call with its caller. Every test is also held to the
+ * liveness invariants of issue #14 (test/support/faults/watch.ts).
  */
 
 const ROUTES = [
@@ -49,9 +51,9 @@ beforeAll(async () => {
   sim = await startSimCluster({
     cluster: "election",
     nodes: [
-      { name: "n1", az: "us-east-1a" },
-      { name: "n2", az: "us-east-1b" },
-      { name: "n3", az: "us-east-1c" },
+      { name: "n1", az: "us-east-1a", http: true },
+      { name: "n2", az: "us-east-1b", http: true },
+      { name: "n3", az: "us-east-1c", http: true },
     ],
     tables: [
       { name: "private-a", az: "us-east-1a" },
@@ -71,6 +73,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await sim?.stop();
 }, 120_000);
+
+// Lock-delay 3 s: no former holder writes within it of a takeover.
+watchInvariants(() => sim, Object.fromEntries(ROUTE_NAMES.map((r) => [r, { table: TABLE_OF[r]![0], destination: TABLE_OF[r]![1] }])), { failoverBoundMs: 30_000, writeWindowMs: 3000 });
 
 describe("per-route leadership (3 contenders, 4 routes, real 3-server Consul)", () => {
   it("has exactly one holder per route at every observation, and the tables follow it", async () => {

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimCluster, type AgentEvent, type SimCluster, type SimNode } from "../support/cluster.js";
+import { watchInvariants } from "../support/faults/watch.js";
 
 /**
  * Failover policy on real Consul, moto and metadata mocks: two AZs with two nodes each; the
- * route's table is associated with a subnet in us-east-1a, so 'auto' prefers that AZ.
+ * route's table is associated with a subnet in us-east-1a, so 'auto' prefers that AZ. Every
+ * test is also held to the liveness invariants of issue #14 (test/support/faults/watch.ts).
  */
 
 const FAILBACK_AFTER_MS = 4000;
@@ -22,10 +24,10 @@ beforeAll(async () => {
   sim = await startSimCluster({
     cluster: "policy",
     nodes: [
-      { name: "a1", az: "us-east-1a" },
-      { name: "a2", az: "us-east-1a" },
-      { name: "b1", az: "us-east-1b" },
-      { name: "b2", az: "us-east-1b" },
+      { name: "a1", az: "us-east-1a", http: true },
+      { name: "a2", az: "us-east-1a", http: true },
+      { name: "b1", az: "us-east-1b", http: true },
+      { name: "b2", az: "us-east-1b", http: true },
     ],
     tables: [{ name: "private-a", az: "us-east-1a" }],
     routes: [{ name: "r1", table: { tags: { Name: "private-a" } }, destination: "0.0.0.0/0", checks: ["alive"] }],
@@ -46,6 +48,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await sim?.stop();
 }, 120_000);
+
+// A route comes back to a former writer after failbackAfter (4 s) at the soonest.
+watchInvariants(() => sim, { r1: { table: "private-a", destination: "0.0.0.0/0" } }, { failoverBoundMs: 30_000, writeWindowMs: FAILBACK_AFTER_MS });
 
 describe("failover policy (2 AZs × 2 nodes)", () => {
   it("holds the route in its preferred AZ", async () => {

@@ -132,6 +132,25 @@ describe("decide: after my own release", () => {
   });
 });
 
+describe("decide: one 'released' per release", () => {
+  it("a confirmed release whose read-back failed: a stale snapshot still showing my session and LockIndex is not released again (metrics scrape finding)", () => {
+    const release = { kind: "release", route: "r1", session: "s1", lockIndex: 2, acquiredAt: 0, reason: "checkFailed" } as const;
+    // Consul confirmed the release; the read of the key after it failed (no answer to go by).
+    const done = applyOutcome(holding(), release, { kind: "release", result: "released" }, 1000, () => 0.5);
+    expect(done.events.filter((e) => e.type === "released")).toHaveLength(1);
+    // The watch's next answer was read before the release landed: the key still under s1, LockIndex 2.
+    const stale = decide(view({ now: 1100, key: mine(2, 30), snapshotIndex: 100, healthy: false }), done.local, LOCK_DELAY);
+    expect(kinds(stale.actions)).toEqual([]);
+    expect(stale.events.filter((e) => e.type === "acquired" || e.type === "released")).toEqual([]);
+    // Then the fresh snapshot: free. Still nothing to release, no event.
+    const fresh = decide(view({ now: 1200, key: { lockIndex: 2, modifyIndex: 140 }, snapshotIndex: 140, healthy: false }), stale.local, LOCK_DELAY);
+    expect(kinds(fresh.actions)).toEqual([]);
+    // A new acquire by the same session (LockIndex 3) is mine again.
+    const again = decide(view({ now: 1300, key: mine(3, 150), snapshotIndex: 150 }), fresh.local, LOCK_DELAY);
+    expect(again.events.filter((e) => e.type === "acquired")).toHaveLength(1);
+  });
+});
+
 describe("decide: the key is not mine any more", () => {
   const cases: [string, KeyView | null, string][] = [
     ["another session took it", theirs, "keyTaken"],

@@ -70,6 +70,15 @@ describe("liveness invariants (issue #14), on recorded observations", () => {
     expect(heldButNotServed([sample(0), sample(9000, { holderReleasing: true }), sample(10_000, { holder: undefined, session: undefined })], 7000)).toEqual([]);
   });
 
+  it("held but not served: the bound runs from when the route stopped being served, so a long hold whose route is pointed away (drift) and repaired within the bound is fine", () => {
+    // i-1 has served r1 for a minute; at t=60 s someone points the table at the gateway; i-1 repairs it 2 s later.
+    const drift = [sample(0, { target: "i-1" }), sample(30_000, { target: "i-1" }), sample(60_000), sample(61_000), sample(62_000, { target: "i-1" })];
+    expect(heldButNotServed(drift, 7000)).toEqual([]);
+    // Not repaired: a violation once it has been unserved for longer than the bound.
+    const unrepaired = [sample(0, { target: "i-1" }), sample(60_000), sample(65_000), sample(68_000), sample(70_000)];
+    expect(heldButNotServed(unrepaired, 7000)).toEqual([expect.objectContaining({ invariant: "heldNotServed", node: "i-1", from: 68_000, to: 70_000 })]);
+  });
+
   it("held but not served: a new session or lockIndex starts a new hold; a free key is never a violation", () => {
     const samples = [sample(0), sample(6000), sample(7000, { session: "s2", lockIndex: 2 }), sample(13_000, { session: "s2", lockIndex: 2 }), sample(20_000, { holder: undefined, session: undefined })];
     expect(heldButNotServed(samples, 7000)).toEqual([]);
@@ -92,14 +101,35 @@ describe("liveness invariants (issue #14), on recorded observations", () => {
       { t: 6100, node: "i-1", holds: [] },
     ];
     const v = reportedHoldsDisagree(consul, reports, 2000);
-    expect(v).toEqual([expect.objectContaining({ invariant: "holdsDisagree", node: "i-1", route: "r1", from: 500, to: 6000 })]);
-    expect(v[0]?.detail).toMatch(/Consul shows i-1 holding r1, its status does not for 5500 ms/);
+    expect(v).toEqual([expect.objectContaining({ invariant: "holdsDisagree", node: "i-1", route: "r1", from: 500, to: 5000 })]);
+    expect(v[0]?.detail).toMatch(/Consul shows i-1 holding r1, its status does not for 4500 ms/);
     // Lagging by 1.5 s (a watch round) is tolerated.
     const lag = [
       { t: 0, node: "i-2", holds: [] },
       { t: 7500, node: "i-2", holds: ["r1"] },
     ];
     expect(reportedHoldsDisagree(consul, lag, 2000)).toEqual([]);
+  });
+
+  it("reported holds: the disagreement is measured between observations that show it, not across the gap to the next sample", () => {
+    // Samples every ~600 ms under load: the node lags Consul at t=0..1800 (observed 1800 ms), agrees at 2400.
+    const consul = [0, 600, 1200, 1800, 2400].map((t) => ({ t, holders: { r1: "i-1" } }));
+    const reports = [0, 600, 1200, 1800].map((t) => ({ t, node: "i-1", holds: [] as string[] })).concat([{ t: 2400, node: "i-1", holds: ["r1"] }]);
+    expect(reportedHoldsDisagree(consul, reports, 2000)).toEqual([]);
+    // Seen for longer than the tolerance: a violation, from the first to the last observation showing it.
+    const longer = [0, 600, 1200, 1800, 2400, 3000].map((t) => ({ t, node: "i-1", holds: [] as string[] })).concat([{ t: 3600, node: "i-1", holds: ["r1"] }]);
+    const consulLonger = [0, 600, 1200, 1800, 2400, 3000, 3600].map((t) => ({ t, holders: { r1: "i-1" } }));
+    expect(reportedHoldsDisagree(consulLonger, longer, 2000)).toEqual([expect.objectContaining({ node: "i-1", route: "r1", from: 0, to: 3000 })]);
+    // Two short lags with no observation of the pair for longer than the tolerance between them
+    // (the recorder stalled): not one long disagreement.
+    const gapConsul = [0, 300, 4000, 4300].map((t) => ({ t, holders: { r1: "i-1" } }));
+    const gapReports = [0, 4000].map((t) => ({ t, node: "i-1", holds: [] as string[] })).concat([300, 4300].map((t) => ({ t, node: "i-1", holds: ["r1"] })));
+    expect(reportedHoldsDisagree(gapConsul, gapReports, 2000, 2000)).toEqual([]);
+    const stalled = [0, 4000, 4300].map((t) => ({ t, holders: { r1: "i-1" } }));
+    const stalledReports = [0, 4000].map((t) => ({ t, node: "i-1", holds: [] as string[] })).concat([{ t: 4300, node: "i-1", holds: ["r1"] }]);
+    expect(reportedHoldsDisagree(stalled, stalledReports, 2000, 2000)).toEqual([]);
+    // Without a gap limit (sparse samples by design), the same record is one long disagreement.
+    expect(reportedHoldsDisagree(stalled, stalledReports, 2000)).toHaveLength(1);
   });
 
   it("reported holds: a node claiming a key Consul gives to nobody is caught; a node without an answer is not compared", () => {

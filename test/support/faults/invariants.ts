@@ -87,30 +87,42 @@ function intervals<T extends { t: number }>(samples: readonly T[], bad: (s: T) =
 }
 
 /**
- * A key held longer than the failover bound ⇒ the route points at its holder, or the holder
- * is releasing it. A hold starts when a holder (instance, session, lockIndex) is first seen;
- * what a user sees otherwise is a route nobody serves while a node keeps the lock.
+ * Held but not served beyond the failover bound: while a key is held, the route points at its
+ * holder or the holder is releasing it, except for at most `boundMs` in a row. The bound runs
+ * from the later of the hold's start (a holder, session and lockIndex first seen) and the last
+ * time the route was served or being released in this hold: a route pointed away behind the
+ * holder's back (drift) and repaired within the bound is fine; what a user must never see is a
+ * route nobody serves for longer than that while a node keeps the lock.
  */
 export function heldButNotServed(samples: readonly RouteSample[], boundMs: number): Violation[] {
   const byRoute = new Map<string, RouteSample[]>();
-  for (const s of samples) byRoute.set(s.route, [...(byRoute.get(s.route) ?? []), s]);
+  for (const s of samples) {
+    const list = byRoute.get(s.route);
+    if (list) list.push(s);
+    else byRoute.set(s.route, [s]);
+  }
   const out: Violation[] = [];
   for (const [route, list] of byRoute) {
     const sorted = [...list].sort((a, b) => a.t - b.t);
-    let hold: { id: string; since: number } | undefined;
+    const isServed = (s: RouteSample) => s.holder !== undefined && ((s.target !== undefined && (s.holderTargets ?? [s.holder]).includes(s.target)) || s.holderReleasing === true);
+    let hold: string | undefined;
+    let unservedSince: number | undefined;
     const since = new Map<RouteSample, number>();
     for (const s of sorted) {
       const id = s.holder === undefined ? undefined : `${s.holder}/${s.session ?? ""}/${s.lockIndex ?? ""}`;
-      if (id === undefined) hold = undefined;
-      else if (hold?.id !== id) hold = { id, since: s.t };
-      if (hold) since.set(s, hold.since);
+      if (id !== hold) unservedSince = undefined;
+      hold = id;
+      if (id === undefined || isServed(s)) {
+        unservedSince = undefined;
+        continue;
+      }
+      unservedSince ??= s.t;
+      since.set(s, unservedSince);
     }
     const bad = (s: RouteSample): string | undefined => {
       const start = since.get(s);
-      if (s.holder === undefined || start === undefined || s.t - start <= boundMs) return undefined;
-      const served = s.target !== undefined && (s.holderTargets ?? [s.holder]).includes(s.target);
-      if (served || s.holderReleasing) return undefined;
-      return `${s.holder} has held the key for ${s.t - start} ms (bound ${boundMs} ms) but the table points at ${s.target ?? "nothing"} and it is not releasing`;
+      if (start === undefined || s.t - start <= boundMs) return undefined;
+      return `${s.holder} holds the key but the table has pointed at ${s.target ?? "nothing"} for ${s.t - start} ms (bound ${boundMs} ms) and it is not releasing`;
     };
     out.push(...intervals(sorted, bad, (a, b, detail) => ({ invariant: "heldNotServed", route, node: a.holder as string, from: a.t, to: b.t, detail })));
   }
@@ -123,37 +135,50 @@ export interface ConsulHoldersSample {
   readonly holders: Readonly<Record<string, string | undefined>>;
 }
 
-/** What one agent reported it holds (its /status, routes in phase "holding"); undefined: no answer (stopped, dead). */
+/** What one agent reported it holds (its /status, routes in phase "holding" or "releasing": keys it still holds by its own account); undefined: no answer (stopped, dead). */
 export interface ReportedHoldsSample {
   readonly t: number;
   readonly node: string;
   readonly holds: readonly string[] | undefined;
+  /** Each route's phase in that /status, to say what a disagreement looked like. */
+  readonly phases?: Readonly<Record<string, string>>;
 }
 
 /**
  * The agent's reported holds equal Consul's within `toleranceMs`: for every node and route,
  * "Consul says this node holds it" and "the node says it holds it" may disagree for at most
- * that long. A node that does not answer is not compared (nothing is claimed).
+ * that long. A disagreement lasts from the first to the last observation showing it (what was
+ * seen; the gap to the next sample is not counted, as samples stretch under load), and two
+ * observations further apart than `maxGapMs` do not make one disagreement (nothing was seen
+ * in between: `maxGapMs`, for a recorder that should sample far more often). A node that does
+ * not answer is not compared (nothing is claimed).
  */
-export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], reports: readonly ReportedHoldsSample[], toleranceMs = 2000): Violation[] {
+export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], reports: readonly ReportedHoldsSample[], toleranceMs = 2000, maxGapMs = Number.POSITIVE_INFINITY): Violation[] {
   type Event = { t: number; consul?: ConsulHoldersSample; report?: ReportedHoldsSample };
   const events: Event[] = [...consul.map((c) => ({ t: c.t, consul: c })), ...reports.map((r) => ({ t: r.t, report: r }))].sort((a, b) => a.t - b.t);
   let view: ConsulHoldersSample | undefined;
   const latest = new Map<string, readonly string[] | undefined>();
+  const phases = new Map<string, Readonly<Record<string, string>> | undefined>();
   /** node|route → the disagreement open since, and what it was. */
   const open = new Map<string, { since: number; last: number; detail: string }>();
   const out: Violation[] = [];
-  const close = (key: string, until: number) => {
+  const close = (key: string) => {
     const o = open.get(key);
     open.delete(key);
-    if (!o || until - o.since <= toleranceMs) return;
+    if (!o) return;
+    const until = o.last;
+    if (until - o.since <= toleranceMs) return;
     const [node, route] = key.split("|") as [string, string];
     out.push({ invariant: "holdsDisagree", route, node, from: o.since, to: until, detail: `${o.detail} for ${until - o.since} ms (tolerance ${toleranceMs} ms)` });
   };
-  for (const e of events) {
+  for (const [i, e] of events.entries()) {
     if (e.consul) view = e.consul;
-    if (e.report) latest.set(e.report.node, e.report.holds);
-    if (!view) continue;
+    if (e.report) {
+      latest.set(e.report.node, e.report.holds);
+      phases.set(e.report.node, e.report.phases);
+    }
+    // Consul's view and the reports of one observation share a time: compare once all are in.
+    if (!view || events[i + 1]?.t === e.t) continue;
     for (const [node, holds] of latest) {
       const routes = new Set([...Object.keys(view.holders), ...(holds ?? [])]);
       for (const route of routes) {
@@ -165,16 +190,22 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
         const consulSays = view.holders[route] === node;
         const nodeSays = holds.includes(route);
         if (consulSays === nodeSays) {
-          if (open.has(key)) close(key, e.t);
+          if (open.has(key)) close(key);
           continue;
         }
         const o = open.get(key);
-        if (o) o.last = e.t;
-        else open.set(key, { since: e.t, last: e.t, detail: consulSays ? `Consul shows ${node} holding ${route}, its status does not` : `${node} reports holding ${route}, Consul does not` });
+        // Not observed for longer than maxGapMs (the recorder stalled): what went on in between is unknown.
+        if (o && e.t - o.last > maxGapMs) close(key);
+        if (open.has(key)) (open.get(key) as { last: number }).last = e.t;
+        else {
+          const phase = phases.get(node)?.[route];
+          const says = phase ? ` (phase ${phase})` : "";
+          open.set(key, { since: e.t, last: e.t, detail: consulSays ? `Consul shows ${node} holding ${route}, its status does not${says}` : `${node} reports holding ${route}${says}, Consul does not` });
+        }
       }
     }
   }
-  for (const [key, o] of [...open]) close(key, o.last);
+  for (const key of [...open.keys()]) close(key);
   return out.sort((a, b) => a.from - b.from);
 }
 
@@ -199,7 +230,11 @@ function mayHaveExecuted(c: ProxyCall): boolean {
 export function interleavedWriters(calls: readonly ProxyCall[], windowMs: number): Violation[] {
   const writes = calls.filter((c) => ROUTE_WRITES.has(c.action) && c.action !== "DeleteRoute" && c.caller !== "admin" && mayHaveExecuted(c)).sort((a, b) => a.time - b.time);
   const byRoute = new Map<string, ProxyCall[]>();
-  for (const w of writes) byRoute.set(writeRoute(w), [...(byRoute.get(writeRoute(w)) ?? []), w]);
+  for (const w of writes) {
+    const list = byRoute.get(writeRoute(w));
+    if (list) list.push(w);
+    else byRoute.set(writeRoute(w), [w]);
+  }
   const out: Violation[] = [];
   for (const [route, list] of byRoute) {
     for (let i = 1; i < list.length; i++) {

@@ -58,14 +58,15 @@ export class InvariantRecorder {
   /** One observation of everything. */
   async sample(): Promise<void> {
     const t = Date.now();
-    const [holders, targets, statuses] = await Promise.all([this.sim.holders(), this.targets(), this.statuses()]);
+    // Each answer is timed by its own round trip (midpoint): under load they arrive seconds apart.
+    const [[holders, consulAt], targets, statuses] = await Promise.all([this.sim.holders().then((h) => [h, Math.round((t + Date.now()) / 2)] as const), this.targets(), this.statuses()]);
     const byInstance = new Map(this.sim.nodes.map((n) => [n.instanceId, n]));
     const consul: Record<string, string | undefined> = {};
     for (const route of Object.keys(this.routes)) {
       const h = holders.get(route);
       consul[route] = h?.instanceId;
       const holderNode = h?.instanceId ? byInstance.get(h.instanceId) : undefined;
-      const holderStatus = holderNode ? statuses.get(holderNode.name) : undefined;
+      const holderStatus = holderNode ? statuses.get(holderNode.name)?.status : undefined;
       this.routeSamples.push({
         t,
         route,
@@ -75,11 +76,13 @@ export class InvariantRecorder {
         holderReleasing: holderStatus?.routes.find((r) => r.route === route)?.phase === "releasing",
       });
     }
-    this.consulSamples.push({ t, holders: consul });
+    this.consulSamples.push({ t: consulAt, holders: consul });
     for (const node of this.sim.nodes) {
       if (!node.httpUrl) continue;
-      const s = statuses.get(node.name);
-      this.reports.push({ t, node: node.instanceId, holds: s ? s.routes.filter((r) => r.phase === "holding" && Object.hasOwn(this.routes, r.route)).map((r) => r.route) : undefined });
+      const s = statuses.get(node.name)?.status;
+      const mine = s?.routes.filter((r) => Object.hasOwn(this.routes, r.route));
+      // "releasing" is a key the node still holds by its own account (it gives it up once Consul confirms).
+      this.reports.push({ t: statuses.get(node.name)?.at ?? t, node: node.instanceId, holds: mine?.filter((r) => r.phase === "holding" || r.phase === "releasing").map((r) => r.route), ...(mine ? { phases: Object.fromEntries(mine.map((r) => [r.route, r.phase])) } : {}) });
     }
   }
 
@@ -96,13 +99,14 @@ export class InvariantRecorder {
     return out;
   }
 
-  private async statuses(): Promise<Map<string, AgentStatus>> {
-    const out = new Map<string, AgentStatus>();
+  private async statuses(): Promise<Map<string, { status: AgentStatus; at: number }>> {
+    const out = new Map<string, { status: AgentStatus; at: number }>();
     await Promise.all(
       this.sim.nodes.map(async (n) => {
         if (!n.httpUrl || !n.process || n.process.hasExited) return;
+        const asked = Date.now();
         const s = await n.status(1000).catch(() => undefined);
-        if (s) out.set(n.name, s);
+        if (s) out.set(n.name, { status: s, at: Math.round((asked + Date.now()) / 2) });
       }),
     );
     return out;
@@ -113,7 +117,8 @@ export class InvariantRecorder {
     const writes = this.sim.proxy ? this.sim.proxy.calls({ mutating: true }).filter((c) => c.time >= this.startedAt) : [];
     return [
       ...heldButNotServed(this.routeSamples, bounds.failoverBoundMs),
-      ...reportedHoldsDisagree(this.consulSamples, this.reports, bounds.holdsToleranceMs ?? 2000),
+      // A pair not observed for longer than the tolerance (the recorder stalled) is not one disagreement.
+      ...reportedHoldsDisagree(this.consulSamples, this.reports, bounds.holdsToleranceMs ?? 2000, bounds.holdsToleranceMs ?? 2000),
       ...interleavedWriters(writes, bounds.writeWindowMs ?? bounds.failoverBoundMs),
     ];
   }

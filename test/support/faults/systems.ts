@@ -38,7 +38,21 @@ export interface FailoverSystem {
   claims(): Claim[];
   /** The host holding the route according to Consul, for lock-based systems. */
   consulHolder?(): Promise<string | undefined>;
+  /** What the liveness invariants need (Consul's key and each agent's /status), for systems that report them. */
+  observe?(): Promise<LaneObservation>;
+  /** The shortest time in which the route may legitimately come back to a former writer (its lock-delay). */
+  readonly writeWindowMs?: number;
 }
+
+/** One look at a lane's route: who holds the key in Consul, and what each running host says it holds. */
+export interface LaneObservation {
+  holder?: { instanceId: string; session: string; lockIndex: number };
+  /** Per host that answered or is down: the routes its /status holds (undefined: no answer) and whether it is releasing. */
+  reports: { instanceId: string; holds: string[] | undefined; releasing: boolean }[];
+}
+
+/** Each routeleader agent serves /status on its own namespace address, on this port. */
+const STATUS_PORT = 9181;
 
 const REPO = join(import.meta.dirname, "..", "..", "..");
 const BASELINE = join(import.meta.dirname, "baseline");
@@ -167,7 +181,7 @@ export class Routeleader extends ProcessSystem {
       election: { profile: this.profile },
       discovery: { enabled: false },
       lifecycle: { watch: false },
-      http: { listen: "" },
+      http: { listen: `${h.node.addr}:${STATUS_PORT}` },
       sourceDestCheck: "ignore",
       // A short reconcile interval, so a holder that was not fenced would visibly write.
       reconcileInterval: "2s",
@@ -208,16 +222,38 @@ export class Routeleader extends ProcessSystem {
     return [...this.events];
   }
 
-  async consulHolder(): Promise<string | undefined> {
+  get writeWindowMs(): number {
+    return this.profile === "fast" ? 1000 : 3000;
+  }
+
+  private async keyHolder(): Promise<LaneObservation["holder"]> {
     const server = this.lane.cluster.liveServer();
     const kv = await consulHttp("GET", `${server.httpAddr}/v1/kv/routeleader/${this.lane.name}/routes/default?consistent`, undefined, 2000).catch((err: Error) => {
       if (/HTTP 404/.test(err.message)) return { json: [] };
       throw err;
     });
-    const entry = (kv.json as { Session?: string; Value?: string }[] | undefined)?.[0];
+    const entry = (kv.json as { Session?: string; Value?: string; LockIndex: number }[] | undefined)?.[0];
     if (!entry?.Session || !entry.Value) return undefined;
     const instanceId = (JSON.parse(Buffer.from(entry.Value, "base64").toString()) as { instanceId?: string }).instanceId;
-    return this.world.hostByInstance(instanceId)?.name;
+    return instanceId ? { instanceId, session: entry.Session, lockIndex: entry.LockIndex } : undefined;
+  }
+
+  async consulHolder(): Promise<string | undefined> {
+    return this.world.hostByInstance((await this.keyHolder())?.instanceId)?.name;
+  }
+
+  async observe(): Promise<LaneObservation> {
+    const [holder, reports] = await Promise.all([
+      this.keyHolder(),
+      Promise.all(
+        this.lane.hosts.map(async (h) => {
+          const answer = this.running(h) && !h.poweredOff ? await fetch(`http://${h.node.addr}:${STATUS_PORT}/status`, { signal: AbortSignal.timeout(1000) }).then((r) => (r.ok ? (r.json() as Promise<{ routes: { route: string; phase: string }[] }>) : undefined)).catch(() => undefined) : undefined;
+          // "releasing" is a key the agent still holds by its own account (given up once Consul confirms).
+          return { instanceId: h.instanceId, holds: answer?.routes.filter((r) => r.phase === "holding" || r.phase === "releasing").map((r) => r.route), releasing: answer?.routes.some((r) => r.phase === "releasing") ?? false };
+        }),
+      ),
+    ]);
+    return { ...(holder ? { holder } : {}), reports };
   }
 }
 

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { loadavg } from "node:os";
 import { routeChanges, routeWrites, splitBrainWrites } from "./invariants.js";
+import { LaneRecorder } from "./lane-recorder.js";
 import type { Scenario } from "./scenarios.js";
 import { holderAt, type FailoverSystem } from "./systems.js";
 import type { Host, World } from "./world.js";
@@ -8,7 +9,9 @@ import type { Host, World } from "./world.js";
 /**
  * One trial: wait for a steady state, inject the fault into the holder, poll moto every 20 ms
  * until the route points at another live, healthy host, keep the fault for its hold time, heal,
- * wait for a steady state again, then check the invariants over the whole trial.
+ * wait for a steady state again, then check the invariants over the whole trial: no stray
+ * writes, no ping-pong, and (for systems that report their holds) the liveness invariants of
+ * issue #14 over a record taken every 250 ms (./lane-recorder.ts).
  */
 
 export interface TrialResult {
@@ -23,6 +26,8 @@ export interface TrialResult {
   splitBrainWrites: number;
   routeChanges: number;
   violations: string[];
+  /** Liveness invariant violations (also in `violations`); undefined for systems not recorded. */
+  livenessViolations?: number;
   /** Times relative to the fault, for the timeline chart. */
   timeline: { t: number; what: string }[];
 }
@@ -69,6 +74,8 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   const violations: string[] = [];
   const timeline: { t: number; what: string }[] = [];
   const loadAverage = Math.round(loadavg()[0]! * 100) / 100;
+  const recorder = new LaneRecorder(world, system).start();
+  await recorder.sample().catch(() => undefined);
   const fault = await scenario.inject(world, system, holder);
   let neverConverged = false;
   let ms: number | undefined;
@@ -101,6 +108,9 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   } catch (err) {
     violations.push((err as Error).message);
   }
+  await recorder.stop();
+  const liveness = recorder.violations();
+  for (const v of liveness) violations.push(`liveness ${v.invariant} (${v.node ?? "?"}, ${v.from - fault.t0}..${v.to - fault.t0} ms): ${v.detail}`);
   const writes = routeWrites(world.proxy.calls().slice(logStart), system.lane.tableId);
   const stray = splitBrainWrites(writes, system.claims());
   const changes = routeChanges(writes, before);
@@ -116,6 +126,7 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
     ...(ms !== undefined ? { ms } : {}),
     ...(elected ? { electionMs: elected.t - fault.t0 } : {}),
     ...(neverConverged ? { neverConverged } : {}),
+    ...(recorder.applies ? { livenessViolations: liveness.length } : {}),
     loadAverage,
     splitBrainWrites: stray.length, routeChanges: changes, violations, timeline };
 }
