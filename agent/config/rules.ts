@@ -53,6 +53,17 @@ export function endpointProblem(text: string, options: { bare?: boolean } = {}):
   return undefined;
 }
 
+/**
+ * A duration in the largest unit that states it exactly ("3s", "1h", "1500ms"), so that a
+ * message quotes a value the way it is usually written in the config.
+ */
+function durationText(ms: number): string {
+  for (const [unit, size] of [["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms !== 0 && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, "");
   return h === "localhost" || h === "::1" || (isIP(h) === 4 && h.startsWith("127."));
@@ -70,11 +81,11 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
   if (lockDelay < writeTimeout + fenceMargin) {
     error(
       ["election", "lockDelay"],
-      `lockDelay (${lockDelay} ms) must be ≥ aws.writeTimeout (${writeTimeout} ms) + election.fenceMargin (${fenceMargin} ms), or a new holder could start while the old holder's last write is in flight`,
+      `lockDelay (${durationText(lockDelay)}) must be ≥ aws.writeTimeout (${durationText(writeTimeout)}) + election.fenceMargin (${durationText(fenceMargin)}), or a new holder could start while the old holder's last write is in flight`,
     );
   }
   if (livenessTtl >= sessionTtl) {
-    error(["election", "livenessTtl"], `livenessTtl (${livenessTtl} ms) must be shorter than sessionTtl (${sessionTtl} ms)`);
+    error(["election", "livenessTtl"], `livenessTtl (${durationText(livenessTtl)}) must be shorter than sessionTtl (${durationText(sessionTtl)})`);
   }
   // The lease deadline is (last liveness pass + livenessTtl − fenceMargin), and the liveness
   // check passes every livenessTtl/3: a margin of 2/3 of the TTL or more puts the deadline
@@ -82,13 +93,13 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
   if (fenceMargin * 3 >= livenessTtl * 2) {
     error(
       ["election", "fenceMargin"],
-      `fenceMargin (${fenceMargin} ms) must be below 2/3 of livenessTtl (${livenessTtl} ms): the lease deadline would pass before the next liveness pass (every livenessTtl/3) and the holder could never write`,
+      `fenceMargin (${durationText(fenceMargin)}) must be below 2/3 of livenessTtl (${durationText(livenessTtl)}): the lease deadline would pass before the next liveness pass (every livenessTtl/3) and the holder could never write`,
     );
   }
   if (!nodeChecks.includes("serfHealth")) {
     warn(
       ["election", "nodeChecks"],
-      `without serfHealth a node that dies or is cut off keeps its sessions until its liveness TTL (${livenessTtl} ms) lapses on a server that can still see it; a partitioned node's routes may not move`,
+      `without serfHealth a node that dies or is cut off keeps its sessions until its liveness TTL (${durationText(livenessTtl)}) lapses on a server that can still see it; a partitioned node's routes may not move`,
     );
   }
   if (cfg.policy.holdDown === 0) {
@@ -132,7 +143,7 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
     if (route.fallback && route.fallbackAfter !== undefined && route.fallbackAfter < bound) {
       error(
         ["routes", i, "fallbackAfter"],
-        `fallbackAfter (${route.fallbackAfter} ms) is shorter than the failover bound (${bound} ms = max(election.livenessTtl, election.sessionTtl) + election.lockDelay + aws.writeTimeout): the route would leave for its fallback while a healthy node may still be taking it over`,
+        `fallbackAfter (${durationText(route.fallbackAfter)}) is shorter than the failover bound (${durationText(bound)} = max(election.livenessTtl, election.sessionTtl) + election.lockDelay + aws.writeTimeout): the route would leave for its fallback while a healthy node may still be taking it over`,
       );
     }
     const az = route.preferredAz;

@@ -65,7 +65,8 @@ describe("ship: config rules that would fail at run time are refused", () => {
     ["a client certificate without its key", { consul: { address: "https://127.0.0.1:8501", certFile: "/etc/c.pem" } }, "consul.keyFile", /go together/],
     ["a preferred AZ that is no AZ name", { routes: [{ ...BASE.routes[0], preferredAz: "west" }] }, "routes[0].preferredAz", /neither auto, none nor an availability zone name/],
     ["a preferred AZ in another region", { routes: [{ ...BASE.routes[0], preferredAz: "us-east-1a" }] }, "routes[0].preferredAz", /us-east-1a is not in region eu-west-1/],
-    ["a fence margin that leaves the lease no time", { election: { livenessTtl: "3s", fenceMargin: "2s", lockDelay: "5s" } }, "election.fenceMargin", /must be below 2\/3 of livenessTtl \(3000 ms\)/],
+    ["a fence margin that leaves the lease no time", { election: { livenessTtl: "3s", fenceMargin: "2s", lockDelay: "5s" } }, "election.fenceMargin", /must be below 2\/3 of livenessTtl \(3s\)/],
+    ["a fence margin is quoted as written (the property test's counterexample)", { election: { fenceMargin: "3s" } }, "election.fenceMargin", /^fenceMargin \(3s\) must be below 2\/3 of livenessTtl/],
     ["lockDelay shorter than writeTimeout + margin (the existing rule, now per rule)", { election: { lockDelay: "1s" } }, "election.lockDelay", /must be ≥ aws\.writeTimeout/],
   ];
 

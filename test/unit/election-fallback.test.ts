@@ -48,7 +48,7 @@ describe("egress: fallbackAfter and the failover bound", () => {
     expect(fallbackAfterMs(config.routes[0] as never, config)).toBe(20_000);
   });
   it("validation refuses a fallbackAfter shorter than the bound, naming the path and the bound", () => {
-    expect(() => parseConfig(yaml("    fallback: { natGateway: nat-0123456789abcdef0 }\n    fallbackAfter: 5s\n"), "t.yaml")).toThrow(/t\.yaml:\d+: routes\[0\]\.fallbackAfter: fallbackAfter \(5000 ms\) is shorter than the failover bound \(15000 ms/);
+    expect(() => parseConfig(yaml("    fallback: { natGateway: nat-0123456789abcdef0 }\n    fallbackAfter: 5s\n"), "t.yaml")).toThrow(/t\.yaml:\d+: routes\[0\]\.fallbackAfter: fallbackAfter \(5s\) is shorter than the failover bound \(15s/);
   });
   it("the fallback is a NAT gateway or a network interface, nothing else", () => {
     expect(() => parseConfig(yaml("    fallback: { instance: i-0123456789abcdef0 }\n"), "t.yaml")).toThrow(/routes\[0\]\.fallback/);
