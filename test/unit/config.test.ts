@@ -65,7 +65,7 @@ describe("config loader", () => {
   it("lockDelay shorter than writeTimeout + margin is refused, not adjusted", () => {
     const p = problems(`${VALID}election: { lockDelay: 1s }\n`);
     expect(p[0]).toMatchObject({ path: "election.lockDelay" });
-    expect(p[0]?.message).toMatch(/lockDelay \(1000 ms\) must be ≥ aws.writeTimeout \(2000 ms\)/);
+    expect(p[0]?.message).toMatch(/lockDelay \(1s\) must be ≥ aws.writeTimeout \(2s\)/);
   });
 
   it("a route naming an undefined check is refused", () => {
