@@ -18,6 +18,16 @@ export const CLUSTER_TAG = "routeleader:cluster";
 
 const notFound = (err: unknown) => /NotFound|Malformed/.test(classifyAwsError(err).code);
 
+/** The result of an EC2 read, or undefined when EC2 says the id does not exist (other errors throw). */
+async function unlessNotFound<T>(read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (notFound(err)) return undefined;
+    throw err;
+  }
+}
+
 /**
  * Reads (never writes) what the routes' Elastic IPs and fallbacks name, and says what would go
  * wrong: an EIP that does not exist, or that is associated with something outside the cluster
@@ -36,12 +46,7 @@ export async function checkEgressTargets(ec2: EC2Client, cluster: string, vpcId:
 }
 
 async function checkEip(ec2: EC2Client, cluster: string, allocationId: string, path: TargetProblem["path"]): Promise<TargetProblem[]> {
-  let address;
-  try {
-    address = (await ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] }))).Addresses?.[0];
-  } catch (err) {
-    if (!notFound(err)) throw err;
-  }
+  const address = (await unlessNotFound(() => ec2.send(new DescribeAddressesCommand({ AllocationIds: [allocationId] }))))?.Addresses?.[0];
   if (!address) return [{ path, message: `Elastic IP ${allocationId} does not exist in this account and region (ec2:DescribeAddresses: ${allocationId} not found)` }];
   const ip = address.PublicIp ? ` (${address.PublicIp})` : "";
   if (address.InstanceId) {
@@ -57,12 +62,7 @@ async function checkEip(ec2: EC2Client, cluster: string, allocationId: string, p
 }
 
 async function checkNatGateway(ec2: EC2Client, vpcId: string, id: string, path: TargetProblem["path"]): Promise<TargetProblem[]> {
-  let gateway;
-  try {
-    gateway = (await ec2.send(new DescribeNatGatewaysCommand({ NatGatewayIds: [id] }))).NatGateways?.[0];
-  } catch (err) {
-    if (!notFound(err)) throw err;
-  }
+  const gateway = (await unlessNotFound(() => ec2.send(new DescribeNatGatewaysCommand({ NatGatewayIds: [id] }))))?.NatGateways?.[0];
   if (!gateway) return [{ path, message: `NAT gateway ${id} does not exist in this account and region (ec2:DescribeNatGateways: not found)` }];
   if (gateway.VpcId !== vpcId) return [{ path, message: `NAT gateway ${id} is in ${gateway.VpcId ?? "no VPC"}, not in this instance's VPC ${vpcId}: EC2 refuses a route to it` }];
   if (gateway.State === "deleting" || gateway.State === "deleted" || gateway.State === "failed") return [{ path, message: `NAT gateway ${id} is ${gateway.State}: nothing to fall back to` }];
@@ -70,12 +70,7 @@ async function checkNatGateway(ec2: EC2Client, vpcId: string, id: string, path: 
 }
 
 async function checkInterface(ec2: EC2Client, vpcId: string, id: string, path: TargetProblem["path"]): Promise<TargetProblem[]> {
-  let eni;
-  try {
-    eni = (await ec2.send(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: [id] }))).NetworkInterfaces?.[0];
-  } catch (err) {
-    if (!notFound(err)) throw err;
-  }
+  const eni = (await unlessNotFound(() => ec2.send(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: [id] }))))?.NetworkInterfaces?.[0];
   if (!eni) return [{ path, message: `network interface ${id} does not exist in this account and region (ec2:DescribeNetworkInterfaces: not found)` }];
   if (eni.VpcId !== vpcId) return [{ path, message: `network interface ${id} is in ${eni.VpcId ?? "no VPC"}, not in this instance's VPC ${vpcId}: EC2 refuses a route to it` }];
   return [];

@@ -1,4 +1,5 @@
 import { heldButNotServed, interleavedWriters, reportedHoldsDisagree, type ConsulHoldersSample, type ReportedHoldsSample, type RouteSample, type Violation } from "./invariants.js";
+import { SampleLoop } from "./sample-loop.js";
 import type { FailoverSystem } from "./systems.js";
 import { DESTINATION, type World } from "./world.js";
 
@@ -17,15 +18,17 @@ export class LaneRecorder {
   readonly routeSamples: RouteSample[] = [];
   readonly consulSamples: ConsulHoldersSample[] = [];
   readonly reports: ReportedHoldsSample[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
   private readonly startedAt = Date.now();
+
+  private readonly loop: SampleLoop;
 
   constructor(
     private readonly world: World,
     private readonly system: FailoverSystem,
-    private readonly intervalMs = 250,
-  ) {}
+    intervalMs = 250,
+  ) {
+    this.loop = new SampleLoop(() => this.sample(), intervalMs);
+  }
 
   /** Only systems that report their holds (routeleader) are recorded. */
   get applies(): boolean {
@@ -34,21 +37,12 @@ export class LaneRecorder {
 
   start(): this {
     if (!this.applies) return this;
-    const loop = () => {
-      this.running = this.sample()
-        .catch(() => undefined)
-        .finally(() => {
-          if (this.timer !== undefined) this.timer = setTimeout(loop, this.intervalMs);
-        });
-    };
-    this.timer = setTimeout(loop, 0);
+    this.loop.start();
     return this;
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.loop.stop();
   }
 
   /** One observation; a sample whose Consul read fails (no quorum, no server) is left out. */

@@ -1,6 +1,7 @@
 import { DescribeRouteTablesCommand } from "@aws-sdk/client-ec2";
 import type { AgentStatus, SimCluster } from "../cluster.js";
 import { heldButNotServed, interleavedWriters, reportedHoldsDisagree, type ConsulHoldersSample, type ReportedHoldsSample, type RouteSample, type Violation } from "./invariants.js";
+import { SampleLoop } from "./sample-loop.js";
 
 /**
  * Records what a user sees of a SimCluster, every `intervalMs`: each route's Consul holder,
@@ -27,32 +28,25 @@ export class InvariantRecorder {
   readonly routeSamples: RouteSample[] = [];
   readonly consulSamples: ConsulHoldersSample[] = [];
   readonly reports: ReportedHoldsSample[] = [];
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
   private readonly startedAt = Date.now();
+
+  private readonly loop: SampleLoop;
 
   constructor(
     private readonly sim: SimCluster,
     private readonly routes: Record<string, RecordedRoute>,
-    private readonly intervalMs = 250,
-  ) {}
+    intervalMs = 250,
+  ) {
+    this.loop = new SampleLoop(() => this.sample(), intervalMs);
+  }
 
   start(): this {
-    const loop = () => {
-      this.running = this.sample()
-        .catch(() => undefined)
-        .finally(() => {
-          if (this.timer !== undefined) this.timer = setTimeout(loop, this.intervalMs);
-        });
-    };
-    this.timer = setTimeout(loop, 0);
+    this.loop.start();
     return this;
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    await this.loop.stop();
   }
 
   /** One observation of everything. */

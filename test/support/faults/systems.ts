@@ -257,13 +257,40 @@ export class Routeleader extends ProcessSystem {
   }
 }
 
-/** keepalived: VRRP unicast between the host namespaces, advert 1 s, track_script interval 1 fall 3. */
-export class Keepalived extends ProcessSystem {
-  readonly name = "keepalived";
-
-  private claimFile(h: Host): string {
-    return h.file("keepalived-claims.log");
+/**
+ * What both keepalived contenders share: the claim file their notify writer appends to (named
+ * after the contender), the process in the host's namespace, readiness and claims.
+ */
+abstract class KeepalivedSystem extends ProcessSystem {
+  protected claimFile(h: Host): string {
+    return h.file(`${this.name}-claims.log`);
   }
+
+  /** Writes `conf` and starts keepalived on it, in the foreground, inside the host's namespace. */
+  protected keepalived(h: Host, conf: string): ManagedProcess {
+    const path = h.file(`${this.name}.conf`);
+    writeFileSync(path, conf);
+    const pid = (n: string) => h.file(`${this.name}-${n}.pid`);
+    return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), "/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", path, "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], {
+      name: `${this.name} ${h.name}`,
+      cwd: BASELINE,
+      env: awsEnv(h),
+    });
+  }
+
+  async ready(h: Host): Promise<boolean> {
+    const since = this.startedAt.get(h.name) ?? Infinity;
+    return this.running(h) && readClaimFile(h.name, this.claimFile(h)).some((c) => c.t >= since);
+  }
+
+  claims(): Claim[] {
+    return this.lane.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+  }
+}
+
+/** keepalived: VRRP unicast between the host namespaces, advert 1 s, track_script interval 1 fall 3. */
+export class Keepalived extends KeepalivedSystem {
+  readonly name = "keepalived";
 
   protected spawn(h: Host): ManagedProcess {
     const peers = this.lane.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
@@ -295,23 +322,7 @@ ${peers.join("\n")}
   notify "${notify}"
 }
 `;
-    const path = h.file("keepalived.conf");
-    writeFileSync(path, conf);
-    const pid = (n: string) => h.file(`keepalived-${n}.pid`);
-    return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), "/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", path, "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], {
-      name: `keepalived ${h.name}`,
-      cwd: BASELINE,
-      env: awsEnv(h),
-    });
-  }
-
-  async ready(h: Host): Promise<boolean> {
-    const since = this.startedAt.get(h.name) ?? Infinity;
-    return this.running(h) && readClaimFile(h.name, this.claimFile(h)).some((c) => c.t >= since);
-  }
-
-  claims(): Claim[] {
-    return this.lane.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+    return this.keepalived(h, conf);
   }
 }
 
@@ -321,12 +332,8 @@ ${peers.join("\n")}
  * notify_fifo with its EC2 client warm (keepalived_fifo_writer.py), so a takeover is one
  * ReplaceRoute. Same track_script as the stock contender (every 1 s, fall 3, rise 1).
  */
-export class KeepalivedTuned extends ProcessSystem {
+export class KeepalivedTuned extends KeepalivedSystem {
   readonly name = "keepalived-tuned";
-
-  private claimFile(h: Host): string {
-    return h.file("keepalived-tuned-claims.log");
-  }
 
   protected spawn(h: Host): ManagedProcess {
     const peers = this.lane.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
@@ -364,23 +371,7 @@ ${peers.join("\n")}
   }
 }
 `;
-    const path = h.file("keepalived-tuned.conf");
-    writeFileSync(path, conf);
-    const pid = (n: string) => h.file(`keepalived-tuned-${n}.pid`);
-    return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), "/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", path, "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], {
-      name: `keepalived-tuned ${h.name}`,
-      cwd: BASELINE,
-      env: awsEnv(h),
-    });
-  }
-
-  async ready(h: Host): Promise<boolean> {
-    const since = this.startedAt.get(h.name) ?? Infinity;
-    return this.running(h) && readClaimFile(h.name, this.claimFile(h)).some((c) => c.t >= since);
-  }
-
-  claims(): Claim[] {
-    return this.lane.hosts.flatMap((h) => readClaimFile(h.name, this.claimFile(h)));
+    return this.keepalived(h, conf);
   }
 }
 
