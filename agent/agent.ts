@@ -17,6 +17,7 @@ import { completeLifecycleAction, watchForTermination } from "./lifecycle/index.
 import { createMetrics, startStatusServer } from "./observe/index.js";
 import { startEmfMetrics } from "./observe/emf.js";
 import type { Logger } from "./observe/log.js";
+import { PEER_META, PeerHeartbeat } from "./peers/heartbeat.js";
 import { FailoverPolicy, resolvePreferredAzs } from "./policy/index.js";
 import { RouteController } from "./routes/controller.js";
 import { Reloader } from "./reload.js";
@@ -108,6 +109,7 @@ interface Booted {
   api: ConsulApi;
   routes: RouteController;
   discovery: PeerDiscovery | undefined;
+  peers: PeerHeartbeat | undefined;
   preferredAz: Map<string, string | undefined>;
   serviceId: string;
   service: { id: string; name: string; meta: Record<string, string>; address: string };
@@ -118,7 +120,8 @@ interface Booted {
  * the Consul agent (token, reachability) are read and proven first; only then is the service
  * registered and the source/dest check fixed. Each resource registers its cleanup as it is made.
  */
-async function boot(config: Config, log: Logger, clock: Clock, dryRun: boolean, disposers: DisposerStack): Promise<Booted> {
+async function boot(config: Config, log: Logger, clock: Clock, options: RunOptions, disposers: DisposerStack): Promise<Booted> {
+  const { dryRun } = options;
   const conn = new ConsulConnection(resolveConsulSettings(config.consul));
   disposers.defer("close Consul connection", () => conn.close());
   const imdsStarted = Date.now();
@@ -138,11 +141,22 @@ async function boot(config: Config, log: Logger, clock: Clock, dryRun: boolean, 
   await routes.readSourceDestCheck();
 
   const { api } = await connectConsul(conn, log);
+  // Bound before the service is registered, which advertises it. Without it the agent still
+  // fails over, through Consul's gossip only, as the http endpoint is optional too.
+  let peers = config.peers.enabled && !options.once ? new PeerHeartbeat({ api, config, instanceId: identity.instanceId, address: config.peers.address ?? identity.privateIp, clock, log }) : undefined;
+  if (peers) {
+    const started = await peers.start().then(
+      () => true,
+      (err: Error) => (log.error({ step: "peers", listen: peers?.advertised, err: err.message }, `peer heartbeats off: cannot bind ${peers?.advertised} (peers.address / peers.port): a dead holder is found by Consul's gossip only`), false),
+    );
+    if (started) disposers.defer("close the peer heartbeat socket", () => peers?.stop());
+    else peers = undefined;
+  }
   const serviceId = serviceIdOf(identity);
   const service = {
     id: serviceId,
     name: config.consul.serviceName,
-    meta: { instanceId: identity.instanceId, az: identity.az, eni: identity.eniId, version: VERSION, cluster: config.cluster },
+    meta: { instanceId: identity.instanceId, az: identity.az, eni: identity.eniId, version: VERSION, cluster: config.cluster, ...(peers ? { [PEER_META]: peers.advertised } : {}) },
     address: identity.privateIp,
   };
   try {
@@ -160,7 +174,7 @@ async function boot(config: Config, log: Logger, clock: Clock, dryRun: boolean, 
   disposers.defer("deregister the service", () => api.deregisterService(serviceId));
   log.info({ step: "register", serviceId, checks: Object.keys(config.checks) }, "service registered in Consul");
   await routes.applySourceDestCheckMode();
-  return { config, log, clock, identity, imds, ec2, api, routes, discovery, preferredAz, serviceId, service };
+  return { config, log, clock, identity, imds, ec2, api, routes, discovery, peers, preferredAz, serviceId, service };
 }
 
 /** The running parts, wired to each other; nothing is started yet. */
@@ -194,7 +208,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
     onPass: () => election?.wake(),
   });
   disposers.defer("stop health checks", () => health.stop());
-  election = new Election({ api, config, identity, clock, log, routes, health, serviceId, checkId: (name) => checkConsulId(serviceId, name), policy, onSnapshot: (entries) => policy.observe(entries) });
+  election = new Election({ api, config, identity, clock, log, routes, health, serviceId, checkId: (name) => checkConsulId(serviceId, name), policy, onSnapshot: (entries) => (policy.observe(entries), b.peers?.observe(entries)) });
   const running = election;
 
   let tagsWanted = "";
@@ -271,6 +285,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
 
   const background = new AbortController();
   const tasks: Promise<unknown>[] = [policy.run(background.signal)];
+  if (b.peers) tasks.push(b.peers.run(background.signal));
   if (b.discovery) tasks.push(b.discovery.run(background.signal).catch((err: Error) => log.error({ step: "discovery", err: err.message }, "peer discovery stopped")));
   const autoscaling = createAutoScalingClient({ ...awsClientOptions(config, identity), maxAttempts: 2 });
   disposers.defer("close Auto Scaling client", () => autoscaling.destroy());
@@ -327,7 +342,7 @@ export async function runAgent(config: Config, options: RunOptions): Promise<voi
   const hangup = onHangup(log, options.once);
   const disposers = new DisposerStack(log);
   try {
-    const booted = await boot(config, log, clock, options.dryRun, disposers);
+    const booted = await boot(config, log, clock, options, disposers);
     const wired = await wire(booted, options, disposers);
     await serve(booted, wired, options, stopSignal, disposers, hangup);
   } finally {

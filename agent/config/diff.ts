@@ -37,6 +37,7 @@ const RESTART_REASONS: Record<string, string> = {
   aws: "the sessions alive were created with a lock-delay chosen for the running write timeout (lockDelay ≥ writeTimeout + margin)",
   "election.livenessTtl": "the liveness check every session is bound to is registered with it",
   discovery: "peer discovery is started once with it",
+  peers: "the heartbeat socket and timers are set up once at start",
   lifecycle: "the termination watch is started once with it",
   http: "the HTTP endpoint is bound once at start",
   observe: "the metric writers are set up once at start",

@@ -6,8 +6,8 @@ import { configSchema, type RawConfig } from "./schema.js";
 
 /** Profile defaults: what `election.profile` changes when a field is not set explicitly. */
 export const PROFILE_DEFAULTS = {
-  default: { lockDelayMs: 3000, writeTimeoutMs: 2000 },
-  fast: { lockDelayMs: 1000, writeTimeoutMs: 500 },
+  default: { lockDelayMs: 1200, writeTimeoutMs: 700, fenceMarginMs: 500, peerIntervalMs: 200, peerMisses: 4 },
+  fast: { lockDelayMs: 650, writeTimeoutMs: 400, fenceMarginMs: 250, peerIntervalMs: 100, peerMisses: 3 },
 } as const;
 
 /** One problem in a config file, located by its config path and, when known, its line. */
@@ -32,9 +32,10 @@ export class ConfigError extends Error {
 
 /** The validated configuration, with profile-dependent values resolved. Frozen. */
 export type Config = Readonly<
-  Omit<RawConfig, "aws" | "election"> & {
+  Omit<RawConfig, "aws" | "election" | "peers"> & {
     aws: RawConfig["aws"] & { writeTimeout: number };
-    election: RawConfig["election"] & { lockDelay: number };
+    election: RawConfig["election"] & { lockDelay: number; fenceMargin: number };
+    peers: RawConfig["peers"] & { interval: number; misses: number };
     /** Where the config came from, for messages. */
     source: string;
   }
@@ -134,7 +135,8 @@ export function validateConfig(input: unknown, source: string, locate: (path: re
   const config: Config = {
     ...raw,
     aws: { ...raw.aws, writeTimeout: raw.aws.writeTimeout ?? profile.writeTimeoutMs },
-    election: { ...raw.election, lockDelay: raw.election.lockDelay ?? profile.lockDelayMs },
+    election: { ...raw.election, lockDelay: raw.election.lockDelay ?? profile.lockDelayMs, fenceMargin: raw.election.fenceMargin ?? profile.fenceMarginMs },
+    peers: { ...raw.peers, interval: raw.peers.interval ?? profile.peerIntervalMs, misses: raw.peers.misses ?? profile.peerMisses },
     source,
   };
   const found = checkRules(config);

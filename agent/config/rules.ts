@@ -23,7 +23,7 @@ export interface RuleFindings {
 }
 
 /** The values the rules need after profile defaults are resolved. */
-export type ResolvedForRules = RawConfig & { aws: { writeTimeout: number }; election: { lockDelay: number } };
+export type ResolvedForRules = RawConfig & { aws: { writeTimeout: number }; election: { lockDelay: number; fenceMargin: number }; peers: { interval: number; misses: number } };
 
 /** A DNS name as resolvers take it: dot-separated labels of letters, digits and '-'. */
 const HOSTNAME = /^(?=.{1,253}\.?$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\.?$/;
@@ -104,6 +104,11 @@ export function checkRules(cfg: ResolvedForRules): RuleFindings {
   }
   if (cfg.policy.holdDown === 0) {
     warn(["policy", "holdDown"], "0: a node that flaps between healthy and failing can pull a route back to its AZ on every recovery");
+  }
+  if (cfg.peers.address !== undefined && !isIP(cfg.peers.address)) error(["peers", "address"], `"${cfg.peers.address}" is not an IP address`);
+  const silence = cfg.peers.interval * cfg.peers.misses;
+  if (cfg.peers.enabled && silence >= livenessTtl) {
+    warn(["peers", "interval"], `peers.interval × peers.misses (${durationText(silence)}) is not shorter than election.livenessTtl (${durationText(livenessTtl)}): the heartbeats find a dead holder no sooner than Consul does`);
   }
 
   // ------------------------------------------------------------ checks

@@ -180,7 +180,7 @@ export const configSchema = z
     aws: z
       .strictObject({
         endpoint: z.string().optional().describe("EC2/Auto Scaling endpoint override (emulators); AWS_ENDPOINT_URL also works."),
-        writeTimeout: duration(200, 30_000).optional().describe("Hard timeout of one route write, all attempts included (default 2s; fast: 500ms)."),
+        writeTimeout: duration(200, 30_000).optional().describe("Hard timeout of one route write, all attempts included (default 700ms; fast: 400ms)."),
         writeAttempts: z.number().int().min(1).max(3).default(2).describe("SDK attempts per route write (retries are the late writes to fear)."),
         sourceDestRefresh: duration(1_000, 3_600_000).prefault("60s").describe("How often the nat check re-reads this instance's source/dest check state (ec2:DescribeInstances)."),
         sourceDestMaxStale: duration(10_000, 86_400_000).prefault("10m").describe("How long the nat check keeps the last good source/dest check state while EC2 reads fail (throttled, 5xx, unreachable); past it the state is unknown and the check fails."),
@@ -188,13 +188,22 @@ export const configSchema = z
       .prefault({}),
     election: z
       .strictObject({
-        profile: z.enum(["default", "fast"]).default("default").describe("'fast' lowers lockDelay and writeTimeout defaults (more false failovers on a noisy network)."),
-        lockDelay: duration(0, 60_000).optional().describe("Consul session LockDelay (default 3s; fast: 1s). Must be ≥ aws.writeTimeout + margin."),
+        profile: z.enum(["default", "fast"]).default("default").describe("'fast' lowers the lockDelay, writeTimeout, fenceMargin and peer heartbeat defaults (more false failovers on a noisy network)."),
+        lockDelay: duration(0, 60_000).optional().describe("Consul session LockDelay (default 1200ms; fast: 650ms). Must be ≥ aws.writeTimeout + fenceMargin."),
         sessionTtl: duration(10_000, 3_600_000).prefault("10s").describe("Consul session TTL (Consul's minimum is 10s)."),
         livenessTtl: duration(1_000, 60_000).prefault("3s").describe("TTL of the node's liveness check, passed every livenessTtl/3."),
         nodeChecks: z.array(z.string()).default(["serfHealth"]).describe("Node checks bound to every session ([] to detach serfHealth)."),
         watchWait: duration(1_000, 300_000).prefault("5s").describe("Blocking-query wait on the routes prefix."),
-        fenceMargin: duration(0, 10_000).prefault("500ms").describe("Safety margin in the lease deadline and the lockDelay rule."),
+        fenceMargin: duration(0, 10_000).optional().describe("Safety margin in the lease deadline and the lockDelay rule (default 500ms; fast: 250ms)."),
+      })
+      .prefault({}),
+    peers: z
+      .strictObject({
+        enabled: z.boolean().default(true).describe("Heartbeat the other members directly (UDP on the private address); when a majority of all members agrees a holder is silent, one of them destroys its Consul session, so the lock-delay starts without waiting for gossip."),
+        port: z.number().int().min(1).max(65_535).default(9732).describe("UDP port of the peer heartbeats (the security group must allow it between members)."),
+        address: z.string().optional().describe("Address the heartbeats are bound to and advertised on (service meta 'peer'); default: the instance's private IP."),
+        interval: duration(20, 10_000).optional().describe("Heartbeat interval (default 200ms; fast: 100ms)."),
+        misses: z.number().int().min(2).max(50).optional().describe("Heartbeats missed in a row before a peer counts as silent (default 4; fast: 3)."),
       })
       .prefault({}),
     discovery: z

@@ -285,7 +285,7 @@ export class ConsulApi {
 
   /** Service instances with their checks (for AZ preference and `status`). */
   async healthService(service: string, options: { passing?: boolean; timeoutMs?: number } = {}) {
-    type Raw = { Node: { Node: string }; Service: { ID: string; Tags: string[]; Meta: Record<string, string> }; Checks: { CheckID: string; Status: string; Output: string; ServiceID: string }[] };
+    type Raw = { Node: { Node: string; Address?: string }; Service: { ID: string; Address?: string; Tags: string[]; Meta: Record<string, string> }; Checks: { CheckID: string; Status: string; Output: string; ServiceID: string }[] };
     const raw = await this.json<Raw[]>("GET", `/v1/health/service/${encodeURIComponent(service)}`, {
       op: "health.service",
       query: { passing: options.passing },
@@ -294,6 +294,7 @@ export class ConsulApi {
     return raw.map((e) => ({
       node: e.Node.Node,
       serviceId: e.Service.ID,
+      address: e.Service.Address || e.Node.Address || "",
       tags: e.Service.Tags ?? [],
       meta: e.Service.Meta ?? {},
       checks: e.Checks.map((c) => ({ id: c.CheckID, status: c.Status as CheckStatus, output: c.Output, serviceId: c.ServiceID })),

@@ -91,8 +91,8 @@ export interface Decision {
 }
 
 /** Retry window after an acquire refused by lock-delay: Consul sends no event when it ends. */
-export const LOCK_DELAY_RETRY_MIN_MS = 250;
-export const LOCK_DELAY_RETRY_MAX_MS = 500;
+export const LOCK_DELAY_RETRY_MIN_MS = 100;
+export const LOCK_DELAY_RETRY_MAX_MS = 200;
 /** Back-off after an acquire whose outcome is unknown (the next snapshot tells what happened). */
 export const UNKNOWN_RETRY_MS = 1000;
 

@@ -202,7 +202,7 @@ describe("configuration errors: exit 3, nothing written", () => {
     { id: "cfg-wrong-type", config: (b) => ({ ...b, aws: { writeAttempts: "two" } }), code: EXIT.config, message: /aws\.writeAttempts: .*number/ },
     { id: "cfg-bad-enum", config: (b) => ({ ...b, sourceDestCheck: "maybe" }), code: EXIT.config, message: /sourceDestCheck: .*"fix".*"verify".*"ignore"/ },
     { id: "cfg-bad-selector", config: (b) => ({ ...b, routes: [{ name: "a", table: { id: "table-1" }, destination: "0.0.0.0/0" }] }), code: EXIT.config, message: /routes\[0\]\.table\.id: a route table id looks like rtb-0123abcd/ },
-    { id: "cfg-lockdelay-rule", config: (b) => ({ ...b, election: { lockDelay: "1s" } }), code: EXIT.config, message: /election\.lockDelay: lockDelay \(1s\) must be ≥ aws\.writeTimeout \(2s\) \+ election\.fenceMargin \(500ms\)/ },
+    { id: "cfg-lockdelay-rule", config: (b) => ({ ...b, election: { lockDelay: "1s" } }), code: EXIT.config, message: /election\.lockDelay: lockDelay \(1s\) must be ≥ aws\.writeTimeout \(700ms\) \+ election\.fenceMargin \(500ms\)/ },
     { id: "cfg-liveness-rule", config: (b) => ({ ...b, election: { livenessTtl: "20s", sessionTtl: "10s" } }), code: EXIT.config, message: /livenessTtl \(20s\) must be shorter than sessionTtl \(10s\)/ },
     {
       id: "cfg-unknown-check",

@@ -354,6 +354,8 @@ export async function startSimCluster(spec: ClusterSpec): Promise<SimCluster> {
         // Consul's retry_join joins the loopback agents; EC2 discovery would try moto's fake 10.x addresses.
         discovery: { enabled: false },
         http: { listen: "" },
+        // Every node shares the loopback here; the peer heartbeats are tested in namespaces (peers.test.ts).
+        peers: { enabled: false },
         ...(spec.extra ?? {}),
       };
       const httpPort = n.http ? await freePort() : undefined;

@@ -34,7 +34,8 @@ describe("live: config diff (pure)", () => {
     ["region", "region: eu-west-1\n", "region", "restart"],
     ["imds endpoint", "imds: { endpoint: 'http://127.0.0.1:1338' }\n", "imds.endpoint", "restart"],
     ["aws endpoint", "aws: { endpoint: 'http://127.0.0.1:5000' }\n", "aws.endpoint", "restart"],
-    ["write timeout", "aws: { writeTimeout: 1s }\n", "aws.writeTimeout", "restart"],
+    ["write timeout", "aws: { writeTimeout: 500ms }\n", "aws.writeTimeout", "restart"],
+    ["peer heartbeat interval", "peers: { interval: 300ms }\n", "peers.interval", "restart"],
     ["http listen", "http: { listen: '127.0.0.1:9999' }\n", "http.listen", "restart"],
     ["discovery interval", "discovery: { interval: 1m }\n", "discovery.interval", "restart"],
     ["lifecycle hook", "lifecycle: { hookName: h }\n", "lifecycle.hookName", "restart"],
@@ -61,12 +62,15 @@ describe("live: config diff (pure)", () => {
     expect(d.refused[0]?.message).toMatch(/^cannot change while the agent runs \("prod" → "staging"\) \(it names every Consul key/);
   });
 
-  it("live: the fast profile is refused because it changes the write timeout; lockDelay alone waits for the next session", () => {
+  it("live: the fast profile is refused because it changes the write timeout and the peer heartbeats; lockDelay alone waits for the next session", () => {
     const d = diff(`${BASE}election: { profile: fast }\n`);
     expect(d.changes.map((c) => [c.path, c.kind]).sort()).toEqual([
       ["aws.writeTimeout", "restart"],
+      ["election.fenceMargin", "live"],
       ["election.lockDelay", "nextSession"],
       ["election.profile", "live"],
+      ["peers.interval", "restart"],
+      ["peers.misses", "restart"],
     ]);
   });
 

@@ -21,18 +21,23 @@ function problems(yaml: string) {
 describe("config loader", () => {
   it("accepts a minimal config and fills documented defaults", () => {
     const cfg = parseConfig(VALID, "test.yaml");
-    expect(cfg.election.lockDelay).toBe(3000);
-    expect(cfg.aws.writeTimeout).toBe(2000);
+    expect(cfg.election.lockDelay).toBe(1200);
+    expect(cfg.aws.writeTimeout).toBe(700);
+    expect(cfg.election.fenceMargin).toBe(500);
+    expect(cfg.peers).toMatchObject({ enabled: true, port: 9732, interval: 200, misses: 4 });
     expect(cfg.election.nodeChecks).toEqual(["serfHealth"]);
     expect(cfg.reconcileInterval).toBe(30_000);
     expect(cfg.routes[0]).toMatchObject({ name: "default-v4", target: "instance", onRelease: "keep", preferredAz: "auto" });
     expect(Object.isFrozen(cfg.routes[0])).toBe(true);
   });
 
-  it("the fast profile lowers lockDelay and writeTimeout together", () => {
+  it("the fast profile lowers lockDelay, writeTimeout, fenceMargin and the peer heartbeat together", () => {
     const cfg = parseConfig(`${VALID}election: { profile: fast }\n`, "t.yaml");
-    expect(cfg.election.lockDelay).toBe(1000);
-    expect(cfg.aws.writeTimeout).toBe(500);
+    expect(cfg.election.lockDelay).toBe(650);
+    expect(cfg.aws.writeTimeout).toBe(400);
+    expect(cfg.election.fenceMargin).toBe(250);
+    expect(cfg.peers).toMatchObject({ interval: 100, misses: 3 });
+    expect(cfg.election.lockDelay).toBeGreaterThanOrEqual(cfg.aws.writeTimeout + cfg.election.fenceMargin);
   });
 
   it("malformed YAML names the line", () => {
@@ -65,7 +70,7 @@ describe("config loader", () => {
   it("lockDelay shorter than writeTimeout + margin is refused, not adjusted", () => {
     const p = problems(`${VALID}election: { lockDelay: 1s }\n`);
     expect(p[0]).toMatchObject({ path: "election.lockDelay" });
-    expect(p[0]?.message).toMatch(/lockDelay \(1s\) must be ≥ aws.writeTimeout \(2s\)/);
+    expect(p[0]?.message).toMatch(/lockDelay \(1s\) must be ≥ aws.writeTimeout \(700ms\) \+ election.fenceMargin \(500ms\)/);
   });
 
   it("a route naming an undefined check is refused", () => {

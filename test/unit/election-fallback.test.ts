@@ -44,11 +44,11 @@ describe("egress: fallbackAfter and the failover bound", () => {
   const yaml = (extra: string) => `cluster: c\nroutes:\n  - name: r1\n    table: { id: rtb-0abc }\n    destination: 0.0.0.0/0\n${extra}`;
   it("defaults to the failover bound + 5 s: max(livenessTtl, sessionTtl) + lockDelay + writeTimeout", () => {
     const config = parseConfig(yaml("    fallback: { natGateway: nat-0123456789abcdef0 }\n"), "t.yaml");
-    expect(failoverBoundMs(config)).toBe(10_000 + 3000 + 2000);
-    expect(fallbackAfterMs(config.routes[0] as never, config)).toBe(20_000);
+    expect(failoverBoundMs(config)).toBe(10_000 + 1200 + 700);
+    expect(fallbackAfterMs(config.routes[0] as never, config)).toBe(16_900);
   });
   it("validation refuses a fallbackAfter shorter than the bound, naming the path and the bound", () => {
-    expect(() => parseConfig(yaml("    fallback: { natGateway: nat-0123456789abcdef0 }\n    fallbackAfter: 5s\n"), "t.yaml")).toThrow(/t\.yaml:\d+: routes\[0\]\.fallbackAfter: fallbackAfter \(5s\) is shorter than the failover bound \(15s/);
+    expect(() => parseConfig(yaml("    fallback: { natGateway: nat-0123456789abcdef0 }\n    fallbackAfter: 5s\n"), "t.yaml")).toThrow(/t\.yaml:\d+: routes\[0\]\.fallbackAfter: fallbackAfter \(5s\) is shorter than the failover bound \(11900ms/);
   });
   it("the fallback is a NAT gateway or a network interface, nothing else", () => {
     expect(() => parseConfig(yaml("    fallback: { instance: i-0123456789abcdef0 }\n"), "t.yaml")).toThrow(/routes\[0\]\.fallback/);

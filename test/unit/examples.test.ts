@@ -21,7 +21,7 @@ describe("examples/ (validated by the real loader)", () => {
     expect(new Set(config.routes.map((r) => JSON.stringify(r.table))).size).toBe(2);
     expect(Object.values(config.checks).map((c) => c.type).sort()).toEqual(["nat", "ping"]);
     for (const route of config.routes) expect([...route.checks].sort()).toEqual(["egress", "nat"]);
-    expect(config.election.lockDelay).toBe(3000);
+    expect(config.election.lockDelay).toBe(1200);
     expect(config.hooks.onAcquire?.[0]).toBe("logger");
   });
 
@@ -34,7 +34,7 @@ describe("examples/ (validated by the real loader)", () => {
     expect(nat?.type === "nat" && nat.ipv6).toBe(true);
     for (const route of config.routes.filter((r) => r.destination === "::/0")) expect(route.checks).toContain("nat");
     expect(config.routes.every((r) => r.preferredAz === "auto")).toBe(true);
-    expect([config.election.profile, config.election.lockDelay, config.aws.writeTimeout]).toEqual(["fast", 1000, 500]);
+    expect([config.election.profile, config.election.lockDelay, config.aws.writeTimeout]).toEqual(["fast", 650, 400]);
   });
 
   it("anycast-service: a /32 service route on the ENI, deleted on release, guarded by a tcp check", () => {

@@ -201,6 +201,50 @@ const instanceTerminated: Scenario = {
   },
 };
 
+/** Consul's key of the lane's route: the session holding it, read with ?consistent from a live server. */
+async function routeSession(system: FailoverSystem): Promise<string | undefined> {
+  const server = system.lane.cluster.liveServer();
+  const entries = await server.get<{ Session?: string }[] | undefined>(`/v1/kv/routeleader/${system.lane.name}/routes/default?consistent`).catch(() => undefined);
+  return entries?.[0]?.Session;
+}
+
+/** The peer heartbeat port of the routeleader agent (peers.port default). */
+const PEER_PORT = "9732";
+
+/**
+ * One follower loses every peer heartbeat (UDP to and from the peer port dropped in its
+ * namespace) but still reaches Consul: it finds the holder silent, yet it is 1 of 3 members and
+ * must not destroy the healthy holder's session (issue #16). The session must be the same after.
+ */
+const peerLonePartition: Scenario = {
+  name: "peer-lone-partition",
+  failover: false,
+  maxRouteChanges: 0,
+  routeleaderOnly: true,
+  async inject(_world, system, holder) {
+    const lone = system.lane.hosts.find((h) => h !== holder) as Host;
+    const session = await routeSession(system);
+    if (!session) throw new Error("peer-lone-partition: the route's key has no session before the fault");
+    // A peer never heard is never judged silent: the lone peer must have heard the holder first.
+    const logOf = (system as { logOf?: (h: Host) => string }).logOf;
+    if (logOf) await waitUntil(`${lone.name} hears ${holder.name}`, async () => (logOf.call(system, lone).includes(`peer ${holder.instanceId} heard`) ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
+    const t0 = Date.now();
+    for (const chain of ["INPUT", "OUTPUT"]) nsRun(lone.ns, ["iptables", "-A", chain, "-p", "udp", "--dport", PEER_PORT, "-j", "DROP"]);
+    return {
+      t0,
+      holdMs: 6000,
+      async heal() {
+        const after = await routeSession(system);
+        unisolate(lone.ns);
+        if (after !== session) throw new Error(`peer-lone-partition: the healthy holder's session changed (${session} → ${after ?? "none"}) while only ${lone.name} was cut off from its peers`);
+        // The lone peer did judge the holder silent, and stood down for want of a majority.
+        const log = logOf?.call(system, lone) ?? "";
+        if (!/only 1 of 3 members agree/.test(log)) throw new Error(`peer-lone-partition: ${lone.name} never logged its minority verdict:\n${log.split("\n").slice(-15).join("\n")}`);
+      },
+    };
+  },
+};
+
 /** The raft leader, cut off from the other servers and every client. */
 const consulMinorityPartition: Scenario = {
   name: "consul-minority-partition",
@@ -293,6 +337,7 @@ export const SCENARIOS: Scenario[] = [
   ec2Throttle,
   ec2Errors,
   instanceTerminated,
+  peerLonePartition,
 ];
 
 export function scenario(name: string): Scenario {

@@ -1,6 +1,7 @@
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { stringify } from "yaml";
+import { PROFILE_DEFAULTS } from "../../../agent/config/load.js";
 import { binaryPath } from "../binaries.js";
 import { consulHttp } from "../consul.js";
 import { EMULATOR_AWS } from "../moto.js";
@@ -182,6 +183,8 @@ export class Routeleader extends ProcessSystem {
       discovery: { enabled: false },
       lifecycle: { watch: false },
       http: { listen: `${h.node.addr}:${STATUS_PORT}` },
+      // The instance's private IP in moto is not the namespace's address.
+      peers: { address: h.node.addr },
       sourceDestCheck: "ignore",
       // A short reconcile interval, so a holder that was not fenced would visibly write.
       reconcileInterval: "2s",
@@ -198,6 +201,9 @@ export class Routeleader extends ProcessSystem {
       env: awsEnv(h),
       keepLines: 300,
     });
+    // A directory to append each agent's log lines to, for debugging a lab run.
+    const dump = process.env.ROUTELEADER_LAB_LOGS;
+    if (dump) proc.onLine((line) => appendFileSync(`${dump}/${this.name}-${h.name}.log`, `${line}\n`));
     proc.onLine((line) => {
       if (!line.startsWith("{")) return;
       let e: { time?: string; event?: string; step?: string; msg?: string; route?: string; reason?: string };
@@ -222,8 +228,13 @@ export class Routeleader extends ProcessSystem {
     return [...this.events];
   }
 
+  /** The agent's last log lines on a host (JSON lines). */
+  logOf(h: Host): string {
+    return this.procs.get(h.name)?.output(300) ?? "";
+  }
+
   get writeWindowMs(): number {
-    return this.profile === "fast" ? 1000 : 3000;
+    return PROFILE_DEFAULTS[this.profile].lockDelayMs;
   }
 
   private async keyHolder(): Promise<LaneObservation["holder"]> {

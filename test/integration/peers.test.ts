@@ -1,0 +1,50 @@
+import { describe, expect, it } from "vitest";
+import type { LabResult } from "../support/faults/lab.js";
+import { runFaultLab } from "../support/faults/run.js";
+
+/**
+ * Peer heartbeats (issue #16 part C), in the fault lab: 3 hosts as network namespaces with a
+ * 3-server Consul cluster, moto behind the fault proxy, the routeleader agent (default profile).
+ * - A lone follower cut off from its peers' heartbeats (but not from Consul) finds the holder
+ *   silent, is 1 of 3 and leaves the healthy holder's session alone (scenario peer-lone-partition).
+ * - A powered-off or partitioned holder is evicted by the two others: its session is destroyed
+ *   without waiting for gossip, so the route moves well inside the gossip path's ~9 s.
+ * Every trial also checks the lab's invariants: no stray write, no ping-pong, the liveness record.
+ */
+
+const SCENARIOS = ["peer-lone-partition", "host-power-off", "holder-partition"];
+/** Fault → route moved, generous: the gossip path took 9.4 s p50 / 11.4 s p95 (docs/benchmarks/failover.json). */
+const PEER_EVICTION_BOUND_MS = 6500;
+
+describe("peers: heartbeats between members, session destroyed by a majority", () => {
+  it(
+    "a lone peer never evicts a healthy holder; a majority evicts a powered-off or partitioned one; no stray writes",
+    async () => {
+      const lines: string[] = [];
+      let result: LabResult;
+      try {
+        result = await runFaultLab({ systems: ["routeleader-default"], scenarios: SCENARIOS, trials: 1 }, { timeoutMs: 240_000, onLine: (l) => lines.push(l) });
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n${lines.slice(-40).join("\n")}`);
+      }
+      process.stderr.write(`peers lab: ${result.runs.map((r) => `${r.scenario} ${r.trials.map((t) => `${t.ms ?? "-"} ms (election ${t.electionMs ?? "-"} ms)`).join(" ")}`).join("; ")}\n`);
+      expect(result.runs.map((r) => r.scenario)).toEqual(SCENARIOS);
+      for (const run of result.runs) {
+        const where = `${run.scenario}: ${run.error ?? ""} ${JSON.stringify(run.trials.map((t) => t.timeline))}`;
+        expect(run.error, where).toBeUndefined();
+        expect(run.trials, where).toHaveLength(1);
+        const [t] = run.trials;
+        expect(t!.violations, where).toEqual([]);
+        expect(t!.splitBrainWrites, where).toBe(0);
+        expect(t!.livenessViolations, where).toBe(0);
+        if (run.scenario === "peer-lone-partition") {
+          expect(t!.routeChanges, where).toBe(0);
+        } else {
+          expect(t!.routeChanges, where).toBe(1);
+          expect(t!.ms, where).toBeLessThan(PEER_EVICTION_BOUND_MS);
+        }
+      }
+    },
+    300_000,
+  );
+});

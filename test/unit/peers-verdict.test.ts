@@ -1,0 +1,132 @@
+import { describe, expect, it } from "vitest";
+import { judgeHolders, quorumOf, silentPeers, type PeerHeard, type VerdictInput } from "../../agent/peers/verdict.js";
+
+/**
+ * The peers' verdict as a table on a fake clock: who heard whom when, what each peer reported
+ * silent, and whether this node destroys the holder's session. Silence = 600 ms.
+ */
+
+const SILENCE = 600;
+const BACKUP = 400;
+const NOW = 10_000;
+
+const heard = (entries: Record<string, [ago: number, silent?: string[]]>): Map<string, PeerHeard> =>
+  new Map(Object.entries(entries).map(([id, [ago, silent]]) => [id, { at: NOW - ago, silent: silent ?? [] }]));
+
+function input(over: Partial<VerdictInput> = {}): VerdictInput {
+  return {
+    self: "i-b",
+    members: ["i-a", "i-b", "i-c"],
+    heard: new Map(),
+    keys: [{ route: "nat-a", holder: "i-a", session: "s-a" }],
+    now: NOW,
+    silenceMs: SILENCE,
+    backupAfterMs: BACKUP,
+    destroyed: new Set(),
+    majoritySince: new Map(),
+    ...over,
+  };
+}
+
+describe("peers: quorum and silence", () => {
+  it("quorum is a strict majority of every member", () => {
+    expect([1, 2, 3, 4, 5].map(quorumOf)).toEqual([1, 2, 2, 3, 3]);
+  });
+
+  it("a peer is silent only once heard and then not heard for the silence window", () => {
+    const h = heard({ "i-a": [SILENCE], "i-c": [SILENCE - 1], "i-b": [5000] });
+    expect(silentPeers("i-b", h, NOW, SILENCE)).toEqual(["i-a"]);
+  });
+});
+
+describe("peers: who evicts a holder", () => {
+  const cases: [string, Partial<VerdictInput>, { act: boolean; voters?: string[]; reason: RegExp } | undefined][] = [
+    ["holder heard within the window: no verdict", { heard: heard({ "i-a": [SILENCE - 1], "i-c": [10, ["i-a"]] }) }, undefined],
+    ["holder never heard (an agent without peer heartbeats, or just started): no verdict", { heard: heard({ "i-c": [10, ["i-a"]] }) }, undefined],
+    [
+      "holder silent, the other peer agrees, this node is first in line: destroy",
+      { heard: heard({ "i-a": [SILENCE], "i-c": [50, ["i-a"]] }) },
+      { act: true, voters: ["i-b", "i-c"], reason: /2 of 3 members agree \(quorum 2\): destroying its session$/ },
+    ],
+    [
+      "lone partitioned peer: it hears nobody, 1 of 3 is no majority",
+      { heard: heard({ "i-a": [5000], "i-c": [5000, ["i-a"]] }) },
+      { act: false, voters: ["i-b"], reason: /only 1 of 3 members agree \(quorum 2\): not evicting/ },
+    ],
+    [
+      "minority: the other peer still hears the holder (only this link is cut)",
+      { heard: heard({ "i-a": [SILENCE], "i-c": [50, []] }) },
+      { act: false, voters: ["i-b"], reason: /only 1 of 3/ },
+    ],
+    [
+      "the other peer's report that the holder is silent is itself stale: it does not count",
+      { heard: heard({ "i-a": [SILENCE * 3], "i-c": [SILENCE, ["i-a"]] }) },
+      { act: false, voters: ["i-b"], reason: /only 1 of 3/ },
+    ],
+    [
+      "two members only: the survivor alone is no majority (falls back to Consul's gossip)",
+      { members: ["i-a", "i-b"], heard: heard({ "i-a": [5000] }) },
+      { act: false, voters: ["i-b"], reason: /only 1 of 2 members agree \(quorum 2\)/ },
+    ],
+    [
+      "five members, two agree with this node: 3 of 5 is a majority",
+      { members: ["i-a", "i-b", "i-c", "i-d", "i-e"], heard: heard({ "i-a": [SILENCE], "i-c": [10, ["i-a"]], "i-d": [10, ["i-a"]], "i-e": [10, []] }) },
+      { act: true, voters: ["i-b", "i-c", "i-d"], reason: /3 of 5 members agree \(quorum 3\)/ },
+    ],
+    [
+      "five members, one agrees: 2 of 5 is not",
+      { members: ["i-a", "i-b", "i-c", "i-d", "i-e"], heard: heard({ "i-a": [SILENCE], "i-c": [10, ["i-a"]], "i-d": [10, []] }) },
+      { act: false, reason: /only 2 of 5/ },
+    ],
+    [
+      "majority, another voter is first in line: wait for it",
+      { self: "i-c", heard: heard({ "i-a": [SILENCE], "i-b": [10, ["i-a"]] }) },
+      { act: false, voters: ["i-c", "i-b"], reason: /i-b destroys its session/ },
+    ],
+    [
+      "majority, first in line did not act within the backup delay: this node acts",
+      { self: "i-c", heard: heard({ "i-a": [SILENCE + BACKUP], "i-b": [10, ["i-a"]] }), majoritySince: new Map([["s-a", NOW - BACKUP]]) },
+      { act: true, reason: /backup for i-b/ },
+    ],
+    [
+      "majority just formed after a long silence (this node was cut off itself): the backup still waits for the first in line",
+      { self: "i-c", heard: heard({ "i-a": [SILENCE * 10], "i-b": [10, ["i-a"]] }), majoritySince: new Map([["s-a", NOW - BACKUP + 1]]) },
+      { act: false, reason: /i-b destroys its session/ },
+    ],
+    ["this node's own session is never judged", { self: "i-a", heard: heard({ "i-b": [10, ["i-a"]], "i-c": [10, ["i-a"]] }) }, undefined],
+    ["a holder that is not a member (another cluster's, or unknown yet) is never judged", { members: ["i-b", "i-c"], heard: heard({ "i-a": [SILENCE], "i-c": [10, ["i-a"]] }) }, undefined],
+    ["a session this node already destroyed: no verdict", { destroyed: new Set(["s-a"]), heard: heard({ "i-a": [SILENCE], "i-c": [10, ["i-a"]] }) }, undefined],
+  ];
+
+  it.each(cases)("%s", (_name, over, want) => {
+    const verdicts = judgeHolders(input(over));
+    if (!want) return expect(verdicts).toEqual([]);
+    expect(verdicts).toHaveLength(1);
+    const [v] = verdicts;
+    expect(v!.act).toBe(want.act);
+    expect(v!.reason).toMatch(want.reason);
+    if (want.voters) expect(v!.voters).toEqual(want.voters);
+    expect(v!.session).toBe("s-a");
+  });
+
+  it("one verdict per session, naming every route it holds", () => {
+    const [v, ...rest] = judgeHolders(
+      input({
+        keys: [
+          { route: "nat-b", holder: "i-a", session: "s-a" },
+          { route: "nat-a", holder: "i-a", session: "s-a" },
+        ],
+        heard: heard({ "i-a": [SILENCE], "i-c": [10, ["i-a"]] }),
+      }),
+    );
+    expect(rest).toEqual([]);
+    expect(v!.routes).toEqual(["nat-a", "nat-b"]);
+    expect(v!.act).toBe(true);
+  });
+
+  it("the moment of silence: one millisecond before the window nothing, at the window a verdict", () => {
+    const at = (ago: number) => judgeHolders(input({ heard: heard({ "i-a": [ago], "i-c": [10, ["i-a"]] }) }));
+    expect(at(SILENCE - 1)).toEqual([]);
+    expect(at(SILENCE)[0]?.act).toBe(true);
+  });
+});
