@@ -47,8 +47,12 @@ export class BootstrapSandbox {
   private readonly log: string;
   private runs = 0;
 
-  /** s3Endpoint: the moto server `aws s3 cp` downloads from. */
-  constructor(private readonly options: { s3Endpoint?: string } = {}) {
+  /**
+   * s3Endpoint: the moto server `aws s3 cp` downloads from. sharedSsm: `aws ssm get-parameter`
+   * and `put-parameter` go to that moto too (one parameter store for every sandbox of a launch).
+   * wrap: an argv prefix every run starts under, e.g. `ip netns exec NS` (an instance's host).
+   */
+  constructor(private readonly options: { s3Endpoint?: string; sharedSsm?: boolean; wrap?: string[] } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), "rl-bootstrap-"));
     this.root = join(this.dir, "root");
     this.bin = join(this.dir, "bin");
@@ -71,17 +75,23 @@ export class BootstrapSandbox {
     writeFileSync(join(this.state, "ssm", name.replaceAll("/", "_")), value);
   }
 
-  /** Runs a bootstrap script (a file) with ROOT, the stub PATH and these variables. */
-  async run(script: string, env: Record<string, string>): Promise<RunResult> {
+  /**
+   * Runs a bootstrap script (a file) with ROOT, the stub PATH and these variables. `log` keeps
+   * the calls of a run apart from another run in progress (a timer's script beside the launch).
+   */
+  async run(script: string, env: Record<string, string>, options: { log?: string } = {}): Promise<RunResult> {
     this.runs++;
-    writeFileSync(this.log, "");
-    const child = spawn("/bin/bash", [script], {
+    const log = options.log ?? this.log;
+    writeFileSync(log, "");
+    const [command, ...args] = [...(this.options.wrap ?? []), "/bin/bash", script];
+    const child = spawn(command!, args, {
       env: {
         ...env,
+        ...(this.options.sharedSsm ? { SANDBOX_SSM_MOTO: "1" } : {}),
         ROOT: this.root,
         PATH: this.bin,
         HOME: this.dir,
-        SANDBOX_LOG: this.log,
+        SANDBOX_LOG: log,
         SANDBOX_STATE: this.state,
         SANDBOX_S3_ENDPOINT: this.options.s3Endpoint ?? "http://127.0.0.1:9",
         SANDBOX_PYTHON: join(dirname(binaryPath("moto")), "python"),
@@ -93,7 +103,7 @@ export class BootstrapSandbox {
     child.stdout.on("data", (b: Buffer) => (output += b.toString()));
     child.stderr.on("data", (b: Buffer) => (output += b.toString()));
     const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-    const calls = readFileSync(this.log, "utf8")
+    const calls = readFileSync(log, "utf8")
       .split("\n")
       .filter(Boolean)
       .map((line) => {
