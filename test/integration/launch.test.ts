@@ -9,6 +9,7 @@ import { CreateTagsCommand, DescribeInstancesCommand, DescribeLaunchTemplateVers
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { startAemm, type StartedAemm } from "../support/aemm.js";
+import { AwsCli } from "../support/aws-cli.js";
 import { binaryPath } from "../support/binaries.js";
 import { BootstrapSandbox, mutatingCalls, type RunResult } from "../support/bootstrap-sandbox.js";
 import { REPO } from "../support/cfn.js";
@@ -41,6 +42,7 @@ const PYTHON = () => join(binaryPath("moto"), "..", "python");
 const world = {} as {
   artifact: ReleaseArtifact;
   moto: StartedMoto;
+  aws: AwsCli;
   ec2: EC2Client;
   tls: TlsMaterial;
   topology: Topology;
@@ -55,28 +57,21 @@ const processes: ManagedProcess[] = [];
 const aemms: StartedAemm[] = [];
 const sandboxes: BootstrapSandbox[] = [];
 
-/** SSM parameters in moto, through boto3 (the SDK's SSM client is not a dependency). */
+/** SSM parameters in moto, through the sandboxes' aws stub (the SDK's SSM client is not a dependency). */
 async function putParameters(params: Record<string, [type: string, value: string]>): Promise<void> {
-  const code = `import json, os, sys, boto3
-ssm = boto3.client("ssm", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-for name, (kind, value) in json.loads(sys.argv[2]).items():
-    ssm.put_parameter(Name=name, Type=kind, Value=value)`;
-  await run(PYTHON(), ["-c", code, world.moto.endpoint, JSON.stringify(params)]);
+  for (const [name, [type, value]] of Object.entries(params)) await world.aws.ok("ssm", "put-parameter", "--name", name, "--type", type, "--value", value);
 }
 
 async function ssmNames(prefix: string): Promise<string[]> {
-  const code = `import sys, boto3
-ssm = boto3.client("ssm", endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-pages = ssm.get_paginator("get_parameters_by_path").paginate(Path=sys.argv[2], Recursive=True)
-print("\\n".join(p["Name"] for page in pages for p in page["Parameters"]))`;
-  const { stdout } = await run(PYTHON(), ["-c", code, world.moto.endpoint, prefix]);
-  return stdout.split("\n").filter(Boolean).sort();
+  const out = await world.aws.ok("ssm", "get-parameters-by-path", "--path", prefix, "--recursive", "--query", "Parameters[].Name", "--output", "text");
+  return out.split(/\s+/).filter(Boolean).sort();
 }
 
 beforeAll(async () => {
   assertNetnsAllowed();
   world.artifact = await buildRelease();
   world.moto = await startMoto();
+  world.aws = await AwsCli.start(world.moto.endpoint);
   world.ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: world.moto.endpoint, maxAttempts: 1 });
   world.tls = makeTlsMaterial();
 
@@ -168,6 +163,7 @@ afterAll(async () => {
   await world.forwarder?.stop();
   if (world.topology) destroyTopology(world.topology);
   world.ec2?.destroy();
+  await world.aws?.stop();
   await world.moto?.stop();
   await Promise.all(sandboxes.map((sb) => rm(sb.dir, { recursive: true, force: true })));
   if (world.tls) await rm(world.tls.dir, { recursive: true, force: true });
@@ -187,7 +183,7 @@ async function boot(role: "server" | "nat", node: NetnsNode, instance: Instance,
   const aemm = await startAemm(identity, { imdsv2Only: true });
   aemms.push(aemm);
   await world.forwarder.into(node.ns, [Number(new URL(world.moto.endpoint).port), Number(new URL(aemm.endpoint).port)]);
-  const sb = new BootstrapSandbox({ s3Endpoint: world.moto.endpoint, sharedSsm: true, wrap: ["/usr/sbin/ip", "netns", "exec", node.ns] });
+  const sb = new BootstrapSandbox({ aws: world.aws, sharedSsm: true, wrap: ["/usr/sbin/ip", "netns", "exec", node.ns] });
   sandboxes.push(sb);
   sb.console();
   const file = join(sb.dir, "user-data");
@@ -325,7 +321,7 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     const instance = world.nats[0]!;
     const aemm = await startAemm(identityOf(instance), { imdsv2Only: true });
     aemms.push(aemm);
-    const sb = new BootstrapSandbox({ s3Endpoint: world.moto.endpoint, sharedSsm: true });
+    const sb = new BootstrapSandbox({ aws: world.aws, sharedSsm: true });
     sandboxes.push(sb);
     sb.console();
     const file = join(sb.dir, "user-data");
