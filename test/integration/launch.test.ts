@@ -4,7 +4,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from "@aws-sdk/client-auto-scaling";
-import { CloudFormationClient, CreateStackCommand, DescribeStackResourcesCommand, DescribeStacksCommand, type Parameter } from "@aws-sdk/client-cloudformation";
+import { CloudFormationClient, CreateStackCommand, DescribeStackResourcesCommand, DescribeStacksCommand, type Parameter, type Stack } from "@aws-sdk/client-cloudformation";
 import { CreateTagsCommand, DescribeInstancesCommand, DescribeLaunchTemplateVersionsCommand, EC2Client, type Instance } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
@@ -14,7 +14,7 @@ import { binaryPath } from "../support/binaries.js";
 import { BootstrapSandbox, mutatingCalls, type RunResult } from "../support/bootstrap-sandbox.js";
 import { REPO } from "../support/cfn.js";
 import { makeTlsMaterial, type TlsMaterial } from "../support/consul-secure.js";
-import { createSubnet, createTable, createVpc, identityOf, readRoute } from "../support/ec2-world.js";
+import { identityOf, readRoute } from "../support/ec2-world.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
 import { assertNetnsAllowed, createTopology, destroyTopology, nsWrap, type NetnsNode, type Topology } from "../support/netns.js";
 import { NamespaceForwarder } from "../support/ns-forward.js";
@@ -23,20 +23,23 @@ import { buildRelease, sha256Of, type ReleaseArtifact } from "../support/release
 import { s3Upload } from "../support/s3.js";
 
 /**
- * The acceptance launch (issue #15): `npm run release` uploaded to moto S3, the NAT stack
- * created in moto's CloudFormation with its own Consul servers and the secure defaults, and the
- * user data moto hands back run on three Consul servers and three NAT instances, each a network
- * namespace (its own 127.0.0.1, its own address on a shared bridge). The test plays systemd:
- * when a script starts a unit, the test starts what the unit would run, from the files the
- * scripts wrote. Two liberties, both because nothing here is AWS: Consul's retry_join by EC2
- * tag cannot reach moto (go-discover talks to AWS itself), so the servers' addresses replace it;
- * and the egress check pings the bridge's hub instead of the internet.
+ * The acceptance launch (issue #15), README "Deploy" step by step: `npm run release` uploaded to
+ * moto S3 with a Consul copy, the Consul secrets in SSM, the demo stack (demo-vpc.yaml, 3 AZs,
+ * nesting routeleader-nat.yaml, secure defaults) created by moto's CloudFormation, and the user
+ * data moto hands back run on three Consul servers and three NAT instances, each a network
+ * namespace (its own 127.0.0.1, its own address on a shared bridge). Every `aws` call of the
+ * scripts goes to moto (test/support/aws-cli.ts). The test plays systemd: when a script starts a
+ * unit, the test starts what the unit would run, from the files the scripts wrote, and runs the
+ * servers' credentials timer every 2 s (10 s on an instance). One liberty, because nothing here
+ * is AWS: Consul's retry_join by EC2 tag cannot reach moto (go-discover talks to AWS itself), so
+ * the servers' addresses replace it. The "internet" the egress check pings is the bridge's hub.
  */
 
 const run = promisify(execFile);
 const BUCKET = "rl-launch";
 const CLUSTER = "launch";
 const STACK = "rl-launch";
+const CHECK_HOSTS = ["1.1.1.1", "8.8.8.8", "9.9.9.9"];
 const PYTHON = () => join(binaryPath("moto"), "..", "python");
 
 const world = {} as {
@@ -48,6 +51,7 @@ const world = {} as {
   topology: Topology;
   forwarder: NamespaceForwarder;
   tables: string[];
+  natOutputs: Record<string, string>;
   servers: Instance[];
   nats: Instance[];
   userData: { server: string; nat: string };
@@ -90,24 +94,16 @@ beforeAll(async () => {
     "/rl/launch/management-token": ["SecureString", "0c8d5e2a-1f3b-4c6d-8e9f-a0b1c2d3e4f5"],
   });
 
-  // The VPC the stack is launched into: three public subnets, three private tables of this cluster.
-  const { vpcId } = await createVpc(world.ec2, "10.60.0.0/16");
-  const subnets = [];
-  for (const [i, az] of ["a", "b", "c"].entries()) subnets.push(await createSubnet(world.ec2, vpcId, `10.60.${i}.0/24`, `us-east-1${az}`));
-  world.tables = [];
-  for (let i = 0; i < 3; i++) world.tables.push(await createTable(world.ec2, vpcId, { tags: { "routeleader:cluster": CLUSTER } }));
-
-  // The stack, created by moto's CloudFormation, with the secure defaults.
+  // README "Deploy" step 4: `aws cloudformation package` (the nested template to S3), then the
+  // demo stack with 3 AZs and the secure defaults, created by moto's CloudFormation.
+  await s3Upload(world.moto.endpoint, "rl-launch-templates", { "routeleader-nat.yaml": readFileSync(join(REPO, "cloudformation", "routeleader-nat.yaml")) });
+  const demo = readFileSync(join(REPO, "cloudformation", "demo-vpc.yaml"), "utf8");
+  const packaged = demo.replace("TemplateURL: ./routeleader-nat.yaml", "TemplateURL: https://s3.amazonaws.com/rl-launch-templates/routeleader-nat.yaml");
+  expect(packaged).not.toBe(demo);
   const cf = new CloudFormationClient({ ...EMULATOR_AWS, endpoint: world.moto.endpoint, maxAttempts: 1 });
   const parameters: Record<string, string> = {
     ClusterName: CLUSTER,
-    VpcId: vpcId,
-    VpcCidr: "10.60.0.0/16",
-    PublicSubnetA: subnets[0]!,
-    PublicSubnetB: subnets[1]!,
-    PublicSubnetC: subnets[2]!,
-    PrivateRouteTableIds: world.tables.join(","),
-    CheckHost: "198.18.0.1",
+    AzCount: "3",
     ArtifactBucket: BUCKET,
     ArtifactKey: `releases/${world.artifact.fileName}`,
     ArtifactSha256: world.artifact.sha256,
@@ -120,18 +116,23 @@ beforeAll(async () => {
   };
   await cf.send(new CreateStackCommand({
     StackName: STACK,
-    TemplateBody: readFileSync(join(REPO, "cloudformation", "routeleader-nat.yaml"), "utf8"),
+    TemplateBody: packaged,
     Parameters: Object.entries(parameters).map(([k, v]): Parameter => ({ ParameterKey: k, ParameterValue: v })),
-    Capabilities: ["CAPABILITY_IAM"],
+    Capabilities: ["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
   }));
-  const stack = await waitUntil("the NAT stack in moto", async () => {
-    const s = (await cf.send(new DescribeStacksCommand({ StackName: STACK }))).Stacks?.[0];
+  const describe = async (name: string) => (await cf.send(new DescribeStacksCommand({ StackName: name }))).Stacks?.[0];
+  const stack = await waitUntil("the demo stack in moto", async () => {
+    const s = await describe(STACK);
     if (!s || s.StackStatus?.endsWith("IN_PROGRESS")) return undefined;
     if (s.StackStatus !== "CREATE_COMPLETE") throw new Error(`${s.StackStatus} ${s.StackStatusReason ?? ""}`);
     return s;
   }, { timeoutMs: 120_000, intervalMs: 250 });
-  expect(stack.Outputs?.some((o) => o.OutputKey === "SecurityWarning")).toBe(false);
-  const resources = (await cf.send(new DescribeStackResourcesCommand({ StackName: STACK }))).StackResources!;
+  const output = (s: Stack | undefined, key: string) => s?.Outputs?.find((o) => o.OutputKey === key)?.OutputValue ?? "";
+  const nat = await describe(output(stack, "NatStackId"));
+  expect(nat?.StackStatus).toBe("CREATE_COMPLETE");
+  world.natOutputs = Object.fromEntries((nat?.Outputs ?? []).map((o) => [o.OutputKey!, o.OutputValue!]));
+  world.tables = output(stack, "PrivateRouteTableIds").split(",");
+  const resources = (await cf.send(new DescribeStackResourcesCommand({ StackName: nat!.StackName }))).StackResources!;
   const userDataOf = async (logical: string) => {
     const id = resources.find((r) => r.LogicalResourceId === logical)!.PhysicalResourceId!;
     const v = (await world.ec2.send(new DescribeLaunchTemplateVersionsCommand({ LaunchTemplateId: id }))).LaunchTemplateVersions![0]!;
@@ -148,13 +149,18 @@ beforeAll(async () => {
     const out = await world.ec2.send(new DescribeInstancesCommand({ InstanceIds: ids }));
     return out.Reservations!.flatMap((r) => r.Instances!);
   };
-  world.servers = await groupInstances(`${STACK}-consul`);
-  world.nats = [...(await groupInstances(`${STACK}-nat-a`)), ...(await groupInstances(`${STACK}-nat-b`)), ...(await groupInstances(`${STACK}-nat-c`))];
+  world.servers = await groupInstances(world.natOutputs.ConsulServerGroupName!);
+  world.nats = [];
+  for (const g of world.natOutputs.NatGroupNames!.split(",")) world.nats.push(...(await groupInstances(g)));
   asg.destroy();
   // moto drops tags of CloudFormation-made tables; the route-write condition needs them on AWS.
   await world.ec2.send(new CreateTagsCommand({ Resources: world.tables, Tags: [{ Key: "routeleader:cluster", Value: CLUSTER }] }));
 
   world.topology = createTopology({ hosts: 3, servers: 3 });
+  // The internet, as far as the egress check (CheckHost's default 1.1.1.1, 8.8.8.8, 9.9.9.9)
+  // sees it: the hub answers those addresses for the NAT hosts.
+  for (const host of CHECK_HOSTS) execFileSync("ip", ["-n", world.topology.hub.ns, "addr", "add", `${host}/32`, "dev", "lo"]);
+  for (const h of world.topology.hosts) for (const host of CHECK_HOSTS) execFileSync("ip", ["-n", h.ns, "route", "add", `${host}/32`, "via", world.topology.hub.addr]);
 }, 600_000);
 
 afterAll(async () => {
@@ -293,6 +299,26 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
       expect(n.sb.exists("/etc/consul.d/tls/ca-key.pem")).toBe(false);
     }
   }, 300_000);
+
+  it("ship: the quorum runs with the secure defaults: 3 voters, 6 members sharing one gossip key, ACLs deny by default, TLS verified both ways", async () => {
+    const server = servers[0]!;
+    const mgmt = server.sb.read("/etc/consul.d/management-token").trim();
+    const api = (path: string) =>
+      JSON.parse(execFileSync("ip", [...nsWrap(server.node.ns).slice(1), "curl", "-fsS", "--cacert", join(server.sb.root, "etc/consul.d/tls/ca.pem"), "-H", `X-Consul-Token: ${mgmt}`, `https://127.0.0.1:8501${path}`], { encoding: "utf8" }));
+    const raft = api("/v1/operator/raft/configuration") as { Servers: { Voter: boolean; Address: string }[] };
+    expect(raft.Servers.filter((s) => s.Voter).map((s) => s.Address.split(":")[0]).sort()).toEqual(world.topology.servers.map((s) => s.addr).sort());
+    const members = api("/v1/agent/members") as { Name: string; Status: number }[];
+    expect(members.filter((m) => m.Status === 1).map((m) => m.Name).sort()).toEqual([...world.servers, ...world.nats].map((i) => i.InstanceId).sort());
+    const lan = (api("/v1/operator/keyring") as { WAN: boolean; Keys: Record<string, number>; NumNodes: number }[]).find((k) => !k.WAN)!;
+    expect(lan.Keys).toEqual({ "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=": 6 });
+    const self = api("/v1/agent/self") as { DebugConfig: Record<string, any> };
+    expect(self.DebugConfig.ACLsEnabled).toBe(true);
+    expect(self.DebugConfig.ACLResolverSettings.ACLDefaultPolicy).toBe("deny");
+    expect(self.DebugConfig.TLS.InternalRPC).toMatchObject({ VerifyIncoming: true, VerifyOutgoing: true, VerifyServerHostname: true });
+    // Without a token, nothing: the anonymous token gets the default deny.
+    const anonymous = execFileSync("ip", [...nsWrap(server.node.ns).slice(1), "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", join(server.sb.root, "etc/consul.d/tls/ca.pem"), "-X", "PUT", "--data", "x", `https://127.0.0.1:8501/v1/kv/routeleader/${CLUSTER}/anonymous`], { encoding: "utf8" });
+    expect(anonymous).toBe("403");
+  });
 
   it("ship: the agents elect a holder per table and point each table's default route at a NAT instance", async () => {
     const natIds = new Set(world.nats.map((i) => i.InstanceId));
