@@ -300,7 +300,7 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     }
   }, 300_000);
 
-  it("ship: the quorum runs with the secure defaults: 3 voters, 6 members sharing one gossip key, ACLs deny by default, TLS verified both ways", async () => {
+  it("ship: the quorum runs with the secure defaults: 3 voters, 6 members in the catalog sharing one gossip key, ACLs deny by default, TLS verified both ways", async () => {
     const server = servers[0]!;
     const mgmt = server.sb.read("/etc/consul.d/management-token").trim();
     const api = (path: string) =>
@@ -309,6 +309,9 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     expect(raft.Servers.filter((s) => s.Voter).map((s) => s.Address.split(":")[0]).sort()).toEqual(world.topology.servers.map((s) => s.addr).sort());
     const members = api("/v1/agent/members") as { Name: string; Status: number }[];
     expect(members.filter((m) => m.Status === 1).map((m) => m.Name).sort()).toEqual([...world.servers, ...world.nats].map((i) => i.InstanceId).sort());
+    // Each node registered itself in the catalog: the NAT nodes with their own token (policy: nodes read only, plus a node identity).
+    const nodes = api("/v1/catalog/nodes") as { Node: string }[];
+    expect(nodes.map((n) => n.Node).sort()).toEqual([...world.servers, ...world.nats].map((i) => i.InstanceId).sort());
     const lan = (api("/v1/operator/keyring") as { WAN: boolean; Keys: Record<string, number>; NumNodes: number }[]).find((k) => !k.WAN)!;
     expect(lan.Keys).toEqual({ "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=": 6 });
     const self = api("/v1/agent/self") as { DebugConfig: Record<string, any> };
