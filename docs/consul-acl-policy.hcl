@@ -14,11 +14,11 @@ agent_prefix "" {
 }
 
 # The member list (/v1/agent/members) and the nodes behind /v1/health/service (peer health for
-# the AZ preference); sessions are created on the agent's own node. Write: the Consul client
-# agent on a NAT node uses the same token as its agent token (scripts/bootstrap.sh), which
-# registers the node itself.
+# the AZ preference). Read only: writing its own node (the Consul client agent on a NAT node uses
+# this token as its agent token) comes from the node identity each token carries
+# (scripts/node-credentials.sh), so a token cannot register or change another node.
 node_prefix "" {
-  policy = "write"
+  policy = "read"
 }
 
 # Register the routeleader service (consul.serviceName, if you changed it) with its TTL checks,

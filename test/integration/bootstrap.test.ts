@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { startAemm, type SimulatedIdentity, type StartedAemm } from "../support/aemm.js";
 import { binaryPath } from "../support/binaries.js";
+import { AwsCli } from "../support/aws-cli.js";
 import { BootstrapSandbox, mutatingCalls, type Call, type RunResult } from "../support/bootstrap-sandbox.js";
 import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
 import { startConsulDev, type StartedConsul } from "../support/consul.js";
@@ -43,6 +44,7 @@ const IDENTITY: SimulatedIdentity = {
 const world = {} as {
   artifact: ReleaseArtifact;
   moto: StartedMoto;
+  aws: AwsCli;
   aemm: StartedAemm;
   consulSha: string;
   consulZipSha: string;
@@ -56,6 +58,7 @@ const world = {} as {
 beforeAll(async () => {
   world.artifact = await buildRelease();
   world.moto = await startMoto();
+  world.aws = await AwsCli.start(world.moto.endpoint);
   world.extracted = join(world.artifact.dir, "extracted");
   mkdirSync(world.extracted);
   await run("tar", ["-xzf", world.artifact.tarball, "-C", world.extracted]);
@@ -93,6 +96,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await world.aemm?.stop();
+  await world.aws?.stop();
   await world.moto?.stop();
   if (world.artifact) await rm(world.artifact.dir, { recursive: true, force: true });
 });
@@ -102,7 +106,7 @@ afterAll(async () => {
   await Promise.all(sandboxes.map((sb) => rm(sb.dir, { recursive: true, force: true })));
 });
 function sandbox(): BootstrapSandbox {
-  const sb = new BootstrapSandbox({ s3Endpoint: world.moto.endpoint });
+  const sb = new BootstrapSandbox({ aws: world.aws });
   sandboxes.push(sb);
   return sb;
 }

@@ -26,6 +26,8 @@ import { waitUntil, type ManagedProcess } from "../support/process.js";
 const MANAGEMENT = "5f0e3a55-8d4c-4c39-9f0e-2b8f4a1c9e01";
 const REPO = join(import.meta.dirname, "..", "..");
 const CLUSTER = "sec";
+/** The secure Consul's node name: the agent's own node. */
+const NODE = "secure";
 /** The one copy of the agent's ACL policy (README and docs/deploy.md point to it); its token is the agents' here. */
 const POLICY_FILE = join(REPO, "docs", "consul-acl-policy.hcl");
 const AGENT_RULES = readFileSync(POLICY_FILE, "utf8").replaceAll("<cluster>", CLUSTER);
@@ -112,7 +114,8 @@ beforeAll(async () => {
   [aemm, consul] = await Promise.all([startAemm(identity), startSecureConsul({ managementToken: MANAGEMENT, tls })]);
   const policy = await consul.call("PUT", "/v1/acl/policy", JSON.stringify({ Name: "routeleader", Rules: AGENT_RULES }));
   expect(policy.status).toBe(200);
-  const token = await consul.call("PUT", "/v1/acl/token", JSON.stringify({ Description: "routeleader agent", Policies: [{ Name: "routeleader" }] }));
+  // As scripts/node-credentials.sh mints a NAT node's token: the policy plus a node identity for the node alone.
+  const token = await consul.call("PUT", "/v1/acl/token", JSON.stringify({ Description: "routeleader agent", Policies: [{ Name: "routeleader" }], NodeIdentities: [{ NodeName: NODE, Datacenter: "dc1" }] }));
   agentToken = (token.json as { SecretID: string }).SecretID;
   expect(agentToken).toMatch(/^[0-9a-f-]{36}$/);
 }, 180_000);
@@ -236,6 +239,27 @@ describe("truth: the token file and the documented ACL policy", () => {
       await peer.stop();
     }
   }, 120_000);
+
+  it("ship: least privilege: the node's token may write its own node (and the agent with it registers, elects, writes) but no other node", async () => {
+    await consul.reset();
+    const tokenFile = join(dir, "token-node-identity");
+    writeFileSync(tokenFile, `${agentToken}\n`, { mode: 0o600 });
+    const agent = await startAgent(await config("node-identity", { address: consul.address, tokenFile, ...tlsFiles() }));
+    await waitUntil("the route key held by the agent's session", async () => {
+      const kv = await consul.call("GET", `/v1/kv/routeleader/${CLUSTER}/routes/default-v4`);
+      return (kv.json as { Session?: string }[] | undefined)?.[0]?.Session ? true : undefined;
+    }, { timeoutMs: 30_000 });
+    await stopAndCollect(agent);
+    // What the Consul client agent on a NAT node does with this token (its agent token): register its own node.
+    const own = (await consul.call("GET", `/v1/catalog/node/${NODE}`)).json as { Node: { Address: string } };
+    const register = (node: string) => consul.call("PUT", "/v1/catalog/register", JSON.stringify({ Node: node, Address: own.Node.Address }), agentToken);
+    expect((await register(NODE)).status).toBe(200);
+    // Another node (a peer NAT instance, a server): refused, so a stolen token cannot re-point or take over a peer's node.
+    expect((await register("i-0peer0000000000001")).status).toBe(403);
+    expect((await consul.call("PUT", "/v1/catalog/deregister", JSON.stringify({ Node: "i-0peer0000000000001" }), agentToken)).status).toBe(403);
+    expect((await consul.call("GET", "/v1/catalog/node/i-0peer0000000000001")).status).toBe(200);
+    expect((await consul.call("GET", "/v1/catalog/node/i-0peer0000000000001")).json).toBeNull();
+  });
 
   it("truth: README quotes the policy file's rules exactly, and docs/deploy.md points to the file instead of listing rights of its own", () => {
     const rules = (text: string) =>

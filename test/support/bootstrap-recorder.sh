@@ -35,19 +35,25 @@ case $name in
     esac ;;
   aws)
     case "$1 $2" in
-      "s3 cp")
-        # aws s3 cp [options] s3://BUCKET/KEY FILE: from the sandbox's moto S3, through boto3.
-        [ $# -ge 4 ] || exit 255
-        src=${*: -2:1} dest=${!#}
-        exec "$SANDBOX_PYTHON" -c 'import os, sys, boto3
-bucket, key = sys.argv[1][len("s3://"):].split("/", 1)
-s3 = boto3.client("s3", endpoint_url=os.environ["SANDBOX_S3_ENDPOINT"], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
-s3.download_file(bucket, key, sys.argv[2])' "$src" "$dest" ;;
       "cloudformation signal-resource" | "autoscaling set-instance-health") exit 0 ;;
-      "ssm get-parameter")
-        while [ $# -gt 0 ]; do [ "$1" = --name ] && { cat "$state/ssm/$(printf '%s' "$2" | tr / _)"; exit $?; }; shift; done ;;
+      "ssm "*)
+        if [ -z "${SANDBOX_SSM_SHARED:-}" ]; then
+          # This sandbox's own parameters (putSsmParameter): get-parameter --name NAME only.
+          [ "$2" = get-parameter ] || exit 255
+          while [ $# -gt 0 ]; do [ "$1" = --name ] && { cat "$state/ssm/$(printf '%s' "$2" | tr / _)"; exit $?; }; shift; done
+          exit 255
+        fi ;;
     esac
-    exit 255 ;;
+    # Everything else goes to the long-lived stub of the test (test/support/aws-cli-server.py).
+    [ -n "${SANDBOX_AWS_SOCKET:-}" ] || exit 255
+    exec python3 -I -c 'import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["SANDBOX_AWS_SOCKET"])
+s.sendall(json.dumps({"argv": sys.argv[1:], "cwd": os.getcwd()}).encode() + b"\n")
+r = json.loads(s.makefile("rb").readline())
+sys.stdout.write(r["stdout"])
+sys.stderr.write(r["stderr"])
+sys.exit(r["code"])' "$@" ;;
   systemd-cat)
     while [ $# -gt 0 ]; do case $1 in -t | -p) shift 2 ;; -*) shift ;; *) break ;; esac; done
     exec "$@" ;;

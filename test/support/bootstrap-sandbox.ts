@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { binaryPath } from "./binaries.js";
+import type { AwsCli } from "./aws-cli.js";
 
 /**
  * A sandbox for scripts/bootstrap.sh: a temporary ROOT the script writes under, and a PATH
@@ -11,9 +11,10 @@ import { binaryPath } from "./binaries.js";
  * sysctl, iptables, useradd, getent, chown, aws, systemd-cat) plus links to a short list of
  * harmless real tools (coreutils, cmp, curl for IMDS, tar and sha256sum for the artifact,
  * python3 for a zip). A program the script calls and the sandbox does not know is "command not
- * found": nothing can reach the real host. The aws stub answers `s3 cp` from a moto S3
- * (boto3 from moto's own environment), `ssm get-parameter` from putSsmParameter, and records
- * `cloudformation signal-resource` and `autoscaling set-instance-health`.
+ * found": nothing can reach the real host. The aws stub records `cloudformation
+ * signal-resource` and `autoscaling set-instance-health`, answers `ssm get-parameter` from
+ * putSsmParameter, and hands every other call (`s3 cp`, `ec2 describe-instances`, SSM when
+ * shared) to the test's AwsCli (one long-lived boto3 process against moto).
  *
  * The stubs are stateful where the script asks questions (rpm -q, getent, systemctl
  * is-enabled/is-active, iptables -C), so a second run sees what the first "installed".
@@ -47,8 +48,12 @@ export class BootstrapSandbox {
   private readonly log: string;
   private runs = 0;
 
-  /** s3Endpoint: the moto server `aws s3 cp` downloads from. */
-  constructor(private readonly options: { s3Endpoint?: string } = {}) {
+  /**
+   * aws: the stub that answers `aws` calls from moto (`s3 cp`, `ec2 describe-instances`). sharedSsm:
+   * `aws ssm` goes there too (one parameter store for every sandbox of a launch).
+   * wrap: an argv prefix every run starts under, e.g. `ip netns exec NS` (an instance's host).
+   */
+  constructor(private readonly options: { aws?: AwsCli; sharedSsm?: boolean; wrap?: string[] } = {}) {
     this.dir = mkdtempSync(join(tmpdir(), "rl-bootstrap-"));
     this.root = join(this.dir, "root");
     this.bin = join(this.dir, "bin");
@@ -71,20 +76,25 @@ export class BootstrapSandbox {
     writeFileSync(join(this.state, "ssm", name.replaceAll("/", "_")), value);
   }
 
-  /** Runs a bootstrap script (a file) with ROOT, the stub PATH and these variables. */
-  async run(script: string, env: Record<string, string>): Promise<RunResult> {
+  /**
+   * Runs a bootstrap script (a file) with ROOT, the stub PATH and these variables. `log` keeps
+   * the calls of a run apart from another run in progress (a timer's script beside the launch).
+   */
+  async run(script: string, env: Record<string, string>, options: { log?: string } = {}): Promise<RunResult> {
     this.runs++;
-    writeFileSync(this.log, "");
-    const child = spawn("/bin/bash", [script], {
+    const log = options.log ?? this.log;
+    writeFileSync(log, "");
+    const [command, ...args] = [...(this.options.wrap ?? []), "/bin/bash", script];
+    const child = spawn(command!, args, {
       env: {
         ...env,
+        ...(this.options.sharedSsm ? { SANDBOX_SSM_SHARED: "1" } : {}),
+        ...(this.options.aws ? { SANDBOX_AWS_SOCKET: this.options.aws.socket } : {}),
         ROOT: this.root,
         PATH: this.bin,
         HOME: this.dir,
-        SANDBOX_LOG: this.log,
+        SANDBOX_LOG: log,
         SANDBOX_STATE: this.state,
-        SANDBOX_S3_ENDPOINT: this.options.s3Endpoint ?? "http://127.0.0.1:9",
-        SANDBOX_PYTHON: join(dirname(binaryPath("moto")), "python"),
         LANG: "C",
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -93,7 +103,7 @@ export class BootstrapSandbox {
     child.stdout.on("data", (b: Buffer) => (output += b.toString()));
     child.stderr.on("data", (b: Buffer) => (output += b.toString()));
     const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-    const calls = readFileSync(this.log, "utf8")
+    const calls = readFileSync(log, "utf8")
       .split("\n")
       .filter(Boolean)
       .map((line) => {

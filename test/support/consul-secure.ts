@@ -64,9 +64,9 @@ export class StartedSecureConsul {
     private readonly dataDir: string,
   ) {}
 
-  /** A raw call with the management token and the client certificate: the test's view of the truth. */
-  async call(method: string, path: string, body?: string): Promise<{ status: number; json: unknown }> {
-    return rawCall(this.address, method, path, this.options, body);
+  /** A raw call with the management token (or `token`) and the client certificate: the test's view of the truth. */
+  async call(method: string, path: string, body?: string, token?: string): Promise<{ status: number; json: unknown }> {
+    return rawCall(this.address, method, path, token ? { ...this.options, managementToken: token } : this.options, body);
   }
 
   /** Deregisters every service, destroys every session, deletes KV under routeleader/. */
