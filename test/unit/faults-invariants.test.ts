@@ -165,6 +165,11 @@ describe("liveness invariants (issue #14), on recorded observations", () => {
       expect.objectContaining({ node: "i-1", route: "r1", from: 0, to: 3000 }),
     ]);
     expect(reportedHoldsDisagree(consul, [{ t: 0, node: "i-1", holds: ["r1"] }, { t: 500, node: "i-1", holds: undefined }], 2000)).toEqual([]);
+    // Cut off from Consul, the node says it cannot confirm its hold: nothing claimed, nothing compared.
+    const stillHeld = [0, 4000].map((t) => ({ t, holders: { r1: "i-1" } }));
+    const cutOff = [0, 3000].map((t) => ({ t, node: "i-1", holds: [] as string[], unconfirmed: ["r1"] }));
+    expect(reportedHoldsDisagree(stillHeld, cutOff, 2000)).toEqual([]);
+    expect(reportedHoldsDisagree(stillHeld, cutOff.map((r) => ({ ...r, unconfirmed: [] })), 2000)).toHaveLength(1);
   });
 
   it("one writer per route: X … Y … X within the window is two writers; a hand-back after it is not", () => {

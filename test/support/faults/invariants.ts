@@ -148,6 +148,8 @@ export interface ReportedHoldsSample {
   readonly holds: readonly string[] | undefined;
   /** Each route's phase in that /status, to say what a disagreement looked like. */
   readonly phases?: Readonly<Record<string, string>>;
+  /** Routes the node holds by its last knowledge but says it cannot confirm (Consul silent or unreachable): not compared. */
+  readonly unconfirmed?: readonly string[];
 }
 
 /**
@@ -157,7 +159,8 @@ export interface ReportedHoldsSample {
  * showing it to the first request of the last one (each read was taken somewhere between its
  * request and its answer, and answers take seconds under load; the gap to the next sample is
  * not counted either). A report is evidence only for its own time: a stale one does not
- * stretch a disagreement to a later Consul view. Two
+ * stretch a disagreement to a later Consul view. A route the node marks unconfirmed (it is cut
+ * off from Consul and says it may have lost the key) is not compared. Two
  * observations further apart than `maxGapMs` do not make one disagreement (nothing was seen
  * in between: `maxGapMs`, for a recorder that should sample far more often). A node that does
  * not answer is not compared (nothing is claimed).
@@ -194,7 +197,7 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
       const routes = new Set([...Object.keys(view.holders), ...(holds ?? [])]);
       for (const route of routes) {
         const key = `${node}|${route}`;
-        if (holds === undefined) {
+        if (holds === undefined || reportOf.get(node)?.unconfirmed?.includes(route)) {
           open.delete(key);
           continue;
         }

@@ -77,7 +77,7 @@ export class InvariantRecorder {
       const mine = s?.routes.filter((r) => Object.hasOwn(this.routes, r.route));
       // "releasing" is a key the node still holds by its own account (it gives it up once Consul confirms).
       const answer = statuses.get(node.name);
-      this.reports.push({ sent: answer?.sent ?? t, t: answer?.at ?? t, node: node.instanceId, holds: mine?.filter((r) => r.phase === "holding" || r.phase === "releasing").map((r) => r.route), ...(mine ? { phases: Object.fromEntries(mine.map((r) => [r.route, r.phase])) } : {}) });
+      this.reports.push({ sent: answer?.sent ?? t, t: answer?.at ?? t, node: node.instanceId, holds: mine?.filter((r) => (r.phase === "holding" || r.phase === "releasing") && !r.unconfirmed).map((r) => r.route), unconfirmed: mine?.filter((r) => r.unconfirmed).map((r) => r.route) ?? [], ...(mine ? { phases: Object.fromEntries(mine.map((r) => [r.route, r.phase])) } : {}) });
     }
   }
 
