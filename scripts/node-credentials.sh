@@ -8,8 +8,13 @@
 #   - a Consul client certificate signed by the cluster's CA,
 # and stores them as SSM SecureString parameters /routeleader/<cluster>/nodes/<instance-id>/
 # {cert,key,token} (token last: its presence means complete), tagged with the instance. The
-# management token and the CA key never leave the servers. Sandbox hooks as in bootstrap.sh:
-# ROOT prefixes every path, programs come from PATH.
+# management token and the CA key never leave the servers.
+# It also revokes: an instance holding credentials (SSM parameters, or a token of this policy) that
+# is no longer a pending, running, stopping or stopped instance of the cluster (terminated,
+# shutting down, gone, or its routeleader:cluster tag removed) loses its token (deleted from
+# Consul: every request with it gets 403) and its SSM parameters. A stopped instance keeps its
+# own: it starts again with the token on its disk.
+# Sandbox hooks as in bootstrap.sh: ROOT prefixes every path, programs come from PATH.
 set -euo pipefail
 ROOT=${ROOT:-}
 ENV_FILE=${RL_CREDENTIALS_ENV:-/etc/routeleader/credentials.env}
@@ -32,10 +37,13 @@ consul_api() {
 json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
 leader=$(curl -fsS --max-time 5 --cacert "$ROOT$TLS_DIR/ca.pem" "$CONSUL_HTTPS/v1/status/leader")
-if [ "$leader" != "\"$PRIVATE_IP:8300\"" ]; then
-  log "not the leader ($leader): nothing to do"
-  exit 0
-fi
+case $leader in
+  "\"$PRIVATE_IP:"*) ;; # one Consul server per address: this one leads
+  *)
+    log "not the leader ($leader): nothing to do"
+    exit 0
+    ;;
+esac
 
 if ! consul_api GET "/v1/acl/policy/name/$POLICY" >/dev/null 2>&1; then
   body=$(sed "s#<cluster>#$RL_CLUSTER#g" "$ROOT$RL_POLICY_FILE" | python3 -c 'import json, sys
@@ -44,13 +52,56 @@ print(json.dumps({"Name": sys.argv[1], "Description": "routeleader agents of clu
   log "created ACL policy $POLICY"
 fi
 
-instances=$(aws ec2 describe-instances --region "$REGION" \
-  --filters "Name=tag:routeleader:cluster,Values=$RL_CLUSTER" "Name=instance-state-name,Values=pending,running" \
-  --query 'Reservations[].Instances[].InstanceId' --output text)
-for id in $instances; do
-  if aws ssm get-parameter --region "$REGION" --name "$PREFIX/$id/token" --query Parameter.Name --output text >/dev/null 2>&1; then
-    continue
-  fi
+# The cluster's instances, every state: pending and running ones get credentials; stopping and
+# stopped ones keep theirs; any other has none.
+listing=$(aws ec2 describe-instances --region "$REGION" --filters "Name=tag:routeleader:cluster,Values=$RL_CLUSTER" \
+  --query "Reservations[].Instances[].join(':', [InstanceId, State.Name])" --output text)
+mint=()
+keep=" "
+for entry in $listing; do
+  case ${entry#*:} in
+    pending | running)
+      mint+=("${entry%%:*}")
+      keep+="${entry%%:*} "
+      ;;
+    stopping | stopped) keep+="${entry%%:*} " ;;
+  esac
+done
+# Who holds credentials: the SSM parameters of this step, and its tokens in Consul (a token whose
+# parameters a failed run never wrote included).
+declare -A has_token=() holders=() accessors=()
+for name in $(aws ssm get-parameters-by-path --region "$REGION" --path "$PREFIX" --recursive \
+  --query 'Parameters[].Name' --output text); do
+  id=${name#"$PREFIX/"}
+  id=${id%%/*}
+  holders[$id]=1
+  [ "$name" != "$PREFIX/$id/token" ] || has_token[$id]=1
+done
+while read -r node accessor; do
+  [ -n "$node" ] || continue
+  holders[$node]=1
+  accessors[$node]+="$accessor "
+done <<<"$(consul_api GET /v1/acl/tokens | python3 -c 'import json, sys
+for t in json.load(sys.stdin):
+    nodes = [n["NodeName"] for n in t.get("NodeIdentities") or []]
+    if len(nodes) == 1 and t.get("Description") == "routeleader NAT node " + nodes[0] and sys.argv[1] in [p["Name"] for p in t.get("Policies") or []]:
+        print(nodes[0], t["AccessorID"])' "$POLICY")"
+
+# revoke ID WHY: deletes the instance's tokens from Consul, then its SSM parameters.
+revoke() {
+  local accessor n=0
+  for accessor in ${accessors[$1]:-}; do
+    consul_api DELETE "/v1/acl/token/$accessor" >/dev/null
+    n=$((n + 1))
+  done
+  aws ssm delete-parameters --region "$REGION" --names "$PREFIX/$1/token" "$PREFIX/$1/cert" "$PREFIX/$1/key" >/dev/null
+  log "revoked the credentials of $1 ($2): $n Consul token(s) deleted, $PREFIX/$1/ deleted"
+}
+
+for id in "${mint[@]}"; do
+  [ -z "${has_token[$id]:-}" ] || continue
+  # A run that stopped half-way (no token parameter) left a certificate or a token: start afresh.
+  [ -z "${holders[$id]:-}" ] || revoke "$id" "unfinished by an earlier run"
   started=$SECONDS
   work=$(mktemp -d)
   (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -client -dc "$RL_CONSUL_DATACENTER" \
@@ -70,4 +121,8 @@ print(json.dumps({"Description": "routeleader NAT node " + sys.argv[1], "Policie
   done
   rm -rf "$work"
   log "credentials for $id: token (routeleader policy + node identity $id) and client certificate in $PREFIX/$id/ ($((SECONDS - started)) s)"
+done
+
+for id in "${!holders[@]}"; do
+  [[ $keep == *" $id "* ]] || revoke "$id" "terminated or no longer in cluster $RL_CLUSTER"
 done

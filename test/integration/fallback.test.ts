@@ -124,7 +124,7 @@ describe("bad egress config", () => {
         ["unknown-eip", { eip: "eipalloc-0123456789abcdef0" }, /unknown-eip\.yaml:\d+: routes\[0\]\.eip: Elastic IP eipalloc-0123456789abcdef0 does not exist/],
         ["eip-outside", { eip: taken }, new RegExp(`eip-outside\\.yaml:\\d+: routes\\[0\\]\\.eip: Elastic IP ${taken} .*is associated with ${outsider.InstanceId}, which is not in cluster fallback \\(its tag routeleader:cluster is missing\\)`)],
         ["nat-other-vpc", { fallback: { natGateway: foreignNat } }, new RegExp(`nat-other-vpc\\.yaml:\\d+: routes\\[0\\]\\.fallback\\.natGateway: NAT gateway ${foreignNat} is in ${otherVpc}, not in this instance's VPC ${sim.vpcId}`)],
-        ["fallback-too-soon", { fallback: { natGateway }, fallbackAfter: "5s" }, /fallback-too-soon\.yaml:\d+: routes\[0\]\.fallbackAfter: fallbackAfter \(5s\) is shorter than the failover bound \(11500ms/],
+        ["fallback-too-soon", { fallback: { natGateway }, fallbackAfter: "5s" }, /fallback-too-soon\.yaml:\d+: routes\[0\]\.fallbackAfter: fallbackAfter \(5s\) is shorter than the failover bound \(\d+ms = max\(election\.livenessTtl, election\.sessionTtl\) \+ election\.lockDelay \+ aws\.writeTimeout\)/],
       ];
       for (const [name, over, message] of cases) {
         const result = await runCli(["validate", "--aws", "--config", write(name, over)]);

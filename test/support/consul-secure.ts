@@ -47,6 +47,8 @@ export interface SecureConsulOptions {
   managementToken?: string;
   /** Serve the HTTP API over HTTPS only, verifying client certificates. */
   tls?: TlsMaterial;
+  /** With tls: HTTPS callers need no client certificate (as on the stack's servers); RPC still verifies both ends. */
+  httpsWithoutClientCert?: boolean;
 }
 
 export interface ConsulWritable {
@@ -146,7 +148,7 @@ export async function startSecureConsul(options: SecureConsulOptions): Promise<S
       ? `ports { http = -1, https = ${http}, serf_lan = ${serfLan}, serf_wan = ${serfWan}, server = ${server}, dns = -1, grpc = -1, grpc_tls = -1 }`
       : `ports { http = ${http}, serf_lan = ${serfLan}, serf_wan = ${serfWan}, server = ${server}, dns = -1, grpc = -1, grpc_tls = -1 }`,
     tls
-      ? `tls {\n  defaults {\n    ca_file = "${tls.caFile}"\n    cert_file = "${tls.serverCert}"\n    key_file = "${tls.serverKey}"\n    verify_incoming = true\n    verify_outgoing = true\n  }\n  internal_rpc { verify_server_hostname = true }\n}`
+      ? `tls {\n  defaults {\n    ca_file = "${tls.caFile}"\n    cert_file = "${tls.serverCert}"\n    key_file = "${tls.serverKey}"\n    verify_incoming = true\n    verify_outgoing = true\n  }\n  internal_rpc { verify_server_hostname = true }\n${options.httpsWithoutClientCert ? "  https { verify_incoming = false }\n" : ""}}`
       : "",
     options.managementToken ? `acl {\n  enabled = true\n  default_policy = "deny"\n  enable_token_persistence = false\n  tokens { initial_management = "${options.managementToken}" }\n}` : "",
   ]

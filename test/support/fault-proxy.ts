@@ -324,14 +324,6 @@ export class StartedFaultProxy {
       return;
     }
 
-    if (service === "autoscaling" && (action === "CompleteLifecycleAction" || action === "RecordLifecycleActionHeartbeat")) {
-      const text = `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><${action}Result/><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></${action}Response>`;
-      res.writeHead(200, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
-      res.end(text);
-      record(200, "answered");
-      return;
-    }
-
     const added = this.latency[action] ?? Object.entries(this.latency).find(([k]) => k.endsWith("*") && action.startsWith(k.slice(0, -1)))?.[1];
     if (added) await new Promise((resolve) => setTimeout(resolve, added[0] + Math.random() * (added[1] - added[0])));
     const delay = this.delays.find((d) => d.remaining > 0 && d.action === action);
@@ -344,6 +336,14 @@ export class StartedFaultProxy {
       hook.remaining--;
       await hook.run({ caller, params });
     }
+    if (service === "autoscaling" && (action === "CompleteLifecycleAction" || action === "RecordLifecycleActionHeartbeat")) {
+      const text = `<?xml version="1.0" encoding="UTF-8"?>\n<${action}Response xmlns="http://autoscaling.amazonaws.com/doc/2011-01-01/"><${action}Result/><ResponseMetadata><RequestId>${randomUUID()}</RequestId></ResponseMetadata></${action}Response>`;
+      res.writeHead(200, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
+      res.end(text);
+      record(200, "answered");
+      return;
+    }
+
     if (service === "ec2" && action === "AssignPrivateIpAddresses") {
       const refused = await this.reassignPrivateIps(params, region);
       if (refused) {

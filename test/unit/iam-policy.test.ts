@@ -289,7 +289,7 @@ describe("Consul server role", () => {
 
   it("can find its peers and be reached through Session Manager, and nothing else", () => {
     expect([...actionsOf(policy)].sort()).toEqual(
-      ["cloudformation:SignalResource", "ec2:DescribeInstances", "s3:GetObject", "ssm:GetParameter", "ssm:PutParameter", "ssm:AddTagsToResource", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"].sort(),
+      ["cloudformation:SignalResource", "ec2:DescribeInstances", "s3:GetObject", "ssm:GetParameter", "ssm:GetParametersByPath", "ssm:PutParameter", "ssm:AddTagsToResource", "ssm:DeleteParameters", "ssm:UpdateInstanceInformation", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel", "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"].sort(),
     );
     expect(allows(policy, { action: "ec2:CreateRoute", resource: arn.routeTable("rtb-0a"), context: { "ec2:Vpc": arn.vpc(VPC) } })).toBe(false);
     expect(allows(policy, { action: "ssm:GetParameter", resource: arn.parameter("/other") })).toBe(false);
@@ -308,6 +308,12 @@ describe("Consul server role", () => {
     const node = arn.parameter("/routeleader/prod-nat/nodes/i-0a/token");
     expect(allows(server, { action: "ssm:PutParameter", resource: node })).toBe(true);
     expect(allows(server, { action: "ssm:PutParameter", resource: arn.parameter("/routeleader/other/nodes/i-0a/token") })).toBe(false);
+    // Revocation (node-credentials.sh): list this cluster's node parameters, delete those of a gone instance; no one else's.
+    expect(allows(server, { action: "ssm:GetParametersByPath", resource: arn.parameter("/routeleader/prod-nat/nodes") })).toBe(true);
+    expect(allows(server, { action: "ssm:DeleteParameters", resource: node })).toBe(true);
+    expect(allows(server, { action: "ssm:DeleteParameters", resource: arn.parameter("/routeleader/other/nodes/i-0a/token") })).toBe(false);
+    expect(allows(server, { action: "ssm:DeleteParameters", resource: arn.parameter("/routeleader/prod/management-token") })).toBe(false);
+    expect(allows(nat, { action: "ssm:DeleteParameters", resource: node })).toBe(false);
     expect(allows(nat, { action: "ssm:GetParameter", resource: node })).toBe(true);
     expect(allows(nat, { action: "ssm:PutParameter", resource: node })).toBe(false);
     // insecure: no node credentials at all.

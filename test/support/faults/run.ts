@@ -17,9 +17,9 @@ export interface HubRunOptions {
  * Creates the namespaces the systems need, runs `script` (under scripts/) in the hub namespace
  * as `<script> <topology.json> <input.json> <output.json>` (a Node process started there, so
  * moto, the proxy and every Consul/agent address is reachable from it), returns what it wrote
- * to the output file, and removes everything.
+ * to the output file with the namespaces' prefix, and removes everything.
  */
-export async function runInHub<T>(systems: SystemName[], script: string, input: unknown, options: HubRunOptions): Promise<T> {
+export async function runInHub<T extends object>(systems: SystemName[], script: string, input: unknown, options: HubRunOptions): Promise<T & { prefix: string }> {
   assertNetnsAllowed();
   const topology = createTopology(topologyFor(systems));
   const dir = mkdtempSync(join(tmpdir(), `${topology.prefix}-run-`));
@@ -41,7 +41,7 @@ export async function runInHub<T>(systems: SystemName[], script: string, input: 
       throw new Error(`${(err as Error).message}\n${hub.output(40)}`);
     }
     if (exit.code !== 0) throw new Error(`the fault lab (${script}) exited with ${JSON.stringify(exit)}:\n${hub.output(60)}`);
-    return JSON.parse(readFileSync(files.out, "utf8")) as T;
+    return { ...(JSON.parse(readFileSync(files.out, "utf8")) as T), prefix: topology.prefix };
   } finally {
     destroyTopology(topology);
     // Host state directories of a hub that was killed before its own teardown.
