@@ -264,6 +264,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
       preferredAz: preferredAz.get(s.route) ?? null,
       ...(s.blocked ? { blocked: { reason: s.blocked.reason, forMs: Math.round(s.blocked.untilMs) } } : {}),
       ...(s.lastWriteError ? { lastWriteError: s.lastWriteError } : {}),
+      ...(s.unconfirmed ? { unconfirmed: s.unconfirmed } : {}),
       reason: s.reason,
     })),
     checks: health.states().map((c) => ({ name: c.name, passing: c.passing, output: c.output })),

@@ -9,7 +9,7 @@ import { fencedExecutor } from "./fencing.js";
 import { routesPrefix } from "./holder.js";
 import { applyOutcome, type Outcome } from "./results.js";
 import { checkSetKey, Sessions } from "./sessions.js";
-import { routeStatus, summaryLine, type RouteStatus } from "./status.js";
+import { consulSilence, routeStatus, summaryLine, type RouteStatus } from "./status.js";
 import { keyViews, routeView } from "./view.js";
 import { Waiters, Wakeup } from "./wakeup.js";
 import { runPrefixWatch } from "./watch.js";
@@ -55,6 +55,9 @@ export class Election {
   private reloadNote: string | undefined;
   /** Routes owed a reconcile since the last tick: kept until a write of theirs goes out (one in flight at the tick must not skip it). */
   private readonly reconcilePending = new Set<string>();
+  /** When the routes watch last answered, and since when it has been failing (for /status). */
+  private consulAnsweredAt = 0;
+  private consulFailingSince: number | undefined;
 
   constructor(private readonly deps: ElectionDeps) {
     this.random = deps.random ?? Math.random;
@@ -135,8 +138,13 @@ export class Election {
     return this.waiters.until(() => !this.sessions.binds(checkIds), 24 * 3600_000, signal);
   }
 
+  /** Each route as of the last cycle; a held one is marked unconfirmed while Consul is silent or unreachable. */
   routeStates(): readonly RouteStatus[] {
-    return this.routes.map((r) => this.statuses.get(r.name) ?? { route: r.name, phase: "idle", eligible: false, reason: "starting" });
+    const silence = consulSilence({ now: this.deps.clock.now(), answeredAt: this.consulAnsweredAt, failingSince: this.consulFailingSince, watchWaitMs: this.config.election.watchWait });
+    return this.routes.map((r) => {
+      const status = this.statuses.get(r.name) ?? { route: r.name, phase: "idle", eligible: false, reason: "starting" };
+      return silence && status.held ? { ...status, unconfirmed: silence } : status;
+    });
   }
 
   leaseDeadline(session: string): number {
@@ -159,7 +167,8 @@ export class Election {
     this.nextReconcileAt = this.deps.clock.now() + this.config.reconcileInterval;
     for (const task of this.sessions.run(signal)) this.track(task);
     const { api, config, clock, log } = this.deps;
-    const watch = { api, prefix: routesPrefix(config.cluster), waitMs: () => this.config.election.watchWait, clock, log, onSnapshot: (entries: readonly KvEntry[], index: number) => this.onSnapshot(entries, index) };
+    this.consulAnsweredAt = clock.now();
+    const watch = { api, prefix: routesPrefix(config.cluster), waitMs: () => this.config.election.watchWait, clock, log, onSnapshot: (entries: readonly KvEntry[], index: number) => this.onSnapshot(entries, index), onError: () => (this.consulFailingSince ??= clock.now()) };
     this.track(runPrefixWatch(watch, signal));
     this.track(this.loop(signal));
   }
@@ -209,6 +218,8 @@ export class Election {
   }
 
   private onSnapshot(entries: readonly KvEntry[], index: number): void {
+    this.consulAnsweredAt = this.deps.clock.now();
+    this.consulFailingSince = undefined;
     this.deps.onSnapshot?.(entries);
     this.snapshot = { keys: keyViews(this.deps.config.cluster, entries), index };
     this.wake();

@@ -13,6 +13,8 @@ export interface RouteStatus {
   readonly lockIndex?: number;
   readonly blocked?: { readonly reason: string; readonly untilMs: number };
   readonly lastWriteError?: string;
+  /** A held route whose key this node cannot confirm (Consul silent or unreachable): why. */
+  readonly unconfirmed?: string;
   /** The sentence of the last cycle. */
   readonly reason: string;
 }
@@ -38,4 +40,20 @@ export function routeStatus(route: string, local: RouteLocal, key: KeyView | nul
 export function summaryLine(held: readonly string[], states: readonly RouteStatus[], draining: string | undefined, reloadNote: string | undefined): string {
   const blocked = states.filter((s) => s.blocked).map((s) => `${s.route} given up for ${Math.round((s.blocked?.untilMs ?? 0) / 1000)} s: ${s.blocked?.reason}`);
   return [`holds ${held.length ? held.join(", ") : "no routes"}`, ...(draining ? [`draining (${draining})`] : []), ...blocked, ...(reloadNote ? [reloadNote] : [])].join("; ");
+}
+
+const seconds = (ms: number) => (ms / 1000).toFixed(1);
+
+/**
+ * Why this node cannot vouch for the keys it holds, if it cannot: its watch on the routes
+ * prefix fails (Consul unreachable), or has had no answer for longer than a blocking query
+ * can last (the wait, Consul's jitter of up to wait/16, and 1 s). Cut off from Consul, a node
+ * cannot learn that its session was invalidated and a peer took the route, so /status must
+ * not keep saying "holding" as a fact.
+ */
+export function consulSilence(args: { now: number; answeredAt: number; failingSince?: number; watchWaitMs: number }): string | undefined {
+  const { now, answeredAt, failingSince, watchWaitMs } = args;
+  if (failingSince !== undefined) return `Consul unreachable for ${seconds(now - failingSince)} s (last answer ${seconds(now - answeredAt)} s ago): this node may have lost the key`;
+  if (now - answeredAt > (watchWaitMs * 17) / 16 + 1000) return `no answer from Consul for ${seconds(now - answeredAt)} s: this node may have lost the key`;
+  return undefined;
 }

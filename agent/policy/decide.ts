@@ -13,6 +13,8 @@ export interface PeerRouteHealth {
   readonly healthy: boolean;
   /** Why not, when not healthy. */
   readonly reason?: string;
+  /** The live session that made it healthy: a new one means the peer restarted. */
+  readonly session?: string;
 }
 
 /** What Consul shows of one peer instance: one health-API entry plus its node's live sessions. */
@@ -21,8 +23,8 @@ export interface PeerView {
   readonly az: string;
   /** Status of every check Consul lists with the instance, by check id: its service's checks and its node's (serfHealth). */
   readonly checks: Readonly<Record<string, string>>;
-  /** For each live session of the peer's Consul node: the service-check ids it is bound to. */
-  readonly sessions: readonly (readonly string[])[];
+  /** Each live session of the peer's Consul node, with the service-check ids it is bound to. */
+  readonly sessions: readonly { readonly id: string; readonly checks: readonly string[] }[];
 }
 
 /** Consul's node check that turns critical when gossip finds the node dead. */
@@ -47,20 +49,33 @@ export function judgePeer(peer: PeerView, required: readonly string[]): PeerRout
   if (serf !== "passing") return { ...base, healthy: false, reason: `node ${SERF_HEALTH} ${serf ?? "missing"}` };
   const failing = required.find((id) => peer.checks[id] !== "passing");
   if (failing !== undefined) return { ...base, healthy: false, reason: `check ${failing} ${peer.checks[failing] ?? "missing"}` };
-  if (!peer.sessions.some((bound) => required.every((id) => bound.includes(id)))) return { ...base, healthy: false, reason: "no live session bound to its checks" };
-  return { ...base, healthy: true };
+  const session = peer.sessions.find((s) => required.every((id) => s.checks.includes(id)));
+  if (!session) return { ...base, healthy: false, reason: "no live session bound to its checks" };
+  return { ...base, healthy: true, session: session.id };
 }
 
-/** Per instance: its AZ and since when it has been healthy without a break (undefined: not healthy). */
-export type HealthHistory = ReadonlyMap<string, { readonly az: string; readonly healthySince?: number }>;
+/**
+ * Per instance: its AZ, since when it has been healthy without a break (undefined: not
+ * healthy), under which session, and when it was last seen.
+ */
+export type HealthHistory = ReadonlyMap<string, { readonly az: string; readonly healthySince?: number; readonly session?: string; readonly seenAt?: number }>;
 
-/** Folds a new health observation into the history: a break resets `healthySince`. */
-export function updateHealthHistory(previous: HealthHistory, peers: readonly PeerRouteHealth[], now: number): HealthHistory {
-  const next = new Map<string, { az: string; healthySince?: number }>();
+/**
+ * Folds a new health observation into the history. A break resets `healthySince`: an
+ * unhealthy poll, a new session (the peer restarted between two polls, e.g. a power cycle
+ * faster than the poll), or polls further apart than `maxGapMs` (polls failed meanwhile, so a
+ * restart may hide in the gap; seen in the soak as a failback 0.6 s after acquiring).
+ */
+export function updateHealthHistory(previous: HealthHistory, peers: readonly PeerRouteHealth[], now: number, maxGapMs = Number.POSITIVE_INFINITY): HealthHistory {
+  const next = new Map<string, { az: string; healthySince?: number; session?: string; seenAt: number }>();
   for (const peer of peers) {
     const before = previous.get(peer.instanceId);
-    if (!peer.healthy) next.set(peer.instanceId, { az: peer.az });
-    else next.set(peer.instanceId, { az: peer.az, healthySince: before?.healthySince ?? now });
+    if (!peer.healthy) {
+      next.set(peer.instanceId, { az: peer.az, seenAt: now });
+      continue;
+    }
+    const unbroken = before?.healthySince !== undefined && before.session === peer.session && now - (before.seenAt ?? now) <= maxGapMs;
+    next.set(peer.instanceId, { az: peer.az, healthySince: unbroken ? before.healthySince : now, ...(peer.session ? { session: peer.session } : {}), seenAt: now });
   }
   return next;
 }

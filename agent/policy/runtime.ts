@@ -8,6 +8,8 @@ import { judgePeer, mayContend, shouldHandOver, updateHealthHistory, type Handov
 
 /** How often peers' health is read from Consul's health API. */
 const HEALTH_POLL_MS = 1000;
+/** Successful polls further apart than this break a peer's health history (see updateHealthHistory). */
+const HEALTH_GAP_MS = 4000;
 /** How long an operator's handover request binds the cluster. */
 export const HANDOVER_REQUEST_TTL_MS = 30_000;
 
@@ -137,8 +139,8 @@ export class FailoverPolicy {
       try {
         const [instances, sessions] = await Promise.all([api.healthService(config.consul.serviceName, { timeoutMs: 2000 }), api.listSessions(2000)]);
         const now = clock.now();
-        const sessionsByNode = new Map<string, string[][]>();
-        for (const s of sessions) sessionsByNode.set(s.node, [...(sessionsByNode.get(s.node) ?? []), [...s.serviceChecks]]);
+        const sessionsByNode = new Map<string, { id: string; checks: readonly string[] }[]>();
+        for (const s of sessions) sessionsByNode.set(s.node, [...(sessionsByNode.get(s.node) ?? []), { id: s.id, checks: s.serviceChecks }]);
         const views = instances
           .filter((i) => i.meta.cluster === config.cluster && i.meta.instanceId)
           .map((i) => ({
@@ -153,7 +155,7 @@ export class FailoverPolicy {
             if (judged.get(key) !== verdict) log.debug({ route: route.name, peer: p.instanceId, az: p.az, healthy: p.healthy, reason: p.reason ?? null }, `${route.name}: peer ${p.instanceId} ${p.healthy ? "healthy" : `not healthy (${p.reason})`}`);
             judged.set(key, verdict);
           }
-          this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now));
+          this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now, HEALTH_GAP_MS));
         }
         this.healthKnown = true;
       } catch (err) {

@@ -62,7 +62,7 @@ export interface AgentStatus {
   instanceId: string;
   az: string;
   draining: boolean;
-  routes: { route: string; phase: string; eligible?: boolean; holder: string | null; lockIndex?: number | null; blocked?: { reason: string; until?: string | number; forMs?: number } | null; [k: string]: unknown }[];
+  routes: { route: string; phase: string; eligible?: boolean; holder: string | null; lockIndex?: number | null; blocked?: { reason: string; until?: string | number; forMs?: number } | null; unconfirmed?: string; [k: string]: unknown }[];
   checks: { name: string; passing: boolean; output?: string }[];
 }
 

@@ -128,6 +128,11 @@ export class StartedHttpRelay {
     return rule;
   }
 
+  /** Ends every open client connection (requests in flight, such as blocking queries, fail). */
+  dropConnections(): void {
+    this.server.closeAllConnections();
+  }
+
   async stop(): Promise<void> {
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));

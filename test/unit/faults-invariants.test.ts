@@ -101,8 +101,9 @@ describe("liveness invariants (issue #14), on recorded observations", () => {
       { t: 6100, node: "i-1", holds: [] },
     ];
     const v = reportedHoldsDisagree(consul, reports, 2000);
-    expect(v).toEqual([expect.objectContaining({ invariant: "holdsDisagree", node: "i-1", route: "r1", from: 500, to: 5000 })]);
-    expect(v[0]?.detail).toMatch(/Consul shows i-1 holding r1, its status does not for 4500 ms/);
+    // Certain from i-1's report at 500 to its last report showing it (2600): the one at 6100 agrees.
+    expect(v).toEqual([expect.objectContaining({ invariant: "holdsDisagree", node: "i-1", route: "r1", from: 500, to: 2600 })]);
+    expect(v[0]?.detail).toMatch(/Consul shows i-1 holding r1, its status does not for 2100 ms/);
     // Lagging by 1.5 s (a watch round) is tolerated.
     const lag = [
       { t: 0, node: "i-2", holds: [] },
@@ -132,15 +133,43 @@ describe("liveness invariants (issue #14), on recorded observations", () => {
     expect(reportedHoldsDisagree(stalled, stalledReports, 2000)).toHaveLength(1);
   });
 
+  it("reported holds: only the certain span counts, from the last answer of the first observation showing it to the first request of the last one", () => {
+    // Slow answers under load: each read was taken somewhere between its request (sent) and its answer (t).
+    const consul = [
+      { sent: 0, t: 1200, holders: { r1: "i-1" } },
+      { sent: 2100, t: 3300, holders: { r1: "i-1" } },
+      { sent: 3400, t: 3500, holders: { r1: "i-1" } },
+    ];
+    const reports = [
+      { sent: 0, t: 1100, node: "i-1", holds: [] as string[] },
+      { sent: 2100, t: 3200, node: "i-1", holds: [] as string[] },
+      { sent: 3400, t: 3450, node: "i-1", holds: ["r1"] },
+    ];
+    // Seen at midpoints 600 and 2700 (2100 ms apart), but certain only from 1200 to 2100.
+    expect(reportedHoldsDisagree(consul, reports, 2000)).toEqual([]);
+    // Quick answers over the same span: the disagreement is certain for 2990 ms.
+    const quick = [0, 3000].map((sent) => ({ sent, t: sent + 10, holders: { r1: "i-1" } }));
+    const quickReports = [0, 3000].map((sent) => ({ sent, t: sent + 10, node: "i-1", holds: [] as string[] }));
+    expect(reportedHoldsDisagree(quick, quickReports, 2000)).toEqual([expect.objectContaining({ node: "i-1", route: "r1", from: 10, to: 3000 })]);
+    // A stale report (no newer answer from the node) does not stretch the span to a later Consul view.
+    const later = [...quick, { sent: 6000, t: 6010, holders: { r1: "i-1" } }];
+    expect(reportedHoldsDisagree(later, quickReports, 2000)).toEqual([expect.objectContaining({ from: 10, to: 3000 })]);
+  });
+
   it("reported holds: a node claiming a key Consul gives to nobody is caught; a node without an answer is not compared", () => {
     const consul = [
       { t: 0, holders: { r1: undefined } },
       { t: 4000, holders: { r1: undefined } },
     ];
     expect(reportedHoldsDisagree(consul, [{ t: 0, node: "i-1", holds: ["r1"] }, { t: 3000, node: "i-1", holds: ["r1"] }], 2000)).toEqual([
-      expect.objectContaining({ node: "i-1", route: "r1", from: 0, to: 4000 }),
+      expect.objectContaining({ node: "i-1", route: "r1", from: 0, to: 3000 }),
     ]);
     expect(reportedHoldsDisagree(consul, [{ t: 0, node: "i-1", holds: ["r1"] }, { t: 500, node: "i-1", holds: undefined }], 2000)).toEqual([]);
+    // Cut off from Consul, the node says it cannot confirm its hold: nothing claimed, nothing compared.
+    const stillHeld = [0, 4000].map((t) => ({ t, holders: { r1: "i-1" } }));
+    const cutOff = [0, 3000].map((t) => ({ t, node: "i-1", holds: [] as string[], unconfirmed: ["r1"] }));
+    expect(reportedHoldsDisagree(stillHeld, cutOff, 2000)).toEqual([]);
+    expect(reportedHoldsDisagree(stillHeld, cutOff.map((r) => ({ ...r, unconfirmed: [] })), 2000)).toHaveLength(1);
   });
 
   it("one writer per route: X … Y … X within the window is two writers; a hand-back after it is not", () => {

@@ -45,6 +45,21 @@ describe("AZ preference (fake clock)", () => {
     expect(h.get("i-a1")?.healthySince).toBe(4000);
     expect(updateHealthHistory(h, [], 5000).has("i-a1")).toBe(false);
   });
+
+  it("health history: a new session is a restart, and polls further apart than the gap limit are a break (what happened between is unknown)", () => {
+    const healthy = (session: string) => [{ instanceId: "i-a1", az: "a", healthy: true, session }];
+    let h = updateHealthHistory(new Map(), healthy("s1"), 1000, 4000);
+    h = updateHealthHistory(h, healthy("s1"), 2000, 4000);
+    expect(h.get("i-a1")?.healthySince).toBe(1000);
+    // The peer restarted between two polls: healthy in both, but under a new session.
+    h = updateHealthHistory(h, healthy("s2"), 3000, 4000);
+    expect(h.get("i-a1")?.healthySince).toBe(3000);
+    // Polls failed for 6 s (Consul unreachable): a restart may hide in the gap.
+    h = updateHealthHistory(h, healthy("s2"), 9000, 4000);
+    expect(h.get("i-a1")?.healthySince).toBe(9000);
+    h = updateHealthHistory(h, healthy("s2"), 10_000, 4000);
+    expect(h.get("i-a1")?.healthySince).toBe(9000);
+  });
 });
 
 describe("peer health: checks, serfHealth and a live session (issue #14, scenario 4)", () => {
@@ -53,18 +68,18 @@ describe("peer health: checks, serfHealth and a live session (issue #14, scenari
     instanceId: "i-a1",
     az: "a",
     checks: { serfHealth: "passing", "routeleader-i-a1:liveness": "passing", "routeleader-i-a1:check:alive": "passing" },
-    sessions: [["routeleader-i-a1:liveness", "routeleader-i-a1:check:alive"]],
+    sessions: [{ id: "s-a1", checks: ["routeleader-i-a1:liveness", "routeleader-i-a1:check:alive"] }],
   };
   /** A powered-off node: its TTL checks still read "passing" (nobody updates them), gossip says failed, its sessions are gone. */
   const dead: PeerView = { ...alive, checks: { ...alive.checks, serfHealth: "critical" }, sessions: [] };
 
   it("needs every check, serfHealth and a live session bound to the route's checks", () => {
-    expect(judgePeer(alive, required)).toEqual({ instanceId: "i-a1", az: "a", healthy: true });
+    expect(judgePeer(alive, required)).toEqual({ instanceId: "i-a1", az: "a", healthy: true, session: "s-a1" });
     expect(judgePeer(dead, required)).toMatchObject({ healthy: false, reason: "node serfHealth critical" });
     expect(judgePeer({ ...alive, checks: { ...alive.checks, serfHealth: "passing", "routeleader-i-a1:check:alive": "critical" } }, required)).toMatchObject({ healthy: false, reason: "check routeleader-i-a1:check:alive critical" });
     expect(judgePeer({ ...alive, sessions: [] }, required)).toMatchObject({ healthy: false, reason: "no live session bound to its checks" });
     // A session of another check set (liveness only) does not cover a route that needs 'alive'.
-    expect(judgePeer({ ...alive, sessions: [["routeleader-i-a1:liveness"]] }, required).healthy).toBe(false);
+    expect(judgePeer({ ...alive, sessions: [{ id: "s-other", checks: ["routeleader-i-a1:liveness"] }] }, required).healthy).toBe(false);
     // No serfHealth in the answer at all (e.g. a catalog entry without its node check): not healthy.
     const { serfHealth: _, ...withoutSerf } = alive.checks;
     expect(judgePeer({ ...alive, checks: withoutSerf }, required)).toMatchObject({ healthy: false, reason: "node serfHealth missing" });

@@ -131,24 +131,36 @@ export function heldButNotServed(samples: readonly RouteSample[], boundMs: numbe
 
 /** Consul's holders at one time: route → holder instance id (undefined: free). */
 export interface ConsulHoldersSample {
+  /** When the answer arrived. */
   readonly t: number;
+  /** When the request was sent (default: t): Consul's state was read somewhere in [sent, t]. */
+  readonly sent?: number;
   readonly holders: Readonly<Record<string, string | undefined>>;
 }
 
 /** What one agent reported it holds (its /status, routes in phase "holding" or "releasing": keys it still holds by its own account); undefined: no answer (stopped, dead). */
 export interface ReportedHoldsSample {
+  /** When the answer arrived. */
   readonly t: number;
+  /** When the request was sent (default: t). */
+  readonly sent?: number;
   readonly node: string;
   readonly holds: readonly string[] | undefined;
   /** Each route's phase in that /status, to say what a disagreement looked like. */
   readonly phases?: Readonly<Record<string, string>>;
+  /** Routes the node holds by its last knowledge but says it cannot confirm (Consul silent or unreachable): not compared. */
+  readonly unconfirmed?: readonly string[];
 }
 
 /**
  * The agent's reported holds equal Consul's within `toleranceMs`: for every node and route,
  * "Consul says this node holds it" and "the node says it holds it" may disagree for at most
- * that long. A disagreement lasts from the first to the last observation showing it (what was
- * seen; the gap to the next sample is not counted, as samples stretch under load), and two
+ * that long. Only the certain span counts: from the last answer of the first observation
+ * showing it to the first request of the last one (each read was taken somewhere between its
+ * request and its answer, and answers take seconds under load; the gap to the next sample is
+ * not counted either). A report is evidence only for its own time: a stale one does not
+ * stretch a disagreement to a later Consul view. A route the node marks unconfirmed (it is cut
+ * off from Consul and says it may have lost the key) is not compared. Two
  * observations further apart than `maxGapMs` do not make one disagreement (nothing was seen
  * in between: `maxGapMs`, for a recorder that should sample far more often). A node that does
  * not answer is not compared (nothing is claimed).
@@ -160,7 +172,7 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
   const latest = new Map<string, readonly string[] | undefined>();
   const phases = new Map<string, Readonly<Record<string, string>> | undefined>();
   /** node|route → the disagreement open since, and what it was. */
-  const open = new Map<string, { since: number; last: number; detail: string }>();
+  const open = new Map<string, { since: number; last: number; seen: number; detail: string }>();
   const out: Violation[] = [];
   const close = (key: string) => {
     const o = open.get(key);
@@ -171,11 +183,13 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
     const [node, route] = key.split("|") as [string, string];
     out.push({ invariant: "holdsDisagree", route, node, from: o.since, to: until, detail: `${o.detail} for ${until - o.since} ms (tolerance ${toleranceMs} ms)` });
   };
+  const reportOf = new Map<string, ReportedHoldsSample>();
   for (const [i, e] of events.entries()) {
     if (e.consul) view = e.consul;
     if (e.report) {
       latest.set(e.report.node, e.report.holds);
       phases.set(e.report.node, e.report.phases);
+      reportOf.set(e.report.node, e.report);
     }
     // Consul's view and the reports of one observation share a time: compare once all are in.
     if (!view || events[i + 1]?.t === e.t) continue;
@@ -183,7 +197,7 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
       const routes = new Set([...Object.keys(view.holders), ...(holds ?? [])]);
       for (const route of routes) {
         const key = `${node}|${route}`;
-        if (holds === undefined) {
+        if (holds === undefined || reportOf.get(node)?.unconfirmed?.includes(route)) {
           open.delete(key);
           continue;
         }
@@ -193,14 +207,20 @@ export function reportedHoldsDisagree(consul: readonly ConsulHoldersSample[], re
           if (open.has(key)) close(key);
           continue;
         }
+        const report = reportOf.get(node) as ReportedHoldsSample;
+        const answered = Math.max(view.t, report.t);
+        const requested = Math.min(view.sent ?? view.t, report.sent ?? report.t);
         const o = open.get(key);
         // Not observed for longer than maxGapMs (the recorder stalled): what went on in between is unknown.
-        if (o && e.t - o.last > maxGapMs) close(key);
-        if (open.has(key)) (open.get(key) as { last: number }).last = e.t;
-        else {
+        if (o && e.t - o.seen > maxGapMs) close(key);
+        const current = open.get(key);
+        if (current) {
+          current.last = Math.max(current.last, requested);
+          current.seen = e.t;
+        } else {
           const phase = phases.get(node)?.[route];
           const says = phase ? ` (phase ${phase})` : "";
-          open.set(key, { since: e.t, last: e.t, detail: consulSays ? `Consul shows ${node} holding ${route}, its status does not${says}` : `${node} reports holding ${route}${says}, Consul does not` });
+          open.set(key, { since: answered, last: answered, seen: e.t, detail: consulSays ? `Consul shows ${node} holding ${route}, its status does not${says}` : `${node} reports holding ${route}${says}, Consul does not` });
         }
       }
     }

@@ -35,6 +35,8 @@ export interface LabResult {
   runs: LabRun[];
   startedAt: string;
   finishedAt: string;
+  /** Name prefix of the lab's namespaces (set by runFaultLab). */
+  prefix?: string;
 }
 
 /** A lane that needs more repairs than this in one scenario stops there. */

@@ -59,16 +59,10 @@ export class LaneRecorder {
       ...(holderHost ? { holderTargets: [holderHost.instanceId, holderHost.identity.eniId] } : {}),
       holderReleasing: seen.reports.find((r) => r.instanceId === holder?.instanceId)?.releasing ?? false,
     });
-    this.consulSamples.push({ t, holders: { [ROUTE]: holder?.instanceId } });
-    // A host cut off from Consul (partitioned, or its Consul agent killed) cannot know it lost the
-    // key; its /status keeps the last hold it knew (holding until it hears otherwise: an open point
-    // of issue #14). While the lab keeps it cut off its report counts as no answer; its writes are
-    // still checked (stray writes, one writer).
-    for (const r of seen.reports) {
-      const host = this.world.hostByInstance(r.instanceId);
-      const cutOff = host !== undefined && (host.partitioned || host.consul?.process.hasExited === true);
-      this.reports.push({ t, node: r.instanceId, holds: cutOff ? undefined : r.holds });
-    }
+    const answered = Date.now();
+    this.consulSamples.push({ sent: t, t: answered, holders: { [ROUTE]: holder?.instanceId } });
+    // A host cut off from Consul marks its hold unconfirmed in /status: not compared (see reportedHoldsDisagree).
+    for (const r of seen.reports) this.reports.push({ sent: t, t: answered, node: r.instanceId, holds: r.holds, unconfirmed: r.unconfirmed });
   }
 
   violations(): Violation[] {

@@ -52,8 +52,8 @@ export class InvariantRecorder {
   /** One observation of everything. */
   async sample(): Promise<void> {
     const t = Date.now();
-    // Each answer is timed by its own round trip (midpoint): under load they arrive seconds apart.
-    const [[holders, consulAt], targets, statuses] = await Promise.all([this.sim.holders().then((h) => [h, Math.round((t + Date.now()) / 2)] as const), this.targets(), this.statuses()]);
+    // Each answer carries its own request and answer times: under load they arrive seconds apart.
+    const [[holders, consulAt], targets, statuses] = await Promise.all([this.sim.holders().then((h) => [h, Date.now()] as const), this.targets(), this.statuses()]);
     const byInstance = new Map(this.sim.nodes.map((n) => [n.instanceId, n]));
     const consul: Record<string, string | undefined> = {};
     for (const route of Object.keys(this.routes)) {
@@ -70,13 +70,14 @@ export class InvariantRecorder {
         holderReleasing: holderStatus?.routes.find((r) => r.route === route)?.phase === "releasing",
       });
     }
-    this.consulSamples.push({ t: consulAt, holders: consul });
+    this.consulSamples.push({ sent: t, t: consulAt, holders: consul });
     for (const node of this.sim.nodes) {
       if (!node.httpUrl) continue;
       const s = statuses.get(node.name)?.status;
       const mine = s?.routes.filter((r) => Object.hasOwn(this.routes, r.route));
       // "releasing" is a key the node still holds by its own account (it gives it up once Consul confirms).
-      this.reports.push({ t: statuses.get(node.name)?.at ?? t, node: node.instanceId, holds: mine?.filter((r) => r.phase === "holding" || r.phase === "releasing").map((r) => r.route), ...(mine ? { phases: Object.fromEntries(mine.map((r) => [r.route, r.phase])) } : {}) });
+      const answer = statuses.get(node.name);
+      this.reports.push({ sent: answer?.sent ?? t, t: answer?.at ?? t, node: node.instanceId, holds: mine?.filter((r) => (r.phase === "holding" || r.phase === "releasing") && !r.unconfirmed).map((r) => r.route), unconfirmed: mine?.filter((r) => r.unconfirmed).map((r) => r.route) ?? [], ...(mine ? { phases: Object.fromEntries(mine.map((r) => [r.route, r.phase])) } : {}) });
     }
   }
 
@@ -93,14 +94,14 @@ export class InvariantRecorder {
     return out;
   }
 
-  private async statuses(): Promise<Map<string, { status: AgentStatus; at: number }>> {
-    const out = new Map<string, { status: AgentStatus; at: number }>();
+  private async statuses(): Promise<Map<string, { status: AgentStatus; sent: number; at: number }>> {
+    const out = new Map<string, { status: AgentStatus; sent: number; at: number }>();
     await Promise.all(
       this.sim.nodes.map(async (n) => {
         if (!n.httpUrl || !n.process || n.process.hasExited) return;
         const asked = Date.now();
         const s = await n.status(1000).catch(() => undefined);
-        if (s) out.set(n.name, { status: s, at: Math.round((asked + Date.now()) / 2) });
+        if (s) out.set(n.name, { status: s, sent: asked, at: Date.now() });
       }),
     );
     return out;

@@ -33,7 +33,7 @@ export async function runFaultLab(spec: LabSpec, options: { timeoutMs: number; o
       throw new Error(`${(err as Error).message}\n${hub.output(40)}`);
     }
     if (exit.code !== 0) throw new Error(`the fault lab exited with ${JSON.stringify(exit)}:\n${hub.output(60)}`);
-    return JSON.parse(readFileSync(files.out, "utf8")) as LabResult;
+    return { ...(JSON.parse(readFileSync(files.out, "utf8")) as LabResult), prefix: topology.prefix };
   } finally {
     destroyTopology(topology);
     // Host state directories of a hub that was killed before its own teardown.

@@ -49,7 +49,7 @@ export interface FailoverSystem {
 export interface LaneObservation {
   holder?: { instanceId: string; session: string; lockIndex: number };
   /** Per host that answered or is down: the routes its /status holds (undefined: no answer) and whether it is releasing. */
-  reports: { instanceId: string; holds: string[] | undefined; releasing: boolean }[];
+  reports: { instanceId: string; holds: string[] | undefined; releasing: boolean; unconfirmed: string[] }[];
 }
 
 /** Each routeleader agent serves /status on its own namespace address, on this port. */
@@ -258,9 +258,15 @@ export class Routeleader extends ProcessSystem {
       this.keyHolder(),
       Promise.all(
         this.lane.hosts.map(async (h) => {
-          const answer = this.running(h) && !h.poweredOff ? await fetch(`http://${h.node.addr}:${STATUS_PORT}/status`, { signal: AbortSignal.timeout(1000) }).then((r) => (r.ok ? (r.json() as Promise<{ routes: { route: string; phase: string }[] }>) : undefined)).catch(() => undefined) : undefined;
+          const answer = this.running(h) && !h.poweredOff ? await fetch(`http://${h.node.addr}:${STATUS_PORT}/status`, { signal: AbortSignal.timeout(1000) }).then((r) => (r.ok ? (r.json() as Promise<{ routes: { route: string; phase: string; unconfirmed?: string }[] }>) : undefined)).catch(() => undefined) : undefined;
           // "releasing" is a key the agent still holds by its own account (given up once Consul confirms).
-          return { instanceId: h.instanceId, holds: answer?.routes.filter((r) => r.phase === "holding" || r.phase === "releasing").map((r) => r.route), releasing: answer?.routes.some((r) => r.phase === "releasing") ?? false };
+          // A held route marked unconfirmed (cut off from Consul) is neither claimed nor denied.
+          return {
+            instanceId: h.instanceId,
+            holds: answer?.routes.filter((r) => (r.phase === "holding" || r.phase === "releasing") && !r.unconfirmed).map((r) => r.route),
+            releasing: answer?.routes.some((r) => r.phase === "releasing") ?? false,
+            unconfirmed: answer?.routes.filter((r) => r.unconfirmed).map((r) => r.route) ?? [],
+          };
         }),
       ),
     ]);
