@@ -35,6 +35,8 @@ export class PeerHeartbeat {
   /** instanceId → heartbeat address ("" for a member that advertises none: it still counts in the quorum). */
   private members = new Map<string, string>();
   private readonly heard = new Map<string, PeerHeard>();
+  /** Members with a heartbeat address → since when this node has expected their heartbeats (listed at that address). */
+  private readonly expected = new Map<string, number>();
   private keys: HeldKey[] = [];
   private readonly destroyed = new Set<string>();
   private readonly said = new Map<string, string>();
@@ -95,6 +97,12 @@ export class PeerHeartbeat {
         const next = new Map<string, string>();
         for (const i of instances) if (i.meta.cluster === config.cluster && i.meta.instanceId) next.set(i.meta.instanceId, i.meta[PEER_META] ?? "");
         if ([...next.keys()].sort().join() !== [...this.members.keys()].sort().join()) log.info({ step: "peers", members: [...next.keys()].sort() }, `peer members: ${next.size}`);
+        const now = clock.now();
+        for (const [id, address] of next) {
+          if (!parsePeerAddress(address)) this.expected.delete(id);
+          else if (this.members.get(id) !== address || !this.expected.has(id)) this.expected.set(id, now);
+        }
+        for (const id of [...this.expected.keys()]) if (!next.has(id)) this.expected.delete(id);
         this.members = next;
       } catch {
         // Cut off from Consul: the last member list stands (a shorter list could only lower the quorum).
@@ -136,7 +144,7 @@ export class PeerHeartbeat {
     const { config, instanceId, clock } = this.deps;
     const silenceMs = config.peers.interval * config.peers.misses;
     const now = clock.now();
-    const verdicts = judgeHolders({ self: instanceId, members: [...this.members.keys()], heard: this.heard, keys: this.keys, now, silenceMs, backupAfterMs: silenceMs, destroyed: this.destroyed, majoritySince: this.majoritySince });
+    const verdicts = judgeHolders({ self: instanceId, members: [...this.members.keys()], heard: this.heard, expectedSince: this.expected, keys: this.keys, now, silenceMs, backupAfterMs: silenceMs, destroyed: this.destroyed, majoritySince: this.majoritySince });
     for (const session of this.majoritySince.keys()) if (!verdicts.some((v) => v.session === session && v.voters.length >= v.quorum)) this.majoritySince.delete(session);
     for (const v of verdicts) {
       if (v.voters.length >= v.quorum && !this.majoritySince.has(v.session)) this.majoritySince.set(v.session, now);
