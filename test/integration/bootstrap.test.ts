@@ -895,7 +895,7 @@ describe("shellcheck", () => {
     expect(scripts).toContain("bootstrap.sh");
   });
 
-  it.each(scripts)("scripts/%s is clean", async (name) => {
+  it.each(scripts)("ship: shellcheck: scripts/%s is clean", async (name) => {
     const res = await run("shellcheck", ["-x", join("scripts", name)], { cwd: REPO }).then(
       () => ({ code: 0, out: "" }),
       (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),

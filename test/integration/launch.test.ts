@@ -281,6 +281,7 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     expect(world.userData.server).toContain("RL_MANAGEMENT_TOKEN_PARAM='/rl/launch/management-token'");
     expect(world.userData.nat).not.toContain("management-token");
     expect(Buffer.byteLength(world.userData.nat)).toBeLessThan(16 * 1024);
+    expect(Buffer.byteLength(world.userData.server)).toBeLessThan(16 * 1024);
   });
 
   it("ship: every server forms the quorum and signals SUCCESS; every NAT instance gets its own credentials, joins over TLS, runs the agent and signals SUCCESS", async () => {
