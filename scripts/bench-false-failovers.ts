@@ -14,7 +14,7 @@ import { cpuRoot, releaseCpuRoot } from "../test/support/faults/stress.js";
  * injected (test/support/faults/steady-run.ts). Writes docs/benchmarks/false-failovers.json
  * after each profile, so a run cut short keeps what it measured.
  *
- *   npm run bench:false-failovers -- [--minutes 30] [--profiles default,fast]
+ *   npm run bench:false-failovers -- [--minutes 30 | --minutes default=30,fast=15] [--profiles default,fast]
  *     [--delay-ms 50] [--jitter-ms 50] [--loss 2] [--cpu-percent 10] [--burst-s 20] [--every-s 60]
  *     [--no-spinner] [--out docs/benchmarks/false-failovers.json]
  */
@@ -54,9 +54,18 @@ function num(name: keyof typeof values, min: number, max: number): number {
   return n;
 }
 
-const minutes = num("minutes", 0.5, 24 * 60);
 const profiles = values.profiles.split(",").map((p) => p.trim());
 for (const p of profiles) if (!(PROFILES as readonly string[]).includes(p)) fail(`--profiles: unknown profile ${JSON.stringify(p)} (known: ${PROFILES.join(", ")})`);
+/** Minutes per profile: one number for all, or "default=30,fast=15". */
+const minutesOf: Record<string, number> = {};
+for (const part of values.minutes.split(",")) {
+  const [k, v] = part.includes("=") ? part.split("=") : [undefined, part];
+  if (k !== undefined && !profiles.includes(k.trim())) fail(`--minutes ${JSON.stringify(values.minutes)}: ${JSON.stringify(k)} is not one of --profiles (${profiles.join(", ")})`);
+  const n = Number(v);
+  if (!v?.trim() || !Number.isFinite(n) || n < 0.5 || n > 24 * 60) fail(`--minutes ${JSON.stringify(values.minutes)}: expected minutes from 0.5 to 1440, or profile=minutes pairs`);
+  for (const p of k === undefined ? profiles : [k.trim()]) minutesOf[p] = n;
+}
+for (const p of profiles) if (minutesOf[p] === undefined) fail(`--minutes ${JSON.stringify(values.minutes)}: no minutes for profile ${p}`);
 const netem = { delayMs: num("delay-ms", 0, 5000), jitterMs: num("jitter-ms", 0, 5000), lossPercent: num("loss", 0, 100) };
 const burstS = num("burst-s", 1, 3600);
 const everyS = num("every-s", 2, 3600);
@@ -85,6 +94,7 @@ const save = () => {
 
 let failed = false;
 for (const profile of profiles) {
+  const minutes = minutesOf[profile] as number;
   const spec: SteadySpec = { system: `routeleader-${profile}` as SteadySpec["system"], minutes, netem, starve };
   process.stderr.write(`[false-failovers] ${profile}: ${minutes} min\n`);
   try {
