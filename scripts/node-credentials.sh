@@ -104,7 +104,7 @@ for id in "${mint[@]}"; do
   [ -z "${holders[$id]:-}" ] || revoke "$id" "unfinished by an earlier run"
   started=$SECONDS
   work=$(mktemp -d)
-  (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -client -dc "$RL_CONSUL_DATACENTER" \
+  (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -client -dc "$RL_CONSUL_DATACENTER" -days 1825 \
     -ca "$ROOT$TLS_DIR/ca.pem" -key "$ROOT$TLS_DIR/ca-key.pem" >/dev/null)
   body=$(python3 -c 'import json, sys
 print(json.dumps({"Description": "routeleader NAT node " + sys.argv[1], "Policies": [{"Name": sys.argv[2]}],

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -102,6 +103,11 @@ describe("ship: node credentials, minted and revoked by the Consul servers' lead
     expect(await ssmNames()).toEqual(namesOf(nodes.a, nodes.b, nodes.c, nodes.d));
     expect(await tokensOfCluster()).toEqual([nodes.a, nodes.b, nodes.c, nodes.d].map((i) => i.InstanceId).sort());
     for (const k of ["a", "b", "c", "d"] as const) expect(await useToken(nodes[k], await tokenOf(nodes[k]))).toEqual({ register: 200, session: 200 });
+    // The client certificate: signed by the cluster's CA, valid as long as a CA of `consul tls ca create` (5 years), not 1.
+    const cert = join(sb.dir, "client.pem");
+    writeFileSync(cert, await aws.ok("ssm", "get-parameter", "--name", `${PREFIX}/${nodes.a.InstanceId}/cert`, "--with-decryption", "--query", "Parameter.Value", "--output", "text"));
+    execFileSync("openssl", ["verify", "-CAfile", tls.caFile, cert], { stdio: "pipe" });
+    expect(() => execFileSync("openssl", ["x509", "-noout", "-checkend", String(4 * 365 * 86400), "-in", cert], { stdio: "pipe" }), "valid for more than 4 years").not.toThrow();
     // A second run finds nothing to do.
     const again = await step();
     expect(again.code, again.output).toBe(0);
