@@ -186,7 +186,7 @@ if [ "$RL_CONSUL_SECURITY" = secure ]; then
     put_file "$TLS_DIR/ca-key.pem" 0600 root:root "$(ssm_secret "$RL_CA_KEY_PARAM")"
     if [ ! -f "$ROOT$TLS_DIR/server.pem" ] || changed "$TLS_DIR/ca.pem" "$TLS_DIR/ca-key.pem"; then
       work=$(mktemp -d "$ROOT/var/tmp/consul-tls.XXXXXX")
-      (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -server -dc "$RL_CONSUL_DATACENTER" \
+      (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -server -dc "$RL_CONSUL_DATACENTER" -days 1825 \
         -ca "$ROOT$TLS_DIR/ca.pem" -key "$ROOT$TLS_DIR/ca-key.pem" -additional-ipaddress "$PRIVATE_IP" >/dev/null)
       put_file "$TLS_DIR/server.pem" 0644 root:root "$(cat "$work/$RL_CONSUL_DATACENTER-server-consul-0.pem")"
       put_file "$TLS_DIR/server-key.pem" 0640 root:consul "$(cat "$work/$RL_CONSUL_DATACENTER-server-consul-0-key.pem")"

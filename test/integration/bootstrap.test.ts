@@ -459,6 +459,8 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(cert).toContain("DNS:server.dc1.consul");
       expect(cert).toContain(`IP Address:${IDENTITY.privateIp}`);
       execFileSync("openssl", ["verify", "-CAfile", tls.caFile, join(sb.root, "etc/consul.d/tls/server.pem")]);
+      // Valid as long as a CA of `consul tls ca create` (5 years), not 1.
+      expect(() => execFileSync("openssl", ["x509", "-noout", "-checkend", String(4 * 365 * 86400), "-in", join(sb.root, "etc/consul.d/tls/server.pem")], { stdio: "pipe" }), "valid for more than 4 years").not.toThrow();
       // consul validate with the paths as the sandbox holds them.
       const rebased = join(sb.dir, "consul-rebased.hcl");
       writeFileSync(rebased, hcl.replaceAll('"/etc/consul.d/', `"${sb.root}/etc/consul.d/`));

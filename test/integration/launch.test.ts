@@ -335,6 +335,18 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     }
   });
 
+  it("ship: a NAT node's memory: the agent holding its route and the Consul client agent, measured (RSS) for the instance type", () => {
+    const rssMib = (name: string) => {
+      const pids = processes.filter((p) => p.name === name && !p.hasExited).map((p) => p.pid!);
+      expect(pids, name).toHaveLength(1);
+      return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pids[0]}/status`, "utf8"))![1]) / 1024;
+    };
+    const figures = nats.map((n) => ({ node: n.node.role, agent: rssMib(`routeleader ${n.node.role}`), consul: rssMib(`consul ${n.node.role}`) }));
+    console.log(`NAT node RSS (MiB): ${figures.map((f) => `${f.node} agent ${f.agent.toFixed(0)} + consul ${f.consul.toFixed(0)}`).join("; ")}`);
+    // t4g.micro (1 GiB), the default: both together well under half of it.
+    for (const f of figures) expect(f.agent + f.consul, f.node).toBeLessThan(400);
+  });
+
   it("ship: a NAT node's token may write its cluster's keys but is refused outside its prefix and cannot read the ACL system", async () => {
     const nat = nats[0]!;
     const token = nat.sb.read("/etc/routeleader/consul-token").trim();
