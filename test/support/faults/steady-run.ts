@@ -229,7 +229,14 @@ export async function runSteady(topology: Topology, spec: SteadySpec): Promise<S
     }
     const writes = routeWrites(world.proxy.calls().slice(logStart), system.lane.tableId);
     const changes = routeChanges(writes, holder.instanceId);
-    if (changes) incidents.push({ t: new Date(finishedAtMs).toISOString(), atS: atS(finishedAtMs), kind: "route-change", reason: `${changes} route change(s) in the proxy's log: ${writes.map((w) => `${w.caller}@+${atS(w.time)}s`).join(", ")}` });
+    // Each route change at its write's time, so it joins the episode it belongs to.
+    let target: string | undefined = holder.instanceId;
+    for (const w of writes) {
+      const next = w.params.InstanceId ?? w.params.NetworkInterfaceId;
+      if (w.status !== 200 || w.action === "DeleteRoute" || next === target) continue;
+      incidents.push({ t: new Date(w.time).toISOString(), atS: atS(w.time), host: w.caller, kind: "route-change", reason: `${w.action} by ${w.caller}: route → ${world.hostByInstance(next)?.name ?? next}` });
+      target = next;
+    }
     const stray = splitBrainWrites(writes, system.claims());
     const failovers = episodes(incidents, bursts, spec.starve.burstMs / 1000);
     await Promise.all(world.hosts.map((h) => system.stop(h)));
