@@ -186,15 +186,29 @@ if [ "$RL_CONSUL_SECURITY" = secure ]; then
     put_file "$TLS_DIR/ca-key.pem" 0600 root:root "$(ssm_secret "$RL_CA_KEY_PARAM")"
     if [ ! -f "$ROOT$TLS_DIR/server.pem" ] || changed "$TLS_DIR/ca.pem" "$TLS_DIR/ca-key.pem"; then
       work=$(mktemp -d "$ROOT/var/tmp/consul-tls.XXXXXX")
-      (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -server -dc "$RL_CONSUL_DATACENTER" \
+      (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -server -dc "$RL_CONSUL_DATACENTER" -days 1825 \
         -ca "$ROOT$TLS_DIR/ca.pem" -key "$ROOT$TLS_DIR/ca-key.pem" -additional-ipaddress "$PRIVATE_IP" >/dev/null)
       put_file "$TLS_DIR/server.pem" 0644 root:root "$(cat "$work/$RL_CONSUL_DATACENTER-server-consul-0.pem")"
       put_file "$TLS_DIR/server-key.pem" 0640 root:consul "$(cat "$work/$RL_CONSUL_DATACENTER-server-consul-0-key.pem")"
       rm -rf "$work"
     fi
   elif [ -n "$RL_ACL_TOKEN_PARAM" ]; then
-    # existing mode: the operator's routeleader token; the client certificate by auto_encrypt.
-    :
+    # existing mode: the operator's routeleader token; the RPC certificate by auto_encrypt. The
+    # HTTPS listener on loopback needs one this node can verify: auto_encrypt's is signed by the
+    # servers' Connect CA (and renewed every few days), and the parameters' CA key stays with the
+    # operator. So a CA made here, for this node's loopback only, signs one certificate (127.0.0.1,
+    # localhost) and its key is deleted at once: nothing else can ever be signed with it.
+    if [ ! -f "$ROOT$TLS_DIR/loopback.pem" ]; then
+      mkdir -p "$ROOT/var/tmp"
+      work=$(mktemp -d "$ROOT/var/tmp/consul-tls.XXXXXX")
+      (cd "$work" && "$ROOT$CONSUL_BIN" tls ca create -days 3650 -common-name "routeleader loopback CA $INSTANCE_ID" >/dev/null &&
+        "$ROOT$CONSUL_BIN" tls cert create -client -dc "$RL_CONSUL_DATACENTER" -days 3650 \
+          -ca consul-agent-ca.pem -key consul-agent-ca-key.pem >/dev/null)
+      put_file "$TLS_DIR/loopback-ca.pem" 0644 root:root "$(cat "$work/consul-agent-ca.pem")"
+      put_file "$TLS_DIR/loopback.pem" 0644 root:root "$(cat "$work/$RL_CONSUL_DATACENTER-client-consul-0.pem")"
+      put_file "$TLS_DIR/loopback-key.pem" 0640 root:consul "$(cat "$work/$RL_CONSUL_DATACENTER-client-consul-0-key.pem")"
+      rm -rf "$work"
+    fi
   else
     # This node's own token and client certificate, made by the servers' leader
     # (node-credentials.sh) once it sees this instance; the management token never comes here.
@@ -262,8 +276,13 @@ fi
 encrypt = \"$GOSSIP_KEY\""
 if [ "$RL_CONSUL_SECURITY" = secure ] && [ "$RL_ROLE" = nat ] && [ -n "$RL_ACL_TOKEN_PARAM" ]; then
   consul_hcl+="
-# secure, existing Consul: TLS for RPC with a certificate from the servers (auto_encrypt); the
-# HTTP API stays on loopback.
+# secure, existing Consul: TLS for RPC with a certificate from the servers (auto_encrypt), the
+# servers verified against the CA parameter; the HTTP API over HTTPS on loopback only, with the
+# certificate of this node's loopback CA.
+ports {
+  http = -1
+  https = 8501
+}
 tls {
   defaults {
     ca_file = \"$TLS_DIR/ca.pem\"
@@ -271,6 +290,12 @@ tls {
   }
   internal_rpc {
     verify_server_hostname = true
+  }
+  https {
+    ca_file = \"$TLS_DIR/loopback-ca.pem\"
+    cert_file = \"$TLS_DIR/loopback.pem\"
+    key_file = \"$TLS_DIR/loopback-key.pem\"
+    verify_incoming = false
   }
 }
 auto_encrypt {
@@ -338,7 +363,7 @@ StandardError=journal
 
 [Install]
 WantedBy=multi-user.target"
-if changed /etc/consul.d/consul.hcl /etc/systemd/system/consul.service "$consul_marker" "$TLS_DIR/server.pem" "$TLS_DIR/client.pem"; then RESTART+=(consul.service); fi
+if changed /etc/consul.d/consul.hcl /etc/systemd/system/consul.service "$consul_marker" "$TLS_DIR/server.pem" "$TLS_DIR/client.pem" "$TLS_DIR/loopback.pem"; then RESTART+=(consul.service); fi
 
 # ---------------------------------------------------------------- servers: NAT node credentials
 if [ "$RL_ROLE" = server ] && [ "$RL_CONSUL_SECURITY" = secure ]; then
@@ -428,10 +453,11 @@ WantedBy=multi-user.target"
   fi
   consul_address=http://127.0.0.1:8500
   ca_line=""
-  if [ "$RL_CONSUL_SECURITY" = secure ] && [ -z "$RL_ACL_TOKEN_PARAM" ]; then
+  if [ "$RL_CONSUL_SECURITY" = secure ]; then
     consul_address=https://127.0.0.1:8501
+    if [ -n "$RL_ACL_TOKEN_PARAM" ]; then ca=$TLS_DIR/loopback-ca.pem; else ca=$TLS_DIR/ca.pem; fi
     ca_line="
-  caFile: $TLS_DIR/ca.pem"
+  caFile: $ca"
   fi
   token_line=""
   if [ -n "$ACL_TOKEN" ]; then

@@ -13,7 +13,8 @@
 # is no longer a pending, running, stopping or stopped instance of the cluster (terminated,
 # shutting down, gone, or its routeleader:cluster tag removed) loses its token (deleted from
 # Consul: every request with it gets 403) and its SSM parameters. A stopped instance keeps its
-# own: it starts again with the token on its disk.
+# own: it starts again with the token on its disk. The Consul client of such an instance is
+# force-left once it has failed.
 # Sandbox hooks as in bootstrap.sh: ROOT prefixes every path, programs come from PATH.
 set -euo pipefail
 ROOT=${ROOT:-}
@@ -104,7 +105,7 @@ for id in "${mint[@]}"; do
   [ -z "${holders[$id]:-}" ] || revoke "$id" "unfinished by an earlier run"
   started=$SECONDS
   work=$(mktemp -d)
-  (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -client -dc "$RL_CONSUL_DATACENTER" \
+  (cd "$work" && "$ROOT$CONSUL_BIN" tls cert create -client -dc "$RL_CONSUL_DATACENTER" -days 1825 \
     -ca "$ROOT$TLS_DIR/ca.pem" -key "$ROOT$TLS_DIR/ca-key.pem" >/dev/null)
   body=$(python3 -c 'import json, sys
 print(json.dumps({"Description": "routeleader NAT node " + sys.argv[1], "Policies": [{"Name": sys.argv[2]}],
@@ -126,3 +127,20 @@ done
 for id in "${!holders[@]}"; do
   [[ $keep == *" $id "* ]] || revoke "$id" "terminated or no longer in cluster $RL_CLUSTER"
 done
+
+# The Consul clients of gone NAT instances, once failed, are force-left (pruned): they leave the
+# member list now rather than after Consul's 72 h reap, and the agents need no operator right.
+# Never a server, never a member that is not failed, never one whose instance is kept (a stopped
+# instance comes back).
+while read -r node; do
+  [ -n "$node" ] || continue
+  [[ $keep == *" $node "* ]] && continue
+  if consul_api PUT "/v1/agent/force-leave/$node?prune" >/dev/null; then
+    log "force-left the Consul client $node (failed; instance terminated or no longer in cluster $RL_CLUSTER)"
+  else
+    log "force-leave of the Consul client $node failed; trying again next run"
+  fi
+done <<<"$(consul_api GET /v1/agent/members | python3 -c 'import json, re, sys
+for m in json.load(sys.stdin):
+    if m.get("Status") == 4 and (m.get("Tags") or {}).get("role") == "node" and re.fullmatch(r"i-[0-9a-f]{8,17}", m["Name"]):
+        print(m["Name"])')"

@@ -10,8 +10,8 @@ ROOT=${ROOT:-}
 RL_ROLE=${RL_ROLE:-nat}
 RL_IMDS_ENDPOINT=${RL_IMDS_ENDPOINT:-http://169.254.169.254}
 RL_CONSUL_SECURITY=${RL_CONSUL_SECURITY:-secure}
-# secure mode serves the local Consul API over HTTPS only (existing mode's NAT nodes: HTTP on loopback).
-if [ "$RL_CONSUL_SECURITY" = secure ] && { [ "$RL_ROLE" = server ] || [ -z "${RL_ACL_TOKEN_PARAM:-}" ]; }; then
+# secure mode serves the local Consul API over HTTPS only, on loopback.
+if [ "$RL_CONSUL_SECURITY" = secure ]; then
   RL_CONSUL_HTTP_ADDR=${RL_CONSUL_HTTP_ADDR:-https://127.0.0.1:8501}
 else
   RL_CONSUL_HTTP_ADDR=${RL_CONSUL_HTTP_ADDR:-http://127.0.0.1:8500}
@@ -111,8 +111,9 @@ rm -f "$reason"
 healthy() {
   systemctl is-active --quiet consul.service || { echo "consul.service is not running"; return 1; }
   local leader h
-  local ca=()
-  [ ! -f "$ROOT/etc/consul.d/tls/ca.pem" ] || ca=(--cacert "$ROOT/etc/consul.d/tls/ca.pem")
+  local ca=() f
+  # The CA of the local HTTPS API: existing mode's loopback CA, else the cluster's.
+  for f in "$ROOT/etc/consul.d/tls/ca.pem" "$ROOT/etc/consul.d/tls/loopback-ca.pem"; do [ ! -f "$f" ] || ca=(--cacert "$f"); done
   leader=$(curl -fsS --max-time 2 "${ca[@]}" "$RL_CONSUL_HTTP_ADDR/v1/status/leader" 2>&1) || leader=""
   [[ $leader == *:* ]] || { echo "the Consul agent has not joined a cluster with a leader"; return 1; }
   [ "$RL_ROLE" = nat ] || return 0

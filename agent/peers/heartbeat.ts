@@ -21,6 +21,8 @@ export interface PeerHeartbeatDeps {
 /** How often the member list (every instance of the cluster's service, with its heartbeat address) is re-read. */
 const MEMBERS_POLL_MS = 1000;
 const DESTROY_TIMEOUT_MS = 2000;
+/** A heartbeat from an unknown sender re-reads the member list at most this often. */
+const MEMBERS_REFRESH_MS = 250;
 
 /** The service meta key that advertises a member's heartbeat address. */
 export const PEER_META = "peer";
@@ -35,11 +37,15 @@ export class PeerHeartbeat {
   /** instanceId → heartbeat address ("" for a member that advertises none: it still counts in the quorum). */
   private members = new Map<string, string>();
   private readonly heard = new Map<string, PeerHeard>();
+  /** Members with a heartbeat address → since when this node has expected their heartbeats (listed at that address). */
+  private readonly expected = new Map<string, number>();
   private keys: HeldKey[] = [];
   private readonly destroyed = new Set<string>();
   private readonly said = new Map<string, string>();
   private readonly majoritySince = new Map<string, number>();
   private seq = 0;
+  private refreshing: Promise<void> | undefined;
+  private lastRefresh = -Infinity;
   private silent: string[] = [];
 
   constructor(private readonly deps: PeerHeartbeatDeps) {}
@@ -88,18 +94,40 @@ export class PeerHeartbeat {
   }
 
   private async pollMembers(signal: AbortSignal): Promise<void> {
-    const { api, config, clock, log } = this.deps;
     while (!signal.aborted) {
-      try {
-        const instances = await api.healthService(config.consul.serviceName, { timeoutMs: MEMBERS_POLL_MS });
-        const next = new Map<string, string>();
-        for (const i of instances) if (i.meta.cluster === config.cluster && i.meta.instanceId) next.set(i.meta.instanceId, i.meta[PEER_META] ?? "");
-        if ([...next.keys()].sort().join() !== [...this.members.keys()].sort().join()) log.info({ step: "peers", members: [...next.keys()].sort() }, `peer members: ${next.size}`);
-        this.members = next;
-      } catch {
-        // Cut off from Consul: the last member list stands (a shorter list could only lower the quorum).
+      await this.refreshMembers();
+      await this.deps.clock.sleep(MEMBERS_POLL_MS, signal).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A heartbeat from a sender not (yet) in the member list at that address: read the list now
+   * rather than at the next poll, so a holder hears of a member that just joined within a round
+   * trip and its heartbeats reach it (at most one read per MEMBERS_REFRESH_MS, whoever sends).
+   */
+  private refreshSoon(): void {
+    const now = this.deps.clock.now();
+    if (this.refreshing || now - this.lastRefresh < MEMBERS_REFRESH_MS) return;
+    this.refreshing = this.refreshMembers().finally(() => (this.refreshing = undefined));
+  }
+
+  private async refreshMembers(): Promise<void> {
+    const { api, config, clock, log } = this.deps;
+    this.lastRefresh = clock.now();
+    try {
+      const instances = await api.healthService(config.consul.serviceName, { timeoutMs: MEMBERS_POLL_MS });
+      const next = new Map<string, string>();
+      for (const i of instances) if (i.meta.cluster === config.cluster && i.meta.instanceId) next.set(i.meta.instanceId, i.meta[PEER_META] ?? "");
+      if ([...next.keys()].sort().join() !== [...this.members.keys()].sort().join()) log.info({ step: "peers", members: [...next.keys()].sort() }, `peer members: ${next.size}`);
+      const now = clock.now();
+      for (const [id, address] of next) {
+        if (!parsePeerAddress(address)) this.expected.delete(id);
+        else if (this.members.get(id) !== address || !this.expected.has(id)) this.expected.set(id, now);
       }
-      await clock.sleep(MEMBERS_POLL_MS, signal).catch(() => undefined);
+      for (const id of [...this.expected.keys()]) if (!next.has(id)) this.expected.delete(id);
+      this.members = next;
+    } catch {
+      // Cut off from Consul: the last member list stands (a shorter list could only lower the quorum).
     }
   }
 
@@ -107,7 +135,7 @@ export class PeerHeartbeat {
     const hb = decodeHeartbeat(data);
     if (!hb || hb.cluster !== this.deps.config.cluster || hb.from === this.deps.instanceId) return;
     // Only a member, from the address it advertises in Consul.
-    if (parsePeerAddress(this.members.get(hb.from))?.host !== fromAddress.replace(/^::ffff:/, "")) return;
+    if (parsePeerAddress(this.members.get(hb.from))?.host !== fromAddress.replace(/^::ffff:/, "")) return this.refreshSoon();
     const now = this.deps.clock.now();
     const before = this.heard.get(hb.from);
     const silenceMs = this.deps.config.peers.interval * this.deps.config.peers.misses;
@@ -136,7 +164,7 @@ export class PeerHeartbeat {
     const { config, instanceId, clock } = this.deps;
     const silenceMs = config.peers.interval * config.peers.misses;
     const now = clock.now();
-    const verdicts = judgeHolders({ self: instanceId, members: [...this.members.keys()], heard: this.heard, keys: this.keys, now, silenceMs, backupAfterMs: silenceMs, destroyed: this.destroyed, majoritySince: this.majoritySince });
+    const verdicts = judgeHolders({ self: instanceId, members: [...this.members.keys()], heard: this.heard, expectedSince: this.expected, keys: this.keys, now, silenceMs, backupAfterMs: silenceMs, destroyed: this.destroyed, majoritySince: this.majoritySince });
     for (const session of this.majoritySince.keys()) if (!verdicts.some((v) => v.session === session && v.voters.length >= v.quorum)) this.majoritySince.delete(session);
     for (const v of verdicts) {
       if (v.voters.length >= v.quorum && !this.majoritySince.has(v.session)) this.majoritySince.set(v.session, now);

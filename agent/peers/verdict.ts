@@ -3,6 +3,13 @@
  * of the cluster's members agrees that a holder is silent, and which member destroys its
  * session. The quorum counts every known member (the silent holder too), never only the ones
  * that still answer: a lone partitioned peer hears nobody, yet its vote is one of N.
+ *
+ * Silent: heard before and not heard for the silence window. For this node's own vote on a
+ * holder, also: never heard although it advertises a heartbeat address and this node has
+ * expected it for the window (a follower that restarted after the holder's last heartbeat could
+ * never vote otherwise). Such a holder is never in this node's reports to the others, so a
+ * majority always includes a member that heard the holder and lost it: members that all just
+ * started, or a heartbeat port closed everywhere, never evict anyone.
  */
 
 /** What this node last heard from one peer (monotonic ms of receipt) and the peers it reported silent. */
@@ -22,8 +29,14 @@ export interface VerdictInput {
   readonly self: string;
   /** Every member of the cluster as Consul lists it (this node included). */
   readonly members: readonly string[];
-  /** Last heartbeat received per peer. A peer never heard is never judged silent. */
+  /** Last heartbeat received per peer. */
   readonly heard: ReadonlyMap<string, PeerHeard>;
+  /**
+   * Members that advertise a heartbeat address, and since when this node has expected their
+   * heartbeats (it listens and saw them listed at that address). A member neither heard nor
+   * expected (no address: an agent without peer heartbeats) is never judged silent.
+   */
+  readonly expectedSince?: ReadonlyMap<string, number>;
   readonly keys: readonly HeldKey[];
   readonly now: number;
   /** interval × misses: no heartbeat for this long is silence. */
@@ -49,7 +62,7 @@ export interface Verdict {
   readonly reason: string;
 }
 
-/** Peers this node heard before and has not heard for `silenceMs`. */
+/** Peers this node heard before and has not heard for `silenceMs` (what its heartbeats report). */
 export function silentPeers(self: string, heard: ReadonlyMap<string, PeerHeard>, now: number, silenceMs: number): string[] {
   return [...heard.entries()]
     .filter(([id, h]) => id !== self && now - h.at >= silenceMs)
@@ -65,7 +78,7 @@ function fresh(h: PeerHeard | undefined, now: number, silenceMs: number): h is P
   return h !== undefined && now - h.at < silenceMs;
 }
 
-/** One verdict per silent holder of a key (none for a holder this node still hears or never heard). */
+/** One verdict per silent holder of a key (none for a holder this node still hears, or never heard and does not expect yet). */
 export function judgeHolders(input: VerdictInput): Verdict[] {
   const { self, heard, now, silenceMs } = input;
   const members = [...new Set([...input.members, self])].sort();
@@ -79,24 +92,27 @@ export function judgeHolders(input: VerdictInput): Verdict[] {
   const verdicts: Verdict[] = [];
   for (const [session, { holder, routes }] of bySession) {
     if (holder === self || !members.includes(holder) || input.destroyed.has(session)) continue;
-    const last = heard.get(holder);
-    if (!last || now - last.at < silenceMs) continue;
+    // Its last heartbeat, or (never heard) since when this node has expected one.
+    const neverHeard = !heard.has(holder);
+    const last = heard.get(holder)?.at ?? input.expectedSince?.get(holder);
+    if (last === undefined || now - last < silenceMs) continue;
     const agreeing = members.filter((m) => m !== self && m !== holder && fresh(heard.get(m), now, silenceMs) && heard.get(m)!.silent.includes(holder));
     const voters = [self, ...agreeing];
     const base = { holder, session, routes: routes.sort(), voters, quorum };
-    const silentFor = Math.round(now - last.at);
+    const silence = `${holder} ${neverHeard ? "never heard in" : "silent for"} ${Math.round(now - last)} ms`;
     if (voters.length < quorum) {
-      verdicts.push({ ...base, act: false, reason: `${holder} silent for ${silentFor} ms, but only ${voters.length} of ${members.length} members agree (quorum ${quorum}): not evicting` });
+      verdicts.push({ ...base, act: false, reason: `${silence}, but only ${voters.length} of ${members.length} members agree (quorum ${quorum}): not evicting` });
       continue;
     }
     const first = [...voters].sort()[0];
-    const act = first === self || now - (input.majoritySince.get(session) ?? now) >= input.backupAfterMs;
+    // A voter that never heard the holder may be the only one to see this majority (the others do not count it): it acts at once.
+    const act = first === self || neverHeard || now - (input.majoritySince.get(session) ?? now) >= input.backupAfterMs;
     verdicts.push({
       ...base,
       act,
       reason: act
-        ? `${holder} silent for ${silentFor} ms and ${voters.length} of ${members.length} members agree (quorum ${quorum}): destroying its session${first === self ? "" : ` (backup for ${first})`}`
-        : `${holder} silent for ${silentFor} ms, ${voters.length} of ${members.length} agree: ${first} destroys its session`,
+        ? `${silence} and ${voters.length} of ${members.length} members agree (quorum ${quorum}): destroying its session${first === self || neverHeard ? "" : ` (backup for ${first})`}`
+        : `${silence}, ${voters.length} of ${members.length} agree: ${first} destroys its session`,
     });
   }
   return verdicts;

@@ -13,10 +13,11 @@ import { BootstrapSandbox, mutatingCalls, type Call, type RunResult } from "../s
 import { evaluateConditions, loadTemplate, REPO, resolve } from "../support/cfn.js";
 import { startConsulDev, type StartedConsul } from "../support/consul.js";
 import { makeTlsMaterial, type TlsMaterial } from "../support/consul-secure.js";
+import { ConsulApi, ConsulConnection } from "../../agent/consul/index.js";
 import { createSubnet, createTable, createVpc, identityOf, readRoute, runInstance } from "../support/ec2-world.js";
 import { startHttpRelay } from "../support/http-relay.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
-import { freePort } from "../support/ports.js";
+import { freePort, freePorts } from "../support/ports.js";
 import { ManagedProcess, waitUntil } from "../support/process.js";
 import { buildRelease, sha256Of, type ReleaseArtifact } from "../support/release.js";
 import { s3Upload } from "../support/s3.js";
@@ -458,6 +459,8 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(cert).toContain("DNS:server.dc1.consul");
       expect(cert).toContain(`IP Address:${IDENTITY.privateIp}`);
       execFileSync("openssl", ["verify", "-CAfile", tls.caFile, join(sb.root, "etc/consul.d/tls/server.pem")]);
+      // Valid as long as a CA of `consul tls ca create` (5 years), not 1.
+      expect(() => execFileSync("openssl", ["x509", "-noout", "-checkend", String(4 * 365 * 86400), "-in", join(sb.root, "etc/consul.d/tls/server.pem")], { stdio: "pipe" }), "valid for more than 4 years").not.toThrow();
       // consul validate with the paths as the sandbox holds them.
       const rebased = join(sb.dir, "consul-rebased.hcl");
       writeFileSync(rebased, hcl.replaceAll('"/etc/consul.d/', `"${sb.root}/etc/consul.d/`));
@@ -500,6 +503,81 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(sb.read("/etc/routeleader/consul-token")).toBe(`${NODE_TOKEN}\n`);
       expect(sb.mode("/etc/routeleader/consul-token")).toBe("600");
     });
+
+    it("ship: existing Consul, secure: the NAT node's agent API is HTTPS only on 127.0.0.1:8501 with a certificate of a loopback CA made at boot (its key gone), RPC by auto_encrypt against the CA parameter; a real agent joins a real server so and routeleader's client verifies it", async () => {
+      const { sb, env } = sandboxWithRelease();
+      secrets(sb);
+      // The operator's routeleader token; here the server's management token, as this test is about transport.
+      sb.putSsmParameter("/rl/acl-token", MANAGEMENT);
+      const existing = { ...env, ...secureEnv, RL_ACL_TOKEN_PARAM: "/rl/acl-token" };
+      const res = await sb.run(SCRIPT, existing);
+      expect(res.code, res.output).toBe(0);
+      const hcl = sb.read("/etc/consul.d/consul.hcl");
+      expect(hcl).toMatch(/ports \{\n {2}http = -1\n {2}https = 8501\n\}/);
+      expect(hcl).toMatch(/auto_encrypt \{\n {2}tls = true\n\}/);
+      expect(hcl).toContain('cert_file = "/etc/consul.d/tls/loopback.pem"');
+      const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
+      expect(cfg.consul).toEqual({ address: "https://127.0.0.1:8501", caFile: "/etc/consul.d/tls/loopback-ca.pem", tokenFile: "/etc/routeleader/consul-token" });
+      expect((await releaseValidate(sb, join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
+      // The loopback certificate: for 127.0.0.1, signed by the node's own CA (not the cluster's), whose key is nowhere.
+      const tlsDir = join(sb.root, "etc/consul.d/tls");
+      execFileSync("openssl", ["verify", "-CAfile", join(tlsDir, "loopback-ca.pem"), join(tlsDir, "loopback.pem")]);
+      expect(() => execFileSync("openssl", ["verify", "-CAfile", tls.caFile, join(tlsDir, "loopback.pem")], { stdio: "pipe" })).toThrow();
+      expect(execFileSync("openssl", ["x509", "-noout", "-ext", "subjectAltName", "-in", join(tlsDir, "loopback.pem")], { encoding: "utf8" })).toContain("IP Address:127.0.0.1");
+      expect([...sb.snapshot().keys()].filter((k) => k.endsWith("key.pem"))).toEqual(["/etc/consul.d/tls/loopback-key.pem"]);
+      expect(sb.mode("/etc/consul.d/tls/loopback-key.pem")).toBe("640");
+      const rebased = join(sb.dir, "consul-rebased.hcl");
+      writeFileSync(rebased, hcl.replaceAll('"/etc/consul.d/', `"${sb.root}/etc/consul.d/`));
+      const valid = await consulValidate(rebased);
+      expect(valid.code, valid.out).toBe(0);
+      // A second run keeps the certificate (no Consul restart).
+      const again = await sb.run(SCRIPT, existing);
+      expect(again.code, again.output).toBe(0);
+      expect(again.output).toContain("done: 0 file(s) written, restarted: none");
+
+      // A real server (the CA parameter's, auto_encrypt.allow_tls) and the rendered client config
+      // in a real agent; only addresses, ports and paths are moved onto this host.
+      const [srvHttps, srvSerf, srvWan, srvRpc, cliHttps, cliSerf] = await freePorts(6);
+      const dir = join(sb.dir, "real");
+      mkdirSync(join(dir, "srv"), { recursive: true });
+      mkdirSync(join(dir, "cli"), { recursive: true });
+      writeFileSync(join(dir, "srv", "server.hcl"), [
+        'node_name = "srv"', 'datacenter = "dc1"', `data_dir = "${dir}/srv-data"`, 'bind_addr = "127.0.0.1"', 'client_addr = "127.0.0.1"',
+        "server = true", "bootstrap_expect = 1", `encrypt = "${GOSSIP}"`, "disable_update_check = true",
+        `ports {\n  http = -1\n  https = ${srvHttps}\n  serf_lan = ${srvSerf}\n  serf_wan = ${srvWan}\n  server = ${srvRpc}\n  dns = -1\n  grpc = -1\n  grpc_tls = -1\n}`,
+        `tls {\n  defaults {\n    ca_file = "${tls.caFile}"\n    cert_file = "${tls.serverCert}"\n    key_file = "${tls.serverKey}"\n    verify_outgoing = true\n  }\n  internal_rpc {\n    verify_incoming = true\n    verify_server_hostname = true\n  }\n  https {\n    verify_incoming = false\n  }\n}`,
+        "auto_encrypt {\n  allow_tls = true\n}",
+        `acl {\n  enabled = true\n  default_policy = "deny"\n  tokens {\n    initial_management = "${MANAGEMENT}"\n    agent = "${MANAGEMENT}"\n  }\n}`,
+      ].join("\n"));
+      writeFileSync(join(dir, "cli", "consul.hcl"), hcl
+        .replaceAll('"/etc/consul.d/', `"${sb.root}/etc/consul.d/`)
+        .replace('data_dir = "/opt/consul"', `data_dir = "${dir}/cli-data"`)
+        .replaceAll(`"${IDENTITY.privateIp}"`, '"127.0.0.1"')
+        .replace(/^retry_join = .*$/m, `retry_join = ["127.0.0.1:${srvSerf}"]`)
+        // server: the port auto_encrypt's first request goes to on the retry_join host.
+        .replace("ports {\n  http = -1\n  https = 8501\n}", `ports {\n  http = -1\n  https = ${cliHttps}\n  serf_lan = ${cliSerf}\n  serf_wan = -1\n  server = ${srvRpc}\n  dns = -1\n  grpc = -1\n  grpc_tls = -1\n}`));
+      const consul = binaryPath("consul");
+      const agents = [
+        new ManagedProcess(consul, ["agent", `-config-dir=${join(dir, "srv")}`], { name: "consul server (existing)", env: { ...process.env, CHECKPOINT_DISABLE: "1" } }),
+        new ManagedProcess(consul, ["agent", `-config-dir=${join(dir, "cli")}`], { name: "consul NAT client (existing)", env: { ...process.env, CHECKPOINT_DISABLE: "1" } }),
+      ];
+      try {
+        const local = `https://127.0.0.1:${cliHttps}`;
+        const api = new ConsulApi(new ConsulConnection({ address: local, token: MANAGEMENT, caFile: join(sb.root, cfg.consul.caFile) }));
+        // A KV write goes from the client to the server over RPC: TLS with the auto_encrypt certificate.
+        await waitUntil("a KV write through the NAT node's HTTPS API", async () => {
+          for (const a of agents) if (a.hasExited) throw new Error(`${a.name} exited:\n${a.output(30)}`);
+          return (await api.kvPut("routeleader/prod-nat/probe", "1").catch(() => false)) || undefined;
+        }, { timeoutMs: 90_000, intervalMs: 500 });
+        expect((await api.agentSelf()).nodeName).toBe(IDENTITY.instanceId);
+        expect((await api.members()).filter((m) => m.status === 1).map((m) => m.name).sort()).toEqual([IDENTITY.instanceId, "srv"].sort());
+        // The cluster CA does not verify the loopback listener: the loopback CA is what makes it verifiable.
+        const withClusterCa = new ConsulApi(new ConsulConnection({ address: local, token: MANAGEMENT, caFile: tls.caFile }));
+        await expect(withClusterCa.agentSelf()).rejects.toThrow(/not signed by the configured CA/);
+      } finally {
+        for (const a of agents.reverse()) await a.stop(10_000);
+      }
+    }, 180_000);
   });
 
   it("refuses to run without a cluster name, route tables, a release or a Consul checksum, before touching anything", async () => {
@@ -819,7 +897,7 @@ describe("shellcheck", () => {
     expect(scripts).toContain("bootstrap.sh");
   });
 
-  it.each(scripts)("scripts/%s is clean", async (name) => {
+  it.each(scripts)("ship: shellcheck: scripts/%s is clean", async (name) => {
     const res = await run("shellcheck", ["-x", join("scripts", name)], { cwd: REPO }).then(
       () => ({ code: 0, out: "" }),
       (e: { code: number; stdout: string }) => ({ code: e.code, out: e.stdout }),

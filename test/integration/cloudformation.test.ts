@@ -66,13 +66,13 @@ describe("cfn-lint", () => {
     expect(TEMPLATES).toEqual(["demo-vpc.yaml", "routeleader-nat.yaml"]);
   });
 
-  it("passes every template with the repository's .cfnlintrc: no error, no warning, no informational finding", async () => {
+  it("ship: cfn-lint passes every template with the repository's .cfnlintrc: no error, no warning, no informational finding", async () => {
     const res = await cfnLint([]);
     expect(res.out).toBe("");
     expect(res.code).toBe(0);
   });
 
-  it.each(TEMPLATES)("%s on its own, JSON output, two regions: no finding", async (name) => {
+  it.each(TEMPLATES)("ship: cfn-lint: %s on its own, JSON output, two regions: no finding", async (name) => {
     const res = await cfnLint(["--format", "json", "--include-checks", "I", "--regions", "us-east-1", "eu-west-1", "--", join("cloudformation", name)]);
     expect(JSON.parse(res.out)).toEqual([]);
     expect(res.code).toBe(0);
@@ -131,7 +131,7 @@ describe("template content", () => {
     await expect(run(process.execPath, [join(REPO, "scripts", "embed-user-data.mjs"), "--check"])).resolves.toBeDefined();
   });
 
-  it("the user data stays under EC2's 16 KB limit", () => {
+  it("ship: the user data stays under EC2's 16 KB limit", () => {
     const header = (nat.Resources.NatLaunchTemplate.Properties.LaunchTemplateData.UserData["Fn::Base64"]["Fn::Join"][1][0]["Fn::Sub"][0] as string).length;
     // Header with every parameter at its longest allowed value stays well under 2 KB.
     expect(Buffer.byteLength(USER_DATA) + header + 2048).toBeLessThan(16 * 1024);

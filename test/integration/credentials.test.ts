@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -8,8 +9,10 @@ import { binaryPath } from "../support/binaries.js";
 import { BootstrapSandbox, type RunResult } from "../support/bootstrap-sandbox.js";
 import { REPO } from "../support/cfn.js";
 import { makeTlsMaterial, startSecureConsul, type StartedSecureConsul, type TlsMaterial } from "../support/consul-secure.js";
+import { startConsul } from "../support/consul.js";
 import { createSubnet, createVpc, runInstance } from "../support/ec2-world.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
+import { waitUntil } from "../support/process.js";
 
 /**
  * scripts/node-credentials.sh, the servers' leader step that mints each NAT node's Consul token and
@@ -102,6 +105,11 @@ describe("ship: node credentials, minted and revoked by the Consul servers' lead
     expect(await ssmNames()).toEqual(namesOf(nodes.a, nodes.b, nodes.c, nodes.d));
     expect(await tokensOfCluster()).toEqual([nodes.a, nodes.b, nodes.c, nodes.d].map((i) => i.InstanceId).sort());
     for (const k of ["a", "b", "c", "d"] as const) expect(await useToken(nodes[k], await tokenOf(nodes[k]))).toEqual({ register: 200, session: 200 });
+    // The client certificate: signed by the cluster's CA, valid as long as a CA of `consul tls ca create` (5 years), not 1.
+    const cert = join(sb.dir, "client.pem");
+    writeFileSync(cert, await aws.ok("ssm", "get-parameter", "--name", `${PREFIX}/${nodes.a.InstanceId}/cert`, "--with-decryption", "--query", "Parameter.Value", "--output", "text"));
+    execFileSync("openssl", ["verify", "-CAfile", tls.caFile, cert], { stdio: "pipe" });
+    expect(() => execFileSync("openssl", ["x509", "-noout", "-checkend", String(4 * 365 * 86400), "-in", cert], { stdio: "pipe" }), "valid for more than 4 years").not.toThrow();
     // A second run finds nothing to do.
     const again = await step();
     expect(again.code, again.output).toBe(0);
@@ -130,6 +138,33 @@ describe("ship: node credentials, minted and revoked by the Consul servers' lead
     expect(again.output).not.toMatch(/credentials for|revoked/);
     expect(await ssmNames()).toEqual(namesOf(nodes.b, nodes.c));
   });
+
+  it("ship: the Consul client of a terminated NAT instance, once failed, is force-left by the leader; a failed client of a stopped instance is not", async () => {
+    const subnet = nodes.c.SubnetId!;
+    const [gone, paused] = [await runInstance(ec2, subnet, { "routeleader:cluster": CLUSTER }), await runInstance(ec2, subnet, { "routeleader:cluster": CLUSTER })];
+    const member = (name: string) => async () => ((await consul.call("GET", "/v1/agent/members")).json as { Name: string; Status: number }[]).find((m) => m.Name === name);
+    // Each instance's Consul client (plain gossip member; the server joins it), then killed as the instance goes.
+    for (const i of [gone, paused]) {
+      const client = await startConsul({ mode: "client", node: i.InstanceId! });
+      try {
+        expect((await consul.call("PUT", `/v1/agent/join/${client.serfLanAddr}`)).status).toBe(200);
+        await waitUntil(`${i.InstanceId} alive`, async () => ((await member(i.InstanceId!)())?.Status === 1 ? true : undefined), { timeoutMs: 20_000, intervalMs: 250 });
+      } finally {
+        await client.kill();
+      }
+    }
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [gone.InstanceId!] }));
+    await ec2.send(new StopInstancesCommand({ InstanceIds: [paused.InstanceId!] }));
+    for (const i of [gone, paused]) await waitUntil(`${i.InstanceId} failed`, async () => ((await member(i.InstanceId!)())?.Status === 4 ? true : undefined), { timeoutMs: 60_000, intervalMs: 500 });
+    const res = await step();
+    expect(res.code, res.output).toBe(0);
+    expect(res.output).toContain(`force-left the Consul client ${gone.InstanceId} (failed; instance terminated or no longer in cluster ${CLUSTER})`);
+    // Pruned: gone from the member list (or at least left), while the stopped one stays failed.
+    expect((await member(gone.InstanceId!)())?.Status ?? 3).toBe(3);
+    expect((await member(paused.InstanceId!)())?.Status).toBe(4);
+    // Servers are never force-left by this step, nor alive members.
+    expect((await member("secure")())?.Status).toBe(1);
+  }, 120_000);
 
   it("ship: a run that stopped half-way (a certificate parameter and a token, no token parameter) is started afresh: one complete set, the stray token deleted", async () => {
     const subnet = nodes.c.SubnetId!;

@@ -281,6 +281,7 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     expect(world.userData.server).toContain("RL_MANAGEMENT_TOKEN_PARAM='/rl/launch/management-token'");
     expect(world.userData.nat).not.toContain("management-token");
     expect(Buffer.byteLength(world.userData.nat)).toBeLessThan(16 * 1024);
+    expect(Buffer.byteLength(world.userData.server)).toBeLessThan(16 * 1024);
   });
 
   it("ship: every server forms the quorum and signals SUCCESS; every NAT instance gets its own credentials, joins over TLS, runs the agent and signals SUCCESS", async () => {
@@ -332,6 +333,18 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
       }, { timeoutMs: 90_000, intervalMs: 500 });
       expect(natIds.has(route.InstanceId)).toBe(true);
     }
+  });
+
+  it("ship: a NAT node's memory: the agent holding its route and the Consul client agent, measured (RSS) for the instance type", () => {
+    const rssMib = (name: string) => {
+      const pids = processes.filter((p) => p.name === name && !p.hasExited).map((p) => p.pid!);
+      expect(pids, name).toHaveLength(1);
+      return Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pids[0]}/status`, "utf8"))![1]) / 1024;
+    };
+    const figures = nats.map((n) => ({ node: n.node.role, agent: rssMib(`routeleader ${n.node.role}`), consul: rssMib(`consul ${n.node.role}`) }));
+    console.log(`NAT node RSS (MiB): ${figures.map((f) => `${f.node} agent ${f.agent.toFixed(0)} + consul ${f.consul.toFixed(0)}`).join("; ")}`);
+    // t4g.micro (1 GiB), the default: both together well under half of it.
+    for (const f of figures) expect(f.agent + f.consul, f.node).toBeLessThan(400);
   });
 
   it("ship: a NAT node's token may write its cluster's keys but is refused outside its prefix and cannot read the ACL system", async () => {

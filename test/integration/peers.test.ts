@@ -9,12 +9,20 @@ import { runFaultLab } from "../support/faults/run.js";
  *   silent, is 1 of 3 and leaves the healthy holder's session alone (scenario peer-lone-partition).
  * - A powered-off or partitioned holder is evicted by the two others: its session is destroyed
  *   without waiting for gossip, so the route moves well inside the gossip path's ~9 s.
+ * - A holder powered off right after a follower's agent restarted (the follower never heard it)
+ *   is evicted all the same: the restarted follower votes with the other (power-off-after-peer-restart).
  * Every trial also checks the lab's invariants: no stray write, no ping-pong, the liveness record.
  */
 
-const SCENARIOS = ["peer-lone-partition", "host-power-off", "holder-partition"];
+// The restart scenario before the partition: a healed partitioned holder's /status stays stale for ~2 s (see README, known gap).
+const SCENARIOS = ["peer-lone-partition", "power-off-after-peer-restart", "host-power-off", "holder-partition"];
 /** Fault → route moved, generous: the gossip path took 9.4 s p50 / 11.4 s p95 (docs/benchmarks/failover.json). */
 const PEER_EVICTION_BOUND_MS = 6500;
+/**
+ * The same after a follower's restart. Tighter: the gossip path it used to take was 6.4–8.7 s
+ * (bench:failover, default profile, 2026-12-03), the peers' path is ~2.2 s.
+ */
+const AFTER_RESTART_BOUND_MS = 5000;
 
 describe("peers: heartbeats between members, session destroyed by a majority", () => {
   it(
@@ -41,7 +49,7 @@ describe("peers: heartbeats between members, session destroyed by a majority", (
           expect(t!.routeChanges, where).toBe(0);
         } else {
           expect(t!.routeChanges, where).toBe(1);
-          expect(t!.ms, where).toBeLessThan(PEER_EVICTION_BOUND_MS);
+          expect(t!.ms, where).toBeLessThan(run.scenario === "power-off-after-peer-restart" ? AFTER_RESTART_BOUND_MS : PEER_EVICTION_BOUND_MS);
         }
       }
     },

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -136,6 +136,25 @@ describe("ship: npm run release", () => {
     expect(peakMib).toBeGreaterThan(10);
     expect(peakMib).toBeLessThan(100);
   });
+
+  it("ship: a fresh clone of HEAD builds it from tracked files alone: the same entries (chunk hashes aside), and plain node runs it", async () => {
+    const work = mkdtempSync(join(tmpdir(), "rl-clone-"));
+    try {
+      const clone = join(work, "clone");
+      await run("git", ["clone", "--quiet", REPO, clone]);
+      // The dependencies as npm ci installs them (the lock file's), not a copy of the checkout's work.
+      symlinkSync(realpathSync(join(REPO, "node_modules")), join(clone, "node_modules"));
+      const out = join(work, "out");
+      await run("npm", ["run", "--silent", "release", "--", "--out", out], { cwd: clone, maxBuffer: 16 * 1024 * 1024 });
+      const entries = async (tarball: string) => (await run("tar", ["-tzf", tarball], { maxBuffer: 16 * 1024 * 1024 })).stdout.split("\n").filter(Boolean).map((e) => e.replace(/-[A-Z0-9]{8}\.js$/, "-HASH.js")).sort();
+      expect(await entries(join(out, artifact.fileName))).toEqual(await entries(artifact.tarball));
+      await run("tar", ["-xzf", join(out, artifact.fileName), "-C", out]);
+      const version = await run(process.execPath, [join(out, "routeleader/dist/agent/cli.js"), "--version"], { cwd: out, env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: out } });
+      expect(version.stdout.trim()).toBe(artifact.version);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 180_000);
 
   it("ship: a broken config is refused by the artifact with exit code 3, as from the source tree", async () => {
     const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: extracted };

@@ -322,12 +322,35 @@ describe("Consul server role", () => {
   });
 });
 
+describe("ship: kms:Decrypt only for the key of the Consul secrets", () => {
+  const KEY = `arn:aws:kms:${REGION}:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
+  const SECURE = { ...BASE_PARAMS, ConsulCaParameter: "/routeleader/prod/ca", ConsulCaKeyParameter: "/routeleader/prod/ca-key", ConsulManagementTokenParameter: "/routeleader/prod/management-token" };
+  const VIA_SSM = { "kms:ViaService": `ssm.${REGION}.amazonaws.com` };
+
+  it("ship: with the AWS-managed aws/ssm key (the default) neither role gets any kms: action", () => {
+    for (const role of ["NatRole", "ConsulServerRole"]) expect([...actionsOf(rolePolicy(role, SECURE))].filter((a) => a.startsWith("kms:")), role).toEqual([]);
+  });
+
+  it("ship: with ConsulSecretsKmsKeyArn both roles may decrypt with that key, through SSM only, and with no other key", () => {
+    for (const role of ["NatRole", "ConsulServerRole"]) {
+      const policy = rolePolicy(role, { ...SECURE, ConsulSecretsKmsKeyArn: KEY });
+      expect([...actionsOf(policy)].filter((a) => a.startsWith("kms:")), role).toEqual(["kms:Decrypt"]);
+      expect(allows(policy, { action: "kms:Decrypt", resource: KEY, context: VIA_SSM }), role).toBe(true);
+      expect(allows(policy, { action: "kms:Decrypt", resource: KEY }), `${role} outside SSM`).toBe(false);
+      expect(allows(policy, { action: "kms:Decrypt", resource: KEY, context: { "kms:ViaService": `s3.${REGION}.amazonaws.com` } }), `${role} through S3`).toBe(false);
+      expect(allows(policy, { action: "kms:Decrypt", resource: KEY.replace("1234abcd", "99999999"), context: VIA_SSM }), `${role} another key`).toBe(false);
+    }
+  });
+});
+
 describe("docs/deploy.md", () => {
   it("documents every action of the NAT role in its IAM table, and no other", () => {
     const doc = readFileSync(join(REPO, "docs", "deploy.md"), "utf8");
     const section = doc.slice(doc.indexOf("## IAM policy"));
     const table = section.slice(0, section.indexOf("\n## ", 4) === -1 ? undefined : section.indexOf("\n## ", 4));
     const documented = new Set([...table.matchAll(/^\| `([a-z0-9]+:[A-Za-z]+)`/gm)].map((m) => m[1]!));
-    expect([...documented].sort()).toEqual([...actionsOf(rolePolicy("NatRole"))].sort());
+    // With every optional statement present: a customer-managed key for the secrets.
+    const key = `arn:aws:kms:${REGION}:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
+    expect([...documented].sort()).toEqual([...actionsOf(rolePolicy("NatRole", { ...BASE_PARAMS, ConsulSecretsKmsKeyArn: key }))].sort());
   });
 });

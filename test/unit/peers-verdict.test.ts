@@ -130,3 +130,42 @@ describe("peers: who evicts a holder", () => {
     expect(at(SILENCE)[0]?.act).toBe(true);
   });
 });
+
+/**
+ * A peer that (re)started after the holder's last heartbeat reached it has never heard the
+ * holder. The fault lab caught it: a holder powered off just after a follower restarted was
+ * evicted by nobody (the other follower alone is no majority) and the route waited for gossip,
+ * ~6.5 s instead of ~2.2 s, in a third of the default profile's power-off trials. Now a member
+ * that advertises a heartbeat address and that this node has expected for the silence window
+ * without a word counts as silent for this node's own vote — only when a member that did hear it
+ * reports it silent (so members that all just started, or a heartbeat port closed everywhere,
+ * never evict a holder nobody heard), and never in this node's reports to the others.
+ */
+describe("peers: a holder this node expected but never heard", () => {
+  const expecting = (entries: Record<string, number>): Map<string, number> => new Map(Object.entries(entries).map(([id, ago]) => [id, NOW - ago]));
+
+  it("a restarted follower that never heard the holder votes with the follower that lost it, and acts at once", () => {
+    const [v] = judgeHolders(input({ self: "i-c", heard: heard({ "i-b": [10, ["i-a"]] }), expectedSince: expecting({ "i-a": SILENCE, "i-b": SILENCE }) }));
+    expect(v?.act).toBe(true);
+    expect(v?.voters).toEqual(["i-c", "i-b"]);
+    expect(v?.reason).toMatch(/^i-a never heard in \d+ ms and 2 of 3 members agree \(quorum 2\): destroying its session$/);
+  });
+
+  it("members that all just started (nobody heard the holder): not evicting", () => {
+    const [v] = judgeHolders(input({ heard: heard({ "i-c": [10, []] }), expectedSince: expecting({ "i-a": 5000, "i-c": 5000 }) }));
+    expect(v?.act).toBe(false);
+    expect(v?.reason).toMatch(/never heard in 5000 ms, but only 1 of 3 members agree/);
+  });
+
+  it("is never in this node's reports to the others", () => {
+    expect(silentPeers("i-b", heard({ "i-c": [10] }), NOW, SILENCE)).toEqual([]);
+  });
+
+  it("a holder that advertises no heartbeat address (an older agent) is never judged", () => {
+    expect(judgeHolders(input({ heard: heard({ "i-c": [10, ["i-a"]] }), expectedSince: expecting({ "i-c": 5000 }) }))).toEqual([]);
+  });
+
+  it("expected for less than the window: no verdict yet", () => {
+    expect(judgeHolders(input({ heard: heard({ "i-c": [10, ["i-a"]] }), expectedSince: expecting({ "i-a": SILENCE - 1 }) }))).toEqual([]);
+  });
+});

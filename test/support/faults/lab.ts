@@ -58,7 +58,7 @@ function applies(sc: Scenario, system: FailoverSystem): boolean {
   return !sc.routeleaderOnly || system.lane.name.startsWith("routeleader");
 }
 
-async function startSystem(world: World, system: FailoverSystem): Promise<void> {
+export async function startSystem(world: World, system: FailoverSystem): Promise<void> {
   for (const h of system.lane.hosts) h.setHealthy(true);
   await world.resetRoute(system.lane);
   for (const h of system.lane.hosts) await system.start(h);

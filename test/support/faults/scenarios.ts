@@ -245,6 +245,27 @@ const peerLonePartition: Scenario = {
   },
 };
 
+/**
+ * A follower's agent restarts, and the holder is powered off as soon as that follower is ready
+ * (its session created), before it could hear the holder's heartbeat: the restarted follower must
+ * still vote with the other one, so the majority evicts the holder without waiting for gossip
+ * (issue #16; before, such a holder waited for Consul's gossip, ~6.5 s with the default profile).
+ */
+const powerOffAfterPeerRestart: Scenario = {
+  name: "power-off-after-peer-restart",
+  failover: true,
+  maxRouteChanges: 1,
+  routeleaderOnly: true,
+  async inject(world, system, holder) {
+    const follower = system.lane.hosts.find((h) => h !== holder) as Host;
+    await system.stop(follower);
+    await system.start(follower);
+    await waitUntil(`${follower.name} ready again`, async () => ((await system.ready(follower)) ? true : undefined), { timeoutMs: 30_000, intervalMs: 20 });
+    const t0 = await powerOff(world, holder);
+    return { t0, heal: () => powerOn(world, system, holder) };
+  },
+};
+
 /** The raft leader, cut off from the other servers and every client. */
 const consulMinorityPartition: Scenario = {
   name: "consul-minority-partition",
@@ -338,6 +359,7 @@ export const SCENARIOS: Scenario[] = [
   ec2Errors,
   instanceTerminated,
   peerLonePartition,
+  powerOffAfterPeerRestart,
 ];
 
 export function scenario(name: string): Scenario {

@@ -58,7 +58,7 @@ const STATUS_PORT = 9181;
 const REPO = join(import.meta.dirname, "..", "..", "..");
 const BASELINE = join(import.meta.dirname, "baseline");
 
-function python(): string {
+export function python(): string {
   return join(dirname(binaryPath("moto")), "python");
 }
 

@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { runInHub } from "../support/faults/run.js";
+import type { SteadyResult, SteadySpec } from "../support/faults/steady-run.js";
+
+/**
+ * False failovers (issue #16 goal 2), short: the steady-run of `npm run bench:false-failovers`
+ * for the default profile, 45 s with mild network delay and loss on every host (20 ± 10 ms, 1 %)
+ * and two CPU-starvation bursts on the holder (10 % of a core with a busy loop, 10 s each).
+ * The holder must keep its route and its session: no holder change, no release, no session
+ * destroyed by the peers. The conditions must really have applied: packets delayed and dropped
+ * on every host, the holder's cgroup throttled.
+ */
+
+const SPEC: SteadySpec = {
+  system: "routeleader-default",
+  minutes: 0.75,
+  netem: { delayMs: 20, jitterMs: 10, lossPercent: 1 },
+  starve: { cpuPercent: 10, burstMs: 10_000, everyMs: 20_000, spinner: true },
+};
+
+describe("false failovers: a steady cluster under jitter, loss and CPU starvation", () => {
+  it(
+    "default profile: no holder change, release or session destroy in 45 s with 2 starvation bursts on the holder",
+    async () => {
+      const lines: string[] = [];
+      let r: SteadyResult;
+      try {
+        r = await runInHub<SteadyResult>([SPEC.system], "false-failovers-hub.ts", SPEC, { timeoutMs: 150_000, onLine: (l) => lines.push(l) });
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n${lines.slice(-40).join("\n")}`);
+      }
+      const where = JSON.stringify({ failovers: r.failovers, nearMisses: r.nearMisses, bursts: r.burstList, netem: r.netem, load: r.loadAverage });
+      process.stderr.write(`false-failovers smoke: ${where}\n`);
+      expect(r.bursts, where).toBe(2);
+      for (const b of r.burstList) expect(b.throttledPeriods, where).toBeGreaterThan(0);
+      for (const [host, n] of Object.entries(r.netem)) {
+        expect(n.sent, `${host}: ${where}`).toBeGreaterThan(100);
+        expect(n.dropped, `${host}: ${where}`).toBeGreaterThan(0);
+      }
+      expect(r.consulSamples, where).toBeGreaterThan(20);
+      expect(r.failovers, where).toEqual([]);
+      expect(r.falseFailovers).toBe(0);
+      expect(r.strayWrites, where).toBe(0);
+    },
+    180_000,
+  );
+});
