@@ -86,9 +86,11 @@ Raw figures: [failover.json](benchmarks/failover.json); every trial with its tim
   1-minute load average at each trial's fault. Lanes run one after another, never side by side.
 - Same health check everywhere: a command check on a file, every 1 s, fall 3, rise 1
   (routeleader \`checks\`; keepalived \`track_script\`; the \`consul lock\` child polls it and exits).
-- **routeleader-default**: defaults (lock-delay 3 s, write timeout 2 s), Consul's default gossip.
-  **routeleader-fast**: \`election.profile: fast\` (lock-delay 1 s, write timeout 500 ms) and the fast
-  gossip the bootstrap writes (probe 500 ms, timeout 250 ms, suspicion_mult 3).
+- **routeleader-default**: defaults (lock-delay 1.2 s, write timeout 700 ms, peer heartbeats every
+  200 ms, silent after 4 missed), Consul's default gossip.
+  **routeleader-fast**: \`election.profile: fast\` (lock-delay 650 ms, write timeout 400 ms, peer
+  heartbeats every 100 ms, silent after 3 missed) and the fast gossip the bootstrap writes (probe
+  500 ms, timeout 250 ms, suspicion_mult 3).
 - **keepalived** 2.2: VRRP unicast between the namespaces, advert 1 s, \`nopreempt\`, a \`notify\`
   script (Python + boto3, ~0.4 s to start like the AWS CLI) calling ReplaceRoute through the proxy.
 - **keepalived-tuned** 2.2: VRRPv3, advert 0.5 s, priorities 50 apart (100/150/200), \`nopreempt\`,
