@@ -38,6 +38,10 @@ RL_CREDENTIALS_TIMEOUT=${RL_CREDENTIALS_TIMEOUT:-600}
 # Same-AZ connection-preserving mode: comma-separated ROUTE=SUBNET:PRIVATE_IP:EIP_ALLOCATION, ROUTE
 # one of the routes below (nat-<table id>, or nat-default with the tag selector).
 RL_SAME_AZ=${RL_SAME_AZ:-}
+# NAT: the CloudWatch Logs group the agent's EMF lines are shipped to (empty: none shipped) and
+# their namespace (the stack's MetricsNamespace, which its alarms read).
+RL_LOG_GROUP=${RL_LOG_GROUP:-}
+RL_METRICS_NAMESPACE=${RL_METRICS_NAMESPACE:-routeleader}
 
 # Everything this run prints goes to the journal: re-execute under systemd-cat once.
 if [ -z "${RL_BOOTSTRAP_IN_JOURNAL:-}" ] && command -v systemd-cat >/dev/null 2>&1; then
@@ -95,6 +99,12 @@ if [ -n "$RL_SAME_AZ" ]; then
     seen_subnet[$subnet]=$route seen_ip[$ip]=$route
   done
 fi
+if [ -n "$RL_LOG_GROUP" ] && ! [[ $RL_LOG_GROUP =~ ^[A-Za-z0-9._/#-]{1,512}$ ]]; then
+  die "RL_LOG_GROUP '$RL_LOG_GROUP' is not a CloudWatch Logs group name (1-512 of A-Z a-z 0-9 . _ / # -)"
+fi
+if ! [[ $RL_METRICS_NAMESPACE =~ ^[A-Za-z0-9._/#:-]{1,255}$ ]] || [[ $RL_METRICS_NAMESPACE == AWS/* ]]; then
+  die "RL_METRICS_NAMESPACE '$RL_METRICS_NAMESPACE' is not a custom CloudWatch namespace (1-255 of A-Z a-z 0-9 . _ / # : -, not AWS/...)"
+fi
 case $RL_CONSUL_SECURITY in secure | insecure) ;; *) die "RL_CONSUL_SECURITY must be secure or insecure, not '$RL_CONSUL_SECURITY'" ;; esac
 if [ "$RL_CONSUL_SECURITY" = secure ]; then
   [ -n "$RL_GOSSIP_KEY_PARAM" ] || die "secure mode: RL_GOSSIP_KEY_PARAM (the gossip key's SSM parameter) is required"
@@ -118,6 +128,10 @@ CONSUL_BIN=/usr/local/bin/consul
 RL_PREFIX=/opt/routeleader
 RL_CLI=$RL_PREFIX/current/dist/agent/cli.js
 RL_CONFIG=/etc/routeleader/routeleader.yaml
+EMF_FILE=/var/log/routeleader/emf.log
+CWAGENT_CONFIG=/etc/routeleader/cloudwatch-agent.json
+# amazon-cloudwatch-agent-ctl (the package's) lives here.
+PATH=$PATH:/opt/aws/amazon-cloudwatch-agent/bin
 RESTART=()   # units whose files changed in this run
 
 # put_file PATH MODE OWNER CONTENT: writes CONTENT (plus a newline) to $ROOT/PATH only when it
@@ -178,6 +192,8 @@ packages=()
 [ "$RL_ROLE" = nat ] && packages+=(nodejs22 iptables-nft)
 # conntrackd and conntrack (GPL-2), from the distribution's signed repository.
 [ -n "$SNAT_IP" ] && packages+=(conntrack-tools)
+# The log shipper: the CloudWatch agent and logrotate, both the distribution's signed packages.
+[ "$RL_ROLE" = nat ] && [ -n "$RL_LOG_GROUP" ] && packages+=(amazon-cloudwatch-agent logrotate)
 missing=()
 for p in "${packages[@]}"; do rpm -q --quiet "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -596,6 +612,14 @@ WantedBy=timers.target"
     [ -n "$h" ] && check_hosts+="${check_hosts:+, }\"$h\""
   done
   [ -n "$check_hosts" ] || die "RL_CHECK_HOST names no host"
+  observe_line=""
+  [ -z "$RL_LOG_GROUP" ] || observe_line="
+observe:
+  cloudwatch:
+    # EMF lines to a file the CloudWatch agent ships to $RL_LOG_GROUP, where they become metrics.
+    emf: true
+    namespace: \"$RL_METRICS_NAMESPACE\"
+    output: $EMF_FILE"
   lifecycle_line=""
   [ -z "$RL_LIFECYCLE_HOOK" ] || lifecycle_line="
 lifecycle:
@@ -619,7 +643,7 @@ checks:
     type: nat
     # The MASQUERADE rule is owned by routeleader-nat.service (root); reading netfilter would
     # need CAP_NET_ADMIN, which the agent does not get.
-    requireMasquerade: false
+    requireMasquerade: false$observe_line
 routes:$routes$lifecycle_line"
 
   put_file /etc/systemd/system/routeleader.service 0644 root:root "[Unit]
@@ -651,6 +675,9 @@ PrivateDevices=yes
 ProtectKernelTunables=yes
 ProtectControlGroups=yes
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
+# /var/log/routeleader, the agent's own (its EMF file when metrics are shipped).
+LogsDirectory=routeleader
+LogsDirectoryMode=0750
 # SIGTERM: release every held route first, then exit.
 KillSignal=SIGTERM
 TimeoutStopSec=30
@@ -668,6 +695,40 @@ Description=routeleader crash loop: mark this instance unhealthy in its Auto Sca
 [Service]
 Type=oneshot
 ExecStart=/usr/bin/aws autoscaling set-instance-health --region $REGION --instance-id $INSTANCE_ID --health-status Unhealthy --no-should-respect-grace-period"
+  if [ -n "$RL_LOG_GROUP" ]; then
+    # The CloudWatch agent tails the EMF file into the stack's log group, one stream per instance;
+    # CloudWatch Logs turns each EMF line into metrics. No metrics section: it sends nothing else.
+    put_file "$CWAGENT_CONFIG" 0644 root:root "{
+  \"agent\": { \"region\": \"$REGION\" },
+  \"logs\": {
+    \"logs_collected\": {
+      \"files\": {
+        \"collect_list\": [
+          {
+            \"file_path\": \"$EMF_FILE\",
+            \"log_group_name\": \"$RL_LOG_GROUP\",
+            \"log_stream_name\": \"{instance_id}\",
+            \"timezone\": \"UTC\"
+          }
+        ]
+      }
+    },
+    \"force_flush_interval\": 15
+  }
+}"
+    # The agent reopens the file for every line, so rotation by renaming loses nothing.
+    put_file /etc/logrotate.d/routeleader 0644 root:root "$EMF_FILE {
+    su routeleader routeleader
+    daily
+    maxsize 20M
+    rotate 3
+    missingok
+    notifempty
+    compress
+    delaycompress
+    create 0640 routeleader routeleader
+}"
+  fi
   if changed /etc/systemd/system/routeleader-nat.service; then RESTART+=(routeleader-nat.service); fi
   if changed /etc/systemd/system/routeleader-conntrackd.service; then RESTART+=(routeleader-conntrackd.service); fi
   if [ -n "$release_changed" ] || changed "$RL_CONFIG" /etc/routeleader/consul-token /etc/systemd/system/routeleader.service; then
@@ -696,4 +757,12 @@ for u in "${units[@]}"; do
     systemctl restart "$u"
   fi
 done
+# The log shipper: fetch-config translates and validates the JSON, then (-s) enables and
+# (re)starts amazon-cloudwatch-agent.service.
+if [ "$RL_ROLE" = nat ] && [ -n "$RL_LOG_GROUP" ]; then
+  if changed "$CWAGENT_CONFIG" || ! systemctl is-active --quiet amazon-cloudwatch-agent.service; then
+    amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -c "file:$CWAGENT_CONFIG" -s
+    RESTART+=(amazon-cloudwatch-agent.service)
+  fi
+fi
 log "done: ${#CHANGED[@]} file(s) written, restarted: ${RESTART[*]:-none}"

@@ -25,6 +25,7 @@ import { s3Upload } from "../support/s3.js";
 const run = promisify(execFile);
 const SCRIPT = join(REPO, "scripts", "bootstrap.sh");
 const BUCKET = "rl-artifacts";
+const LOG_GROUP = "/routeleader/prod-nat/agents";
 
 const IDENTITY: SimulatedIdentity = {
   instanceId: "i-0b00751e5c0ffee01",
@@ -159,6 +160,8 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
 
     beforeAll(async () => {
       ({ sb, env } = sandboxWithRelease());
+      // As the stack's launch template sets them: the agents' EMF lines are shipped.
+      env = { ...env, RL_LOG_GROUP: LOG_GROUP, RL_METRICS_NAMESPACE: "routeleader" };
       first = await sb.run(SCRIPT, env);
     });
 
@@ -168,9 +171,9 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(first.output).toContain(`instance ${IDENTITY.instanceId} (${IDENTITY.privateIp}) in us-east-1`);
     });
 
-    it("ship: installs Node.js 22 and iptables from the distribution in one dnf transaction, nothing from npm or a third-party repository", () => {
+    it("ship: installs Node.js 22, iptables, the CloudWatch agent and logrotate from the distribution in one dnf transaction, nothing from npm or a third-party repository", () => {
       const installs = first.calls.filter((c) => c.program === "dnf");
-      expect(installs.map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False nodejs22 iptables-nft"]);
+      expect(installs.map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False nodejs22 iptables-nft amazon-cloudwatch-agent logrotate"]);
       expect(sb.exists("/etc/yum.repos.d")).toBe(false);
       expect(first.calls.some((c) => c.program.startsWith("npm"))).toBe(false);
       expect(first.calls.filter((c) => c.program === "useradd").map((c) => c.args.at(-1))).toEqual(["consul", "routeleader"]);
@@ -218,6 +221,42 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(cfg.lifecycle).toEqual({ hookName: "routeleader-release" });
       // The egress check does not depend on one public address: any of three answering passes.
       expect(cfg.checks.egress).toEqual({ type: "ping", host: ["1.1.1.1", "8.8.8.8", "9.9.9.9"] });
+    });
+
+    it("egress: ships the agent's EMF lines: EMF on into a file of the agent's own log directory, the CloudWatch agent tailing it into the stack's group, logrotate", () => {
+      const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
+      expect(cfg.observe).toEqual({ cloudwatch: { emf: true, namespace: "routeleader", output: "/var/log/routeleader/emf.log" } });
+      // ProtectSystem=strict: the directory is the unit's LogsDirectory, owned by the agent's user.
+      const unit = sb.read("/etc/systemd/system/routeleader.service");
+      expect(unit).toMatch(/^LogsDirectory=routeleader$/m);
+      expect(unit).toMatch(/^LogsDirectoryMode=0750$/m);
+      // Keys as in the CloudWatch agent's schema (translator/config/schema.json): logs only, no metrics.
+      const cw = JSON.parse(sb.read("/etc/routeleader/cloudwatch-agent.json"));
+      expect(cw).toEqual({
+        agent: { region: "us-east-1" },
+        logs: {
+          logs_collected: { files: { collect_list: [{ file_path: cfg.observe.cloudwatch.output, log_group_name: LOG_GROUP, log_stream_name: "{instance_id}", timezone: "UTC" }] } },
+          force_flush_interval: 15,
+        },
+      });
+      expect(first.calls.map(line)).toContain("amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -c file:/etc/routeleader/cloudwatch-agent.json -s");
+      const rotate = sb.read("/etc/logrotate.d/routeleader");
+      expect(rotate.startsWith("/var/log/routeleader/emf.log {")).toBe(true);
+      for (const d of ["su routeleader routeleader", "daily", "maxsize 20M", "rotate 3", "missingok", "create 0640 routeleader routeleader"]) expect(rotate).toMatch(new RegExp(`^\\s+${d}$`, "m"));
+    });
+
+    it("egress: a bad log group or namespace is refused before anything is written", async () => {
+      for (const [v, value, says] of [
+        ["RL_LOG_GROUP", "agents;rm -rf", "RL_LOG_GROUP 'agents;rm -rf' is not a CloudWatch Logs group name"],
+        ["RL_METRICS_NAMESPACE", "AWS/EC2", "RL_METRICS_NAMESPACE 'AWS/EC2' is not a custom CloudWatch namespace"],
+      ] as const) {
+        const fresh = sandboxWithRelease();
+        const r = await fresh.sb.run(SCRIPT, { ...fresh.env, RL_LOG_GROUP: LOG_GROUP, [v]: value });
+        expect(r.code, r.output).not.toBe(0);
+        expect(r.output).toContain(says);
+        expect(mutatingCalls(r.calls).map(line)).toEqual([]);
+        expect(fresh.sb.exists("/etc")).toBe(false);
+      }
     });
 
     it("ship: points /opt/routeleader/current at the verified release", () => {
@@ -852,6 +891,8 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       "AWS::Partition": "aws",
       "AWS::AccountId": "123456789012",
       "AWS::URLSuffix": "amazonaws.com",
+      // A Ref to the stack's log group is its name.
+      AgentLogGroup: LOG_GROUP,
       ...overrides,
     };
     const ctx = evaluateConditions(template, params);
@@ -891,6 +932,10 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       // itself is proven in network namespaces by the health-check suites.
       expect(config.routes[0].checks).toEqual(["egress", "forwarding"]);
       config.routes[0].checks = ["egress"];
+      // EMF on, into the file the CloudWatch agent ships (moved into the sandbox: the host's /var/log is not the test's).
+      expect(config.observe.cloudwatch).toEqual({ emf: true, namespace: "routeleader", output: "/var/log/routeleader/emf.log" });
+      const emfFile = join(sb.dir, "emf.log");
+      config.observe.cloudwatch.output = emfFile;
       const agentConfig = join(sb.dir, "agent.yaml");
       writeFileSync(agentConfig, toYaml(config));
       agent = new ManagedProcess(process.execPath, [...execStart.slice(1, 3), join(sb.root, current, "dist/agent/cli.js"), "run", "--config", agentConfig], {
@@ -923,6 +968,14 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
         throw new Error(`${err.message}\n--- agent ---\n${agent!.output(80)}`);
       });
       expect(route.InstanceId).toBe(identity.instanceId);
+      // egress: the agent from the artifact wrote the route's EMF lines where the CloudWatch agent reads them.
+      const emf = await waitUntil("the EMF line of the route write", async () => {
+        const lines = existsSync(emfFile) ? readFileSync(emfFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+        return lines.some((l) => "RouteWrites" in l) ? lines : undefined;
+      }, { timeoutMs: 30_000, intervalMs: 200 });
+      const write = emf.find((l) => "RouteWrites" in l)!;
+      expect(write).toMatchObject({ Cluster: "prod-nat", instanceId: identity.instanceId, RouteWrites: 1 });
+      expect(write._aws.CloudWatchMetrics[0].Namespace).toBe("routeleader");
       // Memory of the compiled agent holding a route (sizes the default instance type).
       const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${agent.pid}/status`, "utf8"))![1]);
       console.log(`[ship] routeleader from the release, holding 1 route: ${(rssKiB / 1024).toFixed(0)} MiB RSS`);
