@@ -133,7 +133,8 @@ log "instance $INSTANCE_ID ($PRIVATE_IP) in $REGION, role $RL_ROLE, cluster $RL_
 # ---------------------------------------------------------------- packages (the distribution's, signed)
 packages=()
 [ "$RL_ROLE" = nat ] && packages+=(nodejs22 iptables-nft)
-# The log shipper: the CloudWatch agent and logrotate, both the distribution's signed packages.
+# The log shipper: the CloudWatch agent and logrotate, both the distribution's signed packages
+# (amazon-cloudwatch-agent is in Amazon Linux's repositories since 2022.0.20220728: amazonlinux/amazon-linux-2023#132).
 [ "$RL_ROLE" = nat ] && [ -n "$RL_LOG_GROUP" ] && packages+=(amazon-cloudwatch-agent logrotate)
 missing=()
 for p in "${packages[@]}"; do rpm -q --quiet "$p" || missing+=("$p"); done
