@@ -192,7 +192,8 @@ packages=()
 [ "$RL_ROLE" = nat ] && packages+=(nodejs22 iptables-nft)
 # conntrackd and conntrack (GPL-2), from the distribution's signed repository.
 [ -n "$SNAT_IP" ] && packages+=(conntrack-tools)
-# The log shipper: the CloudWatch agent and logrotate, both the distribution's signed packages.
+# The log shipper: the CloudWatch agent and logrotate, both the distribution's signed packages
+# (amazon-cloudwatch-agent is in Amazon Linux's repositories since 2022.0.20220728: amazonlinux/amazon-linux-2023#132).
 [ "$RL_ROLE" = nat ] && [ -n "$RL_LOG_GROUP" ] && packages+=(amazon-cloudwatch-agent logrotate)
 missing=()
 for p in "${packages[@]}"; do rpm -q --quiet "$p" || missing+=("$p"); done
