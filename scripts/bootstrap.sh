@@ -190,7 +190,8 @@ fi
 # ---------------------------------------------------------------- packages (the distribution's, signed)
 packages=()
 [ "$RL_ROLE" = nat ] && packages+=(nodejs22 iptables-nft)
-# conntrackd and conntrack (GPL-2), from the distribution's signed repository.
+# conntrackd and conntrack (GPL-2), from the distribution's signed repository (in Amazon Linux since
+# 2022.0.20220728: amazonlinux/amazon-linux-2023#55).
 [ -n "$SNAT_IP" ] && packages+=(conntrack-tools)
 # The log shipper: the CloudWatch agent and logrotate, both the distribution's signed packages
 # (amazon-cloudwatch-agent is in Amazon Linux's repositories since 2022.0.20220728: amazonlinux/amazon-linux-2023#132).
