@@ -208,7 +208,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
     onPass: () => election?.wake(),
   });
   disposers.defer("stop health checks", () => health.stop());
-  election = new Election({ api, config, identity, clock, log, routes, health, serviceId, checkId: (name) => checkConsulId(serviceId, name), policy, onSnapshot: (entries) => (policy.observe(entries), b.peers?.observe(entries)) });
+  election = new Election({ api, config, identity, clock, log, routes, health, serviceId, checkId: (name) => checkConsulId(serviceId, name), policy, onSnapshot: (entries) => (policy.observe(entries), b.peers?.observe(entries)), cutOff: () => b.peers?.cutOff() });
   const running = election;
 
   let tagsWanted = "";

@@ -4,7 +4,7 @@
 # This file is the one copy: README.md and docs/deploy.md point here, and
 # test/integration/security.test.ts creates the token its agents run with from this text,
 # under ACLs with default_policy = "deny", and proves the agent starts, reads
-# /v1/agent/self, joins and force-leaves peers, registers, creates sessions and writes its
+# /v1/agent/self, joins peers, registers, creates sessions and writes its
 # keys with it, and cannot write outside its prefix.
 
 # The local Consul agent: /v1/agent/self (read) and /v1/agent/join (write). Node names are
@@ -38,6 +38,6 @@ key_prefix "routeleader/<cluster>/" {
   policy = "write"
 }
 
-# /v1/agent/force-leave: a peer whose instance EC2 reports terminated is removed from the
-# member list. Only with discovery enabled; Consul has no narrower right for it.
-operator = "write"
+# No operator right: it would also let a stolen token change the gossip keyring and remove Raft
+# peers. The force-leave of a terminated NAT node's Consul client is the servers' job
+# (scripts/node-credentials.sh, with the management token); an agent refused it carries on.

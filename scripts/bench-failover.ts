@@ -10,7 +10,8 @@ import { SCENARIOS } from "../test/support/faults/scenarios.js";
 import { SYSTEM_NAMES, type SystemName } from "../test/support/faults/systems.js";
 
 /**
- * Failover benchmark: routeleader (default and fast profile), keepalived (stock and tuned) and `consul lock`
+ * Failover benchmark: routeleader (default and fast profile, and routeleader-eip: the default
+ * profile whose route's Elastic IP must follow the holder too), keepalived (stock and tuned) and `consul lock`
  * (default and tuned lock-delay), side by side in the same network namespaces against the same
  * moto. Writes docs/benchmarks/failover.json, docs/benchmarks/failover-timeline.svg and
  * docs/benchmarks.md, and prints the table.

@@ -3,8 +3,9 @@
 # (RL_ROLE=server) of cloudformation/routeleader-nat.yaml. Shipped inside the release artifact
 # (routeleader/bootstrap.sh) and run by the user data (scripts/user-data.sh) once it verified
 # that artifact. Installs Node.js 22 from the distribution (NAT), Consul from RL_CONSUL_URL only
-# if its sha256 is RL_CONSUL_SHA256; IPv4 forwarding and MASQUERADE for the VPC CIDR; Consul and
-# routeleader configs; systemd units. Idempotent: a re-run writes nothing and restarts nothing.
+# if its sha256 is RL_CONSUL_SHA256; IPv4 forwarding and MASQUERADE for the VPC CIDR (or, in the
+# same-AZ mode, SNAT to the pair's secondary IP and conntrackd); Consul and routeleader configs;
+# systemd units. Idempotent: a re-run writes nothing and restarts nothing.
 # Logs: journalctl -t routeleader-bootstrap. Inputs (RL_* below) are documented in
 # docs/deploy.md. Sandbox hooks: ROOT prefixes every path written, programs are found
 # through PATH, RL_IMDS_ENDPOINT replaces http://169.254.169.254.
@@ -34,6 +35,13 @@ RL_CA_PARAM=${RL_CA_PARAM:-}
 RL_CA_KEY_PARAM=${RL_CA_KEY_PARAM:-}
 RL_MANAGEMENT_TOKEN_PARAM=${RL_MANAGEMENT_TOKEN_PARAM:-}
 RL_CREDENTIALS_TIMEOUT=${RL_CREDENTIALS_TIMEOUT:-600}
+# Same-AZ connection-preserving mode: comma-separated ROUTE=SUBNET:PRIVATE_IP:EIP_ALLOCATION, ROUTE
+# one of the routes below (nat-<table id>, or nat-default with the tag selector).
+RL_SAME_AZ=${RL_SAME_AZ:-}
+# NAT: the CloudWatch Logs group the agent's EMF lines are shipped to (empty: none shipped) and
+# their namespace (the stack's MetricsNamespace, which its alarms read).
+RL_LOG_GROUP=${RL_LOG_GROUP:-}
+RL_METRICS_NAMESPACE=${RL_METRICS_NAMESPACE:-routeleader}
 
 # Everything this run prints goes to the journal: re-execute under systemd-cat once.
 if [ -z "${RL_BOOTSTRAP_IN_JOURNAL:-}" ] && command -v systemd-cat >/dev/null 2>&1; then
@@ -58,6 +66,45 @@ if [ "$RL_ROLE" = nat ]; then
   [ -f "$ROOT$RL_RELEASE_DIR/dist/agent/cli.js" ] ||
     die "RL_RELEASE_DIR must name an extracted release (no dist/agent/cli.js in '$RL_RELEASE_DIR')"
 fi
+# The routes this node's config will have, by name.
+ROUTE_NAMES=()
+if [ -n "$RL_ROUTE_TABLE_IDS" ]; then
+  IFS=, read -r -a tables <<<"$RL_ROUTE_TABLE_IDS"
+  for t in "${tables[@]}"; do
+    t=${t//[[:space:]]/}
+    [ -z "$t" ] || ROUTE_NAMES+=("nat-$t")
+  done
+else
+  ROUTE_NAMES=(nat-default)
+fi
+# RL_SAME_AZ parsed into SAME_AZ_SUBNET/IP/EIP by route name; checked whole before anything is written.
+declare -A SAME_AZ_SUBNET=() SAME_AZ_IP=() SAME_AZ_EIP=()
+if [ -n "$RL_SAME_AZ" ]; then
+  [ "$RL_ROLE" = nat ] || die "RL_SAME_AZ is for NAT nodes, not a $RL_ROLE"
+  [[ $RL_DESTINATION != *:* ]] || die "RL_SAME_AZ: the same-AZ mode SNATs IPv4; RL_DESTINATION $RL_DESTINATION is IPv6"
+  declare -A seen_subnet=() seen_ip=()
+  IFS=, read -r -a entries <<<"$RL_SAME_AZ"
+  for e in "${entries[@]}"; do
+    e=${e//[[:space:]]/}
+    [ -n "$e" ] || continue
+    octet='(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
+    [[ $e =~ ^(nat-[A-Za-z0-9-]+)=(subnet-[0-9a-f]+):($octet\.$octet\.$octet\.$octet):(eipalloc-[0-9a-f]{8,17})$ ]] ||
+      die "RL_SAME_AZ entry '$e': expected ROUTE=SUBNET:PRIVATE_IP:EIP_ALLOCATION, e.g. nat-rtb-0abc=subnet-0abc:10.0.1.200:eipalloc-0123abcd"
+    route=${BASH_REMATCH[1]} subnet=${BASH_REMATCH[2]} ip=${BASH_REMATCH[3]} eip=${BASH_REMATCH[8]}
+    [[ " ${ROUTE_NAMES[*]} " == *" $route "* ]] || die "RL_SAME_AZ entry '$e': $route is not one of this node's routes (${ROUTE_NAMES[*]})"
+    [ -z "${SAME_AZ_SUBNET[$route]:-}" ] || die "RL_SAME_AZ names route $route twice"
+    [ -z "${seen_subnet[$subnet]:-}" ] || die "RL_SAME_AZ entry '$e': $subnet is already the pair of ${seen_subnet[$subnet]} (one same-AZ pair, one SNAT address per subnet)"
+    [ -z "${seen_ip[$ip]:-}" ] || die "RL_SAME_AZ entry '$e': $ip is already the address of ${seen_ip[$ip]}"
+    SAME_AZ_SUBNET[$route]=$subnet SAME_AZ_IP[$route]=$ip SAME_AZ_EIP[$route]=$eip
+    seen_subnet[$subnet]=$route seen_ip[$ip]=$route
+  done
+fi
+if [ -n "$RL_LOG_GROUP" ] && ! [[ $RL_LOG_GROUP =~ ^[A-Za-z0-9._/#-]{1,512}$ ]]; then
+  die "RL_LOG_GROUP '$RL_LOG_GROUP' is not a CloudWatch Logs group name (1-512 of A-Z a-z 0-9 . _ / # -)"
+fi
+if ! [[ $RL_METRICS_NAMESPACE =~ ^[A-Za-z0-9._/#:-]{1,255}$ ]] || [[ $RL_METRICS_NAMESPACE == AWS/* ]]; then
+  die "RL_METRICS_NAMESPACE '$RL_METRICS_NAMESPACE' is not a custom CloudWatch namespace (1-255 of A-Z a-z 0-9 . _ / # : -, not AWS/...)"
+fi
 case $RL_CONSUL_SECURITY in secure | insecure) ;; *) die "RL_CONSUL_SECURITY must be secure or insecure, not '$RL_CONSUL_SECURITY'" ;; esac
 if [ "$RL_CONSUL_SECURITY" = secure ]; then
   [ -n "$RL_GOSSIP_KEY_PARAM" ] || die "secure mode: RL_GOSSIP_KEY_PARAM (the gossip key's SSM parameter) is required"
@@ -81,6 +128,10 @@ CONSUL_BIN=/usr/local/bin/consul
 RL_PREFIX=/opt/routeleader
 RL_CLI=$RL_PREFIX/current/dist/agent/cli.js
 RL_CONFIG=/etc/routeleader/routeleader.yaml
+EMF_FILE=/var/log/routeleader/emf.log
+CWAGENT_CONFIG=/etc/routeleader/cloudwatch-agent.json
+# amazon-cloudwatch-agent-ctl (the package's) lives here.
+PATH=$PATH:/opt/aws/amazon-cloudwatch-agent/bin
 RESTART=()   # units whose files changed in this run
 
 # put_file PATH MODE OWNER CONTENT: writes CONTENT (plus a newline) to $ROOT/PATH only when it
@@ -115,10 +166,36 @@ INSTANCE_ID=$(imds instance-id)
 REGION=$(imds placement/region)
 PRIVATE_IP=$(imds local-ipv4)
 log "instance $INSTANCE_ID ($PRIVATE_IP) in $REGION, role $RL_ROLE, cluster $RL_CLUSTER"
+# Same-AZ mode: this node is a member of a pair when one of RL_SAME_AZ's subnets is its own.
+SNAT_IP=""
+SNAT_ROUTE=""
+if [ ${#SAME_AZ_SUBNET[@]} -gt 0 ]; then
+  MAC=$(imds mac)
+  SUBNET=$(imds "network/interfaces/macs/$MAC/subnet-id")
+  for r in "${!SAME_AZ_SUBNET[@]}"; do
+    if [ "${SAME_AZ_SUBNET[$r]}" = "$SUBNET" ]; then SNAT_IP=${SAME_AZ_IP[$r]} SNAT_ROUTE=$r; fi
+  done
+  if [ -n "$SNAT_IP" ]; then
+    INTERFACE=""
+    for d in "$ROOT"/sys/class/net/*; do
+      [ "$(cat "$d/address" 2>/dev/null || true)" = "$MAC" ] && INTERFACE=$(basename "$d")
+    done
+    [ -n "$INTERFACE" ] || die "same-AZ mode: no network interface with MAC $MAC under /sys/class/net"
+    log "same-AZ pair of $SNAT_ROUTE in $SUBNET: SNAT to $SNAT_IP, conntrackd over $INTERFACE"
+  else
+    log "same-AZ mode: $SUBNET holds no pair (RL_SAME_AZ): MASQUERADE to $PRIVATE_IP"
+  fi
+fi
 
 # ---------------------------------------------------------------- packages (the distribution's, signed)
 packages=()
 [ "$RL_ROLE" = nat ] && packages+=(nodejs22 iptables-nft)
+# conntrackd and conntrack (GPL-2), from the distribution's signed repository (in Amazon Linux since
+# 2022.0.20220728: amazonlinux/amazon-linux-2023#55).
+[ -n "$SNAT_IP" ] && packages+=(conntrack-tools)
+# The log shipper: the CloudWatch agent and logrotate, both the distribution's signed packages
+# (amazon-cloudwatch-agent is in Amazon Linux's repositories since 2022.0.20220728: amazonlinux/amazon-linux-2023#132).
+[ "$RL_ROLE" = nat ] && [ -n "$RL_LOG_GROUP" ] && packages+=(amazon-cloudwatch-agent logrotate)
 missing=()
 for p in "${packages[@]}"; do rpm -q --quiet "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -401,11 +478,29 @@ net.ipv4.conf.all.send_redirects = 0
 net.ipv4.conf.default.send_redirects = 0"
   if changed /etc/sysctl.d/90-routeleader-nat.conf; then sysctl -p /etc/sysctl.d/90-routeleader-nat.conf; fi
 
-  masq=(POSTROUTING -s "$RL_VPC_CIDR" ! -d "$RL_VPC_CIDR" -j MASQUERADE)
+  # Same-AZ pair: every member SNATs to the pair's secondary IP (the holder has it, with the
+  # route's EIP), so a connection keeps its public address across a takeover in the pair.
+  if [ -n "$SNAT_IP" ]; then
+    masq=(POSTROUTING -s "$RL_VPC_CIDR" ! -d "$RL_VPC_CIDR" -j SNAT --to-source "$SNAT_IP")
+    what="SNAT to $SNAT_IP"
+  else
+    masq=(POSTROUTING -s "$RL_VPC_CIDR" ! -d "$RL_VPC_CIDR" -j MASQUERADE)
+    what=MASQUERADE
+  fi
   iptables -t nat -C "${masq[@]}" 2>/dev/null || iptables -t nat -A "${masq[@]}"
+  strict=""
+  if [ -n "$SNAT_IP" ]; then
+    # Only synced state carries a connection to the new holder, never a mid-stream guess (the
+    # key exists once iptables' nat table loaded nf_conntrack, hence a file of its own).
+    put_file /etc/sysctl.d/91-routeleader-same-az.conf 0644 root:root "# routeleader same-AZ pair: strict TCP tracking (conntrackd carries the state).
+net.netfilter.nf_conntrack_tcp_loose = 0"
+    if changed /etc/sysctl.d/91-routeleader-same-az.conf; then sysctl -p /etc/sysctl.d/91-routeleader-same-az.conf; fi
+    strict="
+ExecStart=/usr/sbin/sysctl -p /etc/sysctl.d/91-routeleader-same-az.conf"
+  fi
   # The same rule at every boot, before routeleader starts.
   put_file /etc/systemd/system/routeleader-nat.service 0644 root:root "[Unit]
-Description=routeleader NAT data plane (IPv4 forwarding, MASQUERADE for $RL_VPC_CIDR)
+Description=routeleader NAT data plane (IPv4 forwarding, $what for $RL_VPC_CIDR)
 Before=routeleader.service
 After=network-online.target
 Wants=network-online.target
@@ -414,10 +509,52 @@ Wants=network-online.target
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/usr/sbin/sysctl -p /etc/sysctl.d/90-routeleader-nat.conf
-ExecStart=/bin/sh -c 'iptables -t nat -C ${masq[*]} 2>/dev/null || iptables -t nat -A ${masq[*]}'
+ExecStart=/bin/sh -c 'iptables -t nat -C ${masq[*]} 2>/dev/null || iptables -t nat -A ${masq[*]}'$strict
 
 [Install]
 WantedBy=multi-user.target"
+
+  if [ -n "$SNAT_IP" ]; then
+    put_file /etc/routeleader/same-az.env 0644 root:root "RL_CLUSTER=$RL_CLUSTER
+REGION=$REGION
+SUBNET=$SUBNET
+INSTANCE_ID=$INSTANCE_ID
+PRIVATE_IP=$PRIVATE_IP
+INTERFACE=$INTERFACE"
+    # conntrackd runs once the peer is known (conntrackd-sync.sh refresh writes its config).
+    put_file /etc/systemd/system/routeleader-conntrackd.service 0644 root:root "[Unit]
+Description=routeleader same-AZ pair: conntrackd syncs connection state with the peer NAT
+After=routeleader-nat.service
+Before=routeleader.service
+ConditionPathExists=/etc/routeleader/conntrackd.conf
+
+[Service]
+ExecStart=/usr/sbin/conntrackd -C /etc/routeleader/conntrackd.conf
+Restart=always
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target"
+    put_file /etc/systemd/system/routeleader-conntrackd-peer.service 0644 root:root "[Unit]
+Description=routeleader same-AZ pair: find the peer NAT and point conntrackd at it
+After=network-online.target routeleader-nat.service
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/bash $RL_RELEASE_DIR/conntrackd-sync.sh refresh
+SyslogIdentifier=routeleader-conntrackd"
+    put_file /etc/systemd/system/routeleader-conntrackd-peer.timer 0644 root:root "[Unit]
+Description=routeleader same-AZ pair: look for the peer NAT every 30 s
+
+[Timer]
+OnBootSec=5s
+OnUnitActiveSec=30s
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target"
+  fi
 
   ensure_user routeleader "$RL_PREFIX"
   # The verified release the user data extracted; "current" points at it (root-owned, read-only
@@ -429,6 +566,10 @@ WantedBy=multi-user.target"
     log "routeleader release: $RL_RELEASE_DIR"
   fi
 
+  same_az_lines() { # same_az_lines ROUTE: the route's eip and sameAz lines, if RL_SAME_AZ names it
+    [ -n "${SAME_AZ_SUBNET[$1]:-}" ] || return 0
+    printf '\n    eip: %s\n    sameAz: { subnet: %s, privateIp: %s }' "${SAME_AZ_EIP[$1]}" "${SAME_AZ_SUBNET[$1]}" "${SAME_AZ_IP[$1]}"
+  }
   if [ -n "$RL_ROUTE_TABLE_IDS" ]; then
     routes="
   # One lock per table: each table has its own holder, preferably in the table's AZ."
@@ -440,7 +581,7 @@ WantedBy=multi-user.target"
   - name: nat-$t
     table: { id: $t }
     destination: $RL_DESTINATION
-    checks: [egress, forwarding]"
+    checks: [egress, forwarding]$(same_az_lines "nat-$t")"
     done
   else
     routes="
@@ -449,7 +590,7 @@ WantedBy=multi-user.target"
     table: { tags: { \"$RL_ROUTE_TABLE_TAG_KEY\": \"$RL_ROUTE_TABLE_TAG_VALUE\" } }
     destination: $RL_DESTINATION
     checks: [egress, forwarding]
-    preferredAz: none"
+    preferredAz: none$(same_az_lines nat-default)"
   fi
   consul_address=http://127.0.0.1:8500
   ca_line=""
@@ -473,6 +614,14 @@ WantedBy=multi-user.target"
     [ -n "$h" ] && check_hosts+="${check_hosts:+, }\"$h\""
   done
   [ -n "$check_hosts" ] || die "RL_CHECK_HOST names no host"
+  observe_line=""
+  [ -z "$RL_LOG_GROUP" ] || observe_line="
+observe:
+  cloudwatch:
+    # EMF lines to a file the CloudWatch agent ships to $RL_LOG_GROUP, where they become metrics.
+    emf: true
+    namespace: \"$RL_METRICS_NAMESPACE\"
+    output: $EMF_FILE"
   lifecycle_line=""
   [ -z "$RL_LIFECYCLE_HOOK" ] || lifecycle_line="
 lifecycle:
@@ -496,14 +645,14 @@ checks:
     type: nat
     # The MASQUERADE rule is owned by routeleader-nat.service (root); reading netfilter would
     # need CAP_NET_ADMIN, which the agent does not get.
-    requireMasquerade: false
+    requireMasquerade: false$observe_line
 routes:$routes$lifecycle_line"
 
   put_file /etc/systemd/system/routeleader.service 0644 root:root "[Unit]
 Description=routeleader: elects the holder of each NAT route through Consul
 Documentation=https://github.com/routeleader/routeleader
 Wants=network-online.target
-After=network-online.target consul.service routeleader-nat.service
+After=network-online.target consul.service routeleader-nat.service$([ -z "$SNAT_IP" ] || printf ' routeleader-conntrackd.service')
 Requires=routeleader-nat.service
 # Crash loop: more than 5 starts in 2 minutes stops the restarts and tells the Auto Scaling
 # group this instance is unhealthy, so it is replaced.
@@ -528,6 +677,9 @@ PrivateDevices=yes
 ProtectKernelTunables=yes
 ProtectControlGroups=yes
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
+# /var/log/routeleader, the agent's own (its EMF file when metrics are shipped).
+LogsDirectory=routeleader
+LogsDirectoryMode=0750
 # SIGTERM: release every held route first, then exit.
 KillSignal=SIGTERM
 TimeoutStopSec=30
@@ -545,7 +697,42 @@ Description=routeleader crash loop: mark this instance unhealthy in its Auto Sca
 [Service]
 Type=oneshot
 ExecStart=/usr/bin/aws autoscaling set-instance-health --region $REGION --instance-id $INSTANCE_ID --health-status Unhealthy --no-should-respect-grace-period"
+  if [ -n "$RL_LOG_GROUP" ]; then
+    # The CloudWatch agent tails the EMF file into the stack's log group, one stream per instance;
+    # CloudWatch Logs turns each EMF line into metrics. No metrics section: it sends nothing else.
+    put_file "$CWAGENT_CONFIG" 0644 root:root "{
+  \"agent\": { \"region\": \"$REGION\" },
+  \"logs\": {
+    \"logs_collected\": {
+      \"files\": {
+        \"collect_list\": [
+          {
+            \"file_path\": \"$EMF_FILE\",
+            \"log_group_name\": \"$RL_LOG_GROUP\",
+            \"log_stream_name\": \"{instance_id}\",
+            \"timezone\": \"UTC\"
+          }
+        ]
+      }
+    },
+    \"force_flush_interval\": 15
+  }
+}"
+    # The agent reopens the file for every line, so rotation by renaming loses nothing.
+    put_file /etc/logrotate.d/routeleader 0644 root:root "$EMF_FILE {
+    su routeleader routeleader
+    daily
+    maxsize 20M
+    rotate 3
+    missingok
+    notifempty
+    compress
+    delaycompress
+    create 0640 routeleader routeleader
+}"
+  fi
   if changed /etc/systemd/system/routeleader-nat.service; then RESTART+=(routeleader-nat.service); fi
+  if changed /etc/systemd/system/routeleader-conntrackd.service; then RESTART+=(routeleader-conntrackd.service); fi
   if [ -n "$release_changed" ] || changed "$RL_CONFIG" /etc/routeleader/consul-token /etc/systemd/system/routeleader.service; then
     RESTART+=(routeleader.service)
   fi
@@ -554,16 +741,30 @@ fi
 # ---------------------------------------------------------------- start
 units=(consul.service)
 [ "$RL_ROLE" = server ] && [ "$RL_CONSUL_SECURITY" = secure ] && units+=(routeleader-credentials.timer)
-[ "$RL_ROLE" = nat ] && units+=(routeleader-nat.service routeleader.service)
+[ "$RL_ROLE" = nat ] && units+=(routeleader-nat.service)
+[ "$RL_ROLE" = nat ] && [ -n "$SNAT_IP" ] && units+=(routeleader-conntrackd.service routeleader-conntrackd-peer.timer)
+[ "$RL_ROLE" = nat ] && units+=(routeleader.service)
 if [ ${#CHANGED[@]} -gt 0 ]; then systemctl daemon-reload; fi
 for u in "${units[@]}"; do
   systemctl is-enabled --quiet "$u" || systemctl enable "$u"
 done
 for u in "${units[@]}"; do
+  if [ "$u" = routeleader.service ] && [ -n "$SNAT_IP" ]; then
+    # Same-AZ pair: conntrackd syncing with the peer before the agent may take the route.
+    bash "$ROOT$RL_RELEASE_DIR/conntrackd-sync.sh" refresh
+  fi
   if ! systemctl is-active --quiet "$u"; then
     systemctl start "$u"
   elif [ ${#RESTART[@]} -gt 0 ] && [[ " ${RESTART[*]} " == *" $u "* ]]; then
     systemctl restart "$u"
   fi
 done
+# The log shipper: fetch-config translates and validates the JSON, then (-s) enables and
+# (re)starts amazon-cloudwatch-agent.service.
+if [ "$RL_ROLE" = nat ] && [ -n "$RL_LOG_GROUP" ]; then
+  if changed "$CWAGENT_CONFIG" || ! systemctl is-active --quiet amazon-cloudwatch-agent.service; then
+    amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -c "file:$CWAGENT_CONFIG" -s
+    RESTART+=(amazon-cloudwatch-agent.service)
+  fi
+fi
 log "done: ${#CHANGED[@]} file(s) written, restarted: ${RESTART[*]:-none}"

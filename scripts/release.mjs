@@ -9,7 +9,8 @@
 // The tarball holds one folder, routeleader/: dist/ (the esbuild bundle of scripts/build-agent.mjs), package.json
 // and package-lock.json, node_modules/ with the production dependencies only (npm ci
 // --omit=dev --ignore-scripts, from the lock file), bin/routeleader (a wrapper calling node),
-// bootstrap.sh (the instance bootstrap, run by the user data after it verified this tarball),
+// bootstrap.sh (the instance bootstrap, run by the user data after it verified this tarball) and
+// the scripts it runs (conntrackd-sync.sh; node-credentials.sh on the Consul servers),
 // SBOM.json and README.md. No tsx, no TypeScript, no test code. The production dependencies
 // are plain JavaScript (the build fails on a native addon), so one tarball serves both arm64
 // and x64; the name still says which instances it was built and tested for.
@@ -75,6 +76,9 @@ chmodSync(join(stage, "bootstrap.sh"), 0o755);
 // The Consul servers' step that gives each NAT node its own token and certificate, and the policy it grants.
 copyFileSync(join(repo, "scripts", "node-credentials.sh"), join(stage, "node-credentials.sh"));
 chmodSync(join(stage, "node-credentials.sh"), 0o755);
+// The same-AZ pair's conntrackd configuration and peer discovery (bootstrap.sh runs it).
+copyFileSync(join(repo, "scripts", "conntrackd-sync.sh"), join(stage, "conntrackd-sync.sh"));
+chmodSync(join(stage, "conntrackd-sync.sh"), 0o755);
 copyFileSync(join(repo, "docs", "consul-acl-policy.hcl"), join(stage, "consul-acl-policy.hcl"));
 mkdirSync(join(stage, "bin"));
 writeFileSync(

@@ -340,6 +340,8 @@ async function main(): Promise<void> {
   const roundAt = (t: number) => Math.max(0, roundStarts.findLastIndex((s) => s <= t));
   const liveness = { checkedUpTo: 0, found: [] as LivenessViolation[], selfTest: "not run" };
   /** Checks the record so far; new violations are reported once (by invariant, route, node, start). */
+  /** A violation names a route, or for the write checks "<table id> <destination>": the route's name either way, for its log lines. */
+  const routeNameOf = (route: string) => ROUTES.find((r) => r.name === route || `${sim.tableIds.get(r.table.tags.Name)} ${r.destination}` === route)?.name ?? route;
   const checkLiveness = (until = Number.POSITIVE_INFINITY) => {
     const seen = new Set(liveness.found.map((v) => `${v.invariant}|${v.route}|${v.node}|${v.from}`));
     for (const v of recorder.violations(BOUNDS).filter((x) => x.from < until)) {
@@ -348,7 +350,7 @@ async function main(): Promise<void> {
       seen.add(key);
       liveness.found.push(v);
       const node = sim.nodeByInstance(v.node) ?? sim.nodes.find((n) => n.name === v.node);
-      soak.violation(roundAt(v.from), `liveness: ${v.invariant}`, `${v.route} ${node?.name ?? v.node ?? ""} ${new Date(v.from).toISOString()}..${new Date(v.to).toISOString()}: ${v.detail}\n${soak.eventsAround(v.route, v.from, 8000)}`);
+      soak.violation(roundAt(v.from), `liveness: ${v.invariant}`, `${v.route} ${node?.name ?? v.node ?? ""} ${new Date(v.from).toISOString()}..${new Date(v.to).toISOString()}: ${v.detail}\n${soak.eventsAround(routeNameOf(v.route), v.from, 8000)}`);
     }
   };
   let detectorSelfTest: string = "not run";

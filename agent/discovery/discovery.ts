@@ -1,6 +1,7 @@
 import { DescribeInstancesCommand, type EC2Client, type Filter } from "@aws-sdk/client-ec2";
 import { systemClock } from "../clock.js";
 import { withRetries, type RetryPolicy } from "../aws/retry.js";
+import { ConsulAclError } from "../consul/errors.js";
 import type { ConsulApi, Member } from "../consul/index.js";
 import { EXIT, ExitError } from "../exit-codes.js";
 import type { Identity } from "../identity/index.js";
@@ -34,11 +35,14 @@ const READ_POLICY: RetryPolicy = { attempts: 3, deadlineMs: 10_000 };
 /**
  * Finds this instance's peers in EC2 (same tags, running, same VPC) and joins them through
  * the local Consul agent, so a new instance or a healed partition rejoins by itself. A
- * member whose instance EC2 reports terminated is force-left. Node names are expected to be
+ * member whose instance EC2 reports terminated is force-left (unless the token may not: then the
+ * Consul servers do it, and it is said once). Node names are expected to be
  * instance ids (or `memberInstanceId` maps them).
  */
 export class PeerDiscovery {
   private tagFilters: Record<string, string> | undefined;
+  /** Members whose force-leave the token may not make (logged once each). */
+  private readonly notForceLeft = new Set<string>();
   private readonly joinAddress: (peer: PeerInstance) => string | undefined;
   private readonly memberInstanceId: (member: Member) => string | undefined;
 
@@ -82,7 +86,18 @@ export class PeerDiscovery {
       const terminated = new Set(states.filter((s) => s.state === "terminated").map((s) => s.instanceId));
       for (const [node, instanceId] of candidates) {
         if (!terminated.has(instanceId)) continue;
-        await consul.forceLeave(node);
+        try {
+          await consul.forceLeave(node);
+        } catch (err) {
+          // The documented policy has no operator right: the stack's servers force-leave
+          // terminated NAT nodes (scripts/node-credentials.sh). Said once per member.
+          if (!(err instanceof ConsulAclError)) throw err;
+          if (!this.notForceLeft.has(node)) {
+            this.notForceLeft.add(node);
+            log.info({ node, instance: instanceId, reason: "the Consul token has no operator:write; the Consul servers remove it" }, "consul member not force-left");
+          }
+          continue;
+        }
         forceLeft.push(node);
         log.info({ node, instance: instanceId, reason: "instance terminated" }, "consul member force-left");
       }

@@ -1,3 +1,4 @@
+import type { PeerCutOff } from "../peers/verdict.js";
 import type { Clock } from "../clock.js";
 import type { Config, RouteConfig } from "../config/index.js";
 import type { ConsulApi, KvEntry } from "../consul/index.js";
@@ -32,6 +33,8 @@ export interface ElectionDeps {
   policy?: ElectionPolicy;
   /** Every snapshot of the routes prefix (the policy reads failback markers and handover requests). */
   onSnapshot?: (entries: readonly KvEntry[]) => void;
+  /** The latest episode of this node being cut off from a majority of its peers (peer heartbeats), for /status. */
+  cutOff?: () => PeerCutOff | undefined;
   random?: () => number;
   /** The fallback writer's election: liveness is kept by the main election's heartbeat (see Sessions). */
   sharedLiveness?: () => number;

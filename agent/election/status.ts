@@ -1,4 +1,5 @@
 import type { KeyView, RouteLocal } from "./decide.js";
+import type { PeerCutOff } from "../peers/verdict.js";
 import type { HolderInfo } from "./events.js";
 
 export type RoutePhase = "idle" | "contending" | "holding" | "releasing" | "blocked";
@@ -46,14 +47,18 @@ const seconds = (ms: number) => (ms / 1000).toFixed(1);
 
 /**
  * Why this node cannot vouch for the keys it holds, if it cannot: its watch on the routes
- * prefix fails (Consul unreachable), or has had no answer for longer than a blocking query
- * can last (the wait, Consul's jitter of up to wait/16, and 1 s). Cut off from Consul, a node
+ * prefix fails (Consul unreachable); it hears too few peers to be with a majority, which may be
+ * destroying its sessions (and, once it hears them again, until Consul answers: the answer in
+ * flight may predate the eviction); or its watch has had no answer for longer than a blocking
+ * query can last (the wait, Consul's jitter of up to wait/16, and 1 s). Cut off from Consul, a node
  * cannot learn that its session was invalidated and a peer took the route, so /status must
  * not keep saying "holding" as a fact.
  */
-export function consulSilence(args: { now: number; answeredAt: number; failingSince?: number; watchWaitMs: number }): string | undefined {
-  const { now, answeredAt, failingSince, watchWaitMs } = args;
+export function consulSilence(args: { now: number; answeredAt: number; failingSince?: number; watchWaitMs: number; cutOff?: PeerCutOff }): string | undefined {
+  const { now, answeredAt, failingSince, watchWaitMs, cutOff } = args;
   if (failingSince !== undefined) return `Consul unreachable for ${seconds(now - failingSince)} s (last answer ${seconds(now - answeredAt)} s ago): this node may have lost the key`;
+  if (cutOff && cutOff.until === undefined) return `hears ${cutOff.heard} of ${cutOff.peers} peers for ${seconds(now - cutOff.since)} s: a majority may have taken the key`;
+  if (cutOff?.until !== undefined && cutOff.until > answeredAt) return `was cut off from its peers for ${seconds(cutOff.until - cutOff.since)} s; no answer from Consul since: this node may have lost the key`;
   if (now - answeredAt > (watchWaitMs * 17) / 16 + 1000) return `no answer from Consul for ${seconds(now - answeredAt)} s: this node may have lost the key`;
   return undefined;
 }

@@ -5,7 +5,7 @@ import type { Config } from "../config/index.js";
 import type { ConsulApi, KvEntry } from "../consul/index.js";
 import { parseHolder, routeOfKey } from "../election/holder.js";
 import type { Logger } from "../observe/log.js";
-import { judgeHolders, silentPeers, type HeldKey, type PeerHeard, type Verdict } from "./verdict.js";
+import { cutOffFromMajority, judgeHolders, silentPeers, type HeldKey, type PeerCutOff, type PeerHeard, type Verdict } from "./verdict.js";
 import { decodeHeartbeat, encodeHeartbeat, formatPeerAddress, parsePeerAddress } from "./wire.js";
 
 export interface PeerHeartbeatDeps {
@@ -47,6 +47,7 @@ export class PeerHeartbeat {
   private refreshing: Promise<void> | undefined;
   private lastRefresh = -Infinity;
   private silent: string[] = [];
+  private cutOffEpisode: PeerCutOff | undefined;
 
   constructor(private readonly deps: PeerHeartbeatDeps) {}
 
@@ -86,6 +87,11 @@ export class PeerHeartbeat {
       this.tick();
       await clock.sleep(config.peers.interval, signal).catch(() => undefined);
     }
+  }
+
+  /** The latest episode of this node being cut off from a majority of its peers (see cutOffFromMajority). */
+  cutOff(): PeerCutOff | undefined {
+    return this.cutOffEpisode;
   }
 
   stop(): void {
@@ -152,12 +158,27 @@ export class PeerHeartbeat {
       if (lost.length) this.deps.log.info({ step: "peers", silent, members: this.members.size }, `peer${lost.length > 1 ? "s" : ""} ${lost.join(", ")} silent for ${config.peers.interval * config.peers.misses} ms`);
       this.silent = silent;
     }
+    this.noteCutOff();
     const datagram = encodeHeartbeat({ cluster: config.cluster, from: instanceId, seq: ++this.seq, silent });
     for (const [id, address] of this.members) {
       const to = id === instanceId ? undefined : parsePeerAddress(address);
       if (to) this.socket?.send(datagram, to.port, to.host);
     }
     this.judge();
+  }
+
+  private noteCutOff(): void {
+    const { config, instanceId, clock, log } = this.deps;
+    const now = clock.now();
+    const cut = cutOffFromMajority({ self: instanceId, members: [...this.members.keys()], heard: this.heard, expectedSince: this.expected, now, silenceMs: config.peers.interval * config.peers.misses });
+    const open = this.cutOffEpisode && this.cutOffEpisode.until === undefined ? this.cutOffEpisode : undefined;
+    if (cut && !open) {
+      this.cutOffEpisode = { since: now, ...cut };
+      log.warn({ step: "peers", heard: cut.heard, peers: cut.peers }, `cut off from a majority of the members (hears ${cut.heard} of ${cut.peers} peers): the keys this node holds are unconfirmed`);
+    } else if (!cut && open) {
+      this.cutOffEpisode = { ...open, until: now };
+      log.info({ step: "peers", ms: Math.round(now - open.since) }, `hears a majority of the members again after ${Math.round(now - open.since)} ms`);
+    }
   }
 
   private judge(): void {

@@ -117,3 +117,29 @@ export function judgeHolders(input: VerdictInput): Verdict[] {
   }
   return verdicts;
 }
+
+/** The latest time this node heard too few members to be with a majority: since when, until when (undefined: still), and what it heard. */
+export interface PeerCutOff {
+  readonly since: number;
+  readonly until?: number;
+  readonly heard: number;
+  readonly peers: number;
+}
+
+/**
+ * This node's own side of a partition: does it still hear enough members to be with a majority?
+ * It counts itself and every member it cannot judge (no heartbeat address, or expected for less
+ * than the silence window) on its side, and takes out the peers it expected and has not heard
+ * for the window. Fewer than a quorum left: a majority on the other side may be destroying this
+ * node's sessions, so what it holds is unconfirmed. Returns how many peers it hears, of how many.
+ */
+export function cutOffFromMajority(input: { self: string; members: readonly string[]; heard: ReadonlyMap<string, PeerHeard>; expectedSince: ReadonlyMap<string, number>; now: number; silenceMs: number }): { heard: number; peers: number } | undefined {
+  const { self, heard, expectedSince, now, silenceMs } = input;
+  const members = [...new Set([...input.members, self])];
+  const lost = members.filter((m) => {
+    const since = expectedSince.get(m);
+    return m !== self && since !== undefined && now - since >= silenceMs && !fresh(heard.get(m), now, silenceMs);
+  });
+  if (members.length - lost.length >= quorumOf(members.length)) return undefined;
+  return { heard: members.filter((m) => m !== self && fresh(heard.get(m), now, silenceMs)).length, peers: members.length - 1 };
+}

@@ -25,6 +25,7 @@ import { s3Upload } from "../support/s3.js";
 const run = promisify(execFile);
 const SCRIPT = join(REPO, "scripts", "bootstrap.sh");
 const BUCKET = "rl-artifacts";
+const LOG_GROUP = "/routeleader/prod-nat/agents";
 
 const IDENTITY: SimulatedIdentity = {
   instanceId: "i-0b00751e5c0ffee01",
@@ -159,6 +160,8 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
 
     beforeAll(async () => {
       ({ sb, env } = sandboxWithRelease());
+      // As the stack's launch template sets them: the agents' EMF lines are shipped.
+      env = { ...env, RL_LOG_GROUP: LOG_GROUP, RL_METRICS_NAMESPACE: "routeleader" };
       first = await sb.run(SCRIPT, env);
     });
 
@@ -168,9 +171,9 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(first.output).toContain(`instance ${IDENTITY.instanceId} (${IDENTITY.privateIp}) in us-east-1`);
     });
 
-    it("ship: installs Node.js 22 and iptables from the distribution in one dnf transaction, nothing from npm or a third-party repository", () => {
+    it("ship: installs Node.js 22, iptables, the CloudWatch agent and logrotate from the distribution in one dnf transaction, nothing from npm or a third-party repository", () => {
       const installs = first.calls.filter((c) => c.program === "dnf");
-      expect(installs.map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False nodejs22 iptables-nft"]);
+      expect(installs.map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False nodejs22 iptables-nft amazon-cloudwatch-agent logrotate"]);
       expect(sb.exists("/etc/yum.repos.d")).toBe(false);
       expect(first.calls.some((c) => c.program.startsWith("npm"))).toBe(false);
       expect(first.calls.filter((c) => c.program === "useradd").map((c) => c.args.at(-1))).toEqual(["consul", "routeleader"]);
@@ -218,6 +221,42 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(cfg.lifecycle).toEqual({ hookName: "routeleader-release" });
       // The egress check does not depend on one public address: any of three answering passes.
       expect(cfg.checks.egress).toEqual({ type: "ping", host: ["1.1.1.1", "8.8.8.8", "9.9.9.9"] });
+    });
+
+    it("egress: ships the agent's EMF lines: EMF on into a file of the agent's own log directory, the CloudWatch agent tailing it into the stack's group, logrotate", () => {
+      const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
+      expect(cfg.observe).toEqual({ cloudwatch: { emf: true, namespace: "routeleader", output: "/var/log/routeleader/emf.log" } });
+      // ProtectSystem=strict: the directory is the unit's LogsDirectory, owned by the agent's user.
+      const unit = sb.read("/etc/systemd/system/routeleader.service");
+      expect(unit).toMatch(/^LogsDirectory=routeleader$/m);
+      expect(unit).toMatch(/^LogsDirectoryMode=0750$/m);
+      // Keys as in the CloudWatch agent's schema (translator/config/schema.json): logs only, no metrics.
+      const cw = JSON.parse(sb.read("/etc/routeleader/cloudwatch-agent.json"));
+      expect(cw).toEqual({
+        agent: { region: "us-east-1" },
+        logs: {
+          logs_collected: { files: { collect_list: [{ file_path: cfg.observe.cloudwatch.output, log_group_name: LOG_GROUP, log_stream_name: "{instance_id}", timezone: "UTC" }] } },
+          force_flush_interval: 15,
+        },
+      });
+      expect(first.calls.map(line)).toContain("amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -c file:/etc/routeleader/cloudwatch-agent.json -s");
+      const rotate = sb.read("/etc/logrotate.d/routeleader");
+      expect(rotate.startsWith("/var/log/routeleader/emf.log {")).toBe(true);
+      for (const d of ["su routeleader routeleader", "daily", "maxsize 20M", "rotate 3", "missingok", "create 0640 routeleader routeleader"]) expect(rotate).toMatch(new RegExp(`^\\s+${d}$`, "m"));
+    });
+
+    it("egress: a bad log group or namespace is refused before anything is written", async () => {
+      for (const [v, value, says] of [
+        ["RL_LOG_GROUP", "agents;rm -rf", "RL_LOG_GROUP 'agents;rm -rf' is not a CloudWatch Logs group name"],
+        ["RL_METRICS_NAMESPACE", "AWS/EC2", "RL_METRICS_NAMESPACE 'AWS/EC2' is not a custom CloudWatch namespace"],
+      ] as const) {
+        const fresh = sandboxWithRelease();
+        const r = await fresh.sb.run(SCRIPT, { ...fresh.env, RL_LOG_GROUP: LOG_GROUP, [v]: value });
+        expect(r.code, r.output).not.toBe(0);
+        expect(r.output).toContain(says);
+        expect(mutatingCalls(r.calls).map(line)).toEqual([]);
+        expect(fresh.sb.exists("/etc")).toBe(false);
+      }
     });
 
     it("ship: points /opt/routeleader/current at the verified release", () => {
@@ -364,6 +403,187 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       { name: "nat-default", table: { tags: { "routeleader/managed": "prod-nat" } }, destination: "0.0.0.0/0", checks: ["egress", "forwarding"], preferredAz: "none" },
     ]);
     expect((await releaseValidate(sb, join(sb.root, "etc/routeleader/routeleader.yaml"))).code).toBe(0);
+  });
+
+  describe("same-AZ mode (RL_SAME_AZ): SNAT to the pair's secondary IP, conntrackd synced with the peer NAT of the subnet", () => {
+    const SAME_AZ_IP = "10.42.1.200";
+    const EIP = "eipalloc-0123456789abcdef0";
+    const ROUTE = "nat-rtb-0aaa1111aaaa1111a";
+    let me: SimulatedIdentity;
+    let peerIp: string;
+    let aemm: StartedAemm;
+    let sb: BootstrapSandbox;
+    let env: Record<string, string>;
+    let res: RunResult;
+    const ns = `rlct${process.pid % 100000}`;
+
+    beforeAll(async () => {
+      // This node and its peer: two instances of the cluster in one subnet, in moto.
+      const ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: world.moto.endpoint });
+      const { vpcId } = await createVpc(ec2, "10.42.0.0/16");
+      const subnet = await createSubnet(ec2, vpcId, "10.42.1.0/24");
+      const self = await runInstance(ec2, subnet, { "routeleader:cluster": "prod-nat" });
+      const peer = await runInstance(ec2, subnet, { "routeleader:cluster": "prod-nat" });
+      await runInstance(ec2, subnet, { "routeleader:cluster": "other-cluster" });
+      ec2.destroy();
+      peerIp = peer.PrivateIpAddress!;
+      me = { ...identityOf(self), mac: "0e:42:00:00:00:0c", region: "us-east-1" };
+      aemm = await startAemm(me, { imdsv2Only: true });
+      ({ sb, env } = sandboxWithRelease());
+      // The instance's network interfaces, as /sys/class/net shows them.
+      for (const [dev, mac] of [["lo", "00:00:00:00:00:00"], ["ens5", me.mac]] as const) {
+        mkdirSync(join(sb.root, "sys/class/net", dev), { recursive: true });
+        writeFileSync(join(sb.root, "sys/class/net", dev, "address"), `${mac}\n`);
+      }
+      env = { ...env, RL_IMDS_ENDPOINT: aemm.endpoint, RL_SAME_AZ: `${ROUTE}=${me.subnetId}:${SAME_AZ_IP}:${EIP}, nat-rtb-0bbb2222bbbb2222b=subnet-0ffff0000ffff0000:10.42.2.200:eipalloc-0fedcba9876543210` };
+      res = await sb.run(SCRIPT, env);
+    });
+    afterAll(async () => {
+      await aemm?.stop();
+      await run("ip", ["netns", "del", ns]).catch(() => undefined);
+    });
+
+    it("SNATs the VPC's egress to the pair's secondary IP instead of MASQUERADE, with strict TCP tracking, at every boot", () => {
+      expect(res.code, res.output).toBe(0);
+      const rules = res.calls.filter((c) => c.program === "iptables" && c.args.includes("-A")).map(line);
+      expect(rules).toEqual([`iptables -t nat -A POSTROUTING -s 10.42.0.0/16 ! -d 10.42.0.0/16 -j SNAT --to-source ${SAME_AZ_IP}`]);
+      expect(sb.read("/etc/sysctl.d/91-routeleader-same-az.conf")).toMatch(/^net\.netfilter\.nf_conntrack_tcp_loose = 0$/m);
+      const calls = res.calls.map(line);
+      // The sysctl key exists once the nat table loaded nf_conntrack: after the rule.
+      expect(calls.indexOf("sysctl -p /etc/sysctl.d/91-routeleader-same-az.conf")).toBeGreaterThan(calls.indexOf(rules[0]!));
+      const natUnit = sb.read("/etc/systemd/system/routeleader-nat.service");
+      expect(natUnit).toContain(`iptables -t nat -C POSTROUTING -s 10.42.0.0/16 ! -d 10.42.0.0/16 -j SNAT --to-source ${SAME_AZ_IP} 2>/dev/null || iptables -t nat -A`);
+      expect(natUnit.indexOf("91-routeleader-same-az.conf")).toBeGreaterThan(natUnit.indexOf("iptables -t nat -C"));
+      expect(natUnit).not.toContain("MASQUERADE");
+    });
+
+    it("ship: installs conntrackd from the distribution (conntrack-tools) in the same dnf transaction", () => {
+      expect(res.calls.filter((c) => c.program === "dnf").map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False nodejs22 iptables-nft conntrack-tools"]);
+    });
+
+    it("gives the pair's route its Elastic IP and sameAz; the other AZ's route stays as it was; the release validates it", async () => {
+      const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
+      expect(cfg.routes).toEqual([
+        { name: ROUTE, table: { id: "rtb-0aaa1111aaaa1111a" }, destination: "0.0.0.0/0", checks: ["egress", "forwarding"], eip: EIP, sameAz: { subnet: me.subnetId, privateIp: SAME_AZ_IP } },
+        {
+          name: "nat-rtb-0bbb2222bbbb2222b",
+          table: { id: "rtb-0bbb2222bbbb2222b" },
+          destination: "0.0.0.0/0",
+          checks: ["egress", "forwarding"],
+          eip: "eipalloc-0fedcba9876543210",
+          sameAz: { subnet: "subnet-0ffff0000ffff0000", privateIp: "10.42.2.200" },
+        },
+      ]);
+      const v = await releaseValidate(sb, join(sb.root, "etc/routeleader/routeleader.yaml"));
+      expect(v.code, v.out).toBe(0);
+    });
+
+    it("finds the peer (the other running NAT of the cluster in its subnet) and writes the conntrackd config the simulator runs", async () => {
+      const conf = sb.read("/etc/routeleader/conntrackd.conf");
+      const { stdout } = await run("bash", [join(REPO, "scripts/conntrackd-sync.sh"), "render", me.privateIp, peerIp, "ens5"]);
+      expect(conf).toBe(stdout);
+      expect(conf).toMatch(new RegExp(`^ {4}IPv4_address ${me.privateIp.replaceAll(".", "\\.")}$`, "m"));
+      expect(conf).toMatch(new RegExp(`^ {4}IPv4_Destination_Address ${peerIp.replaceAll(".", "\\.")}$`, "m"));
+      expect(conf).toMatch(/^ {4}Interface ens5$/m);
+      expect(conf).toMatch(/Mode FTFW \{\n {4}DisableExternalCache On/);
+      expect(sb.read("/etc/routeleader/same-az.env")).toContain(`SUBNET=${me.subnetId}\n`);
+    });
+
+    it("the rendered config is one conntrackd accepts and starts with (in a namespace with the instance's address on a veth named ens5)", async () => {
+      const dir = join(sb.dir, "ct");
+      mkdirSync(dir);
+      // Lock and socket under the test's folder, not the host's /var.
+      const conf = sb.read("/etc/routeleader/conntrackd.conf").replace("/var/lock/conntrackd.lock", join(dir, "lock")).replace("/var/run/conntrackd.ctl", join(dir, "sock"));
+      writeFileSync(join(dir, "ok.conf"), conf);
+      writeFileSync(join(dir, "bad.conf"), conf.replace("DisableExternalCache On", "DisableExternalCash On"));
+      await run("ip", ["netns", "add", ns]);
+      await run("ip", ["-n", ns, "link", "add", "ens5", "type", "veth", "peer", "name", "ens5p"]);
+      await run("ip", ["-n", ns, "addr", "add", `${me.privateIp}/24`, "dev", "ens5"]);
+      await run("ip", ["-n", ns, "link", "set", "ens5", "up"]);
+      const ok = new ManagedProcess("ip", ["netns", "exec", ns, "conntrackd", "-C", join(dir, "ok.conf")], { name: "conntrackd (rendered config)", keepLines: 50 });
+      try {
+        await ok.waitForLine(/initialization completed/, 20_000);
+        expect(ok.hasExited).toBe(false);
+      } finally {
+        await ok.stop(3000);
+      }
+      // The check bites: a misspelt keyword is a parse error and conntrackd exits.
+      const bad = await run("ip", ["netns", "exec", ns, "conntrackd", "-C", join(dir, "bad.conf")]).then(
+        () => ({ code: 0, out: "" }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+      );
+      expect(bad.code).not.toBe(0);
+      expect(bad.out).toContain("syntax error");
+    });
+
+    it("starts conntrackd (and its peer timer) before the agent, and orders the agent after it", () => {
+      const calls = res.calls.map(line);
+      const agentStart = calls.indexOf("systemctl start routeleader.service");
+      expect(agentStart).toBeGreaterThan(0);
+      expect(calls.indexOf("systemctl restart routeleader-conntrackd.service")).toBeGreaterThan(-1);
+      expect(calls.indexOf("systemctl restart routeleader-conntrackd.service")).toBeLessThan(agentStart);
+      for (const u of ["routeleader-conntrackd.service", "routeleader-conntrackd-peer.timer"]) expect(calls).toContain(`systemctl enable ${u}`);
+      expect(sb.read("/etc/systemd/system/routeleader.service")).toMatch(/^After=.* routeleader-conntrackd\.service$/m);
+      const ct = sb.read("/etc/systemd/system/routeleader-conntrackd.service");
+      expect(ct).toMatch(/^Before=routeleader\.service$/m);
+      expect(ct).toMatch(/^ExecStart=\/usr\/sbin\/conntrackd -C \/etc\/routeleader\/conntrackd\.conf$/m);
+    });
+
+    it("writes conntrackd units that systemd-analyze verify accepts", async () => {
+      const units = ["routeleader-conntrackd.service", "routeleader-conntrackd-peer.service", "routeleader-conntrackd-peer.timer", "routeleader.service", "routeleader-nat.service"].map((u) => join(sb.root, "etc/systemd/system", u));
+      const problems = (await systemdVerify(units)).filter((l) => !/: Command \S+ is not executable: No such file or directory$/.test(l) && !/routeleader-conntrackd-peer\.timer: Refusing to start, unit .* does not exist/.test(l));
+      expect(problems).toEqual([]);
+    });
+
+    it("a second run changes nothing, and the peer refresh rewrites nothing while the peer is the same", async () => {
+      const before = sb.snapshot();
+      const second = await sb.run(SCRIPT, env);
+      expect(second.code, second.output).toBe(0);
+      expect(sb.snapshot()).toEqual(before);
+      expect(mutatingCalls(second.calls).map(line)).toEqual([]);
+      expect(second.output).toContain("done: 0 file(s) written, restarted: none");
+    });
+
+    it("a node outside every pair's subnet MASQUERADEs as before and installs no conntrackd", async () => {
+      const other = sandboxWithRelease();
+      const r = await other.sb.run(SCRIPT, { ...other.env, RL_SAME_AZ: `${ROUTE}=subnet-0ffff0000ffff0000:${SAME_AZ_IP}:${EIP}` });
+      expect(r.code, r.output).toBe(0);
+      expect(r.calls.filter((c) => c.program === "iptables" && c.args.includes("-A")).map(line)).toEqual(["iptables -t nat -A POSTROUTING -s 10.42.0.0/16 ! -d 10.42.0.0/16 -j MASQUERADE"]);
+      expect(r.calls.filter((c) => c.program === "dnf").map(line)).toEqual(["dnf install -y --setopt=install_weak_deps=False nodejs22 iptables-nft"]);
+      expect(other.sb.exists("/etc/routeleader/conntrackd.conf")).toBe(false);
+      expect(other.sb.exists("/etc/systemd/system/routeleader-conntrackd.service")).toBe(false);
+      expect(r.output).toContain("MASQUERADE to");
+    });
+
+    it.each([
+      ["nat-rtb-0aaa1111aaaa1111a=subnet-0aaa:10.42.1.200", "expected ROUTE=SUBNET:PRIVATE_IP:EIP_ALLOCATION"],
+      ["nat-rtb-0aaa1111aaaa1111a=subnet-0aaa:10.42.1.300:eipalloc-0123456789abcdef0", "expected ROUTE=SUBNET:PRIVATE_IP:EIP_ALLOCATION"],
+      ["nat-rtb-0ccc=subnet-0aaa:10.42.1.200:eipalloc-0123456789abcdef0", "nat-rtb-0ccc is not one of this node's routes (nat-rtb-0aaa1111aaaa1111a nat-rtb-0bbb2222bbbb2222b)"],
+      [
+        "nat-rtb-0aaa1111aaaa1111a=subnet-0aaa:10.42.1.200:eipalloc-0123456789abcdef0,nat-rtb-0bbb2222bbbb2222b=subnet-0aaa:10.42.1.201:eipalloc-0fedcba9876543210",
+        "subnet-0aaa is already the pair of nat-rtb-0aaa1111aaaa1111a",
+      ],
+      [
+        "nat-rtb-0aaa1111aaaa1111a=subnet-0aaa:10.42.1.200:eipalloc-0123456789abcdef0,nat-rtb-0bbb2222bbbb2222b=subnet-0bbb:10.42.1.200:eipalloc-0fedcba9876543210",
+        "10.42.1.200 is already the address of nat-rtb-0aaa1111aaaa1111a",
+      ],
+    ])("a bad RL_SAME_AZ (%s) is refused before anything is written", async (value, message) => {
+      const bad = sandboxWithRelease();
+      const r = await bad.sb.run(SCRIPT, { ...bad.env, RL_SAME_AZ: value });
+      expect(r.code).not.toBe(0);
+      expect(r.output).toContain(`ERROR: RL_SAME_AZ`);
+      expect(r.output).toContain(message);
+      expect(mutatingCalls(r.calls).map(line)).toEqual([]);
+      expect(bad.sb.exists("/etc")).toBe(false);
+    });
+
+    it("an IPv6 destination with RL_SAME_AZ is refused", async () => {
+      const bad = sandboxWithRelease();
+      const r = await bad.sb.run(SCRIPT, { ...bad.env, RL_DESTINATION: "::/0", RL_SAME_AZ: `${ROUTE}=subnet-0aaa:${SAME_AZ_IP}:${EIP}` });
+      expect(r.code).not.toBe(0);
+      expect(r.output).toContain("ERROR: RL_SAME_AZ: the same-AZ mode SNATs IPv4; RL_DESTINATION ::/0 is IPv6");
+      expect(mutatingCalls(r.calls)).toEqual([]);
+    });
   });
 
   it("a Consul server: server config with bootstrap_expect 3 and the UI on loopback, no NAT, no Node.js, no package at all", async () => {
@@ -671,6 +891,8 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       "AWS::Partition": "aws",
       "AWS::AccountId": "123456789012",
       "AWS::URLSuffix": "amazonaws.com",
+      // A Ref to the stack's log group is its name.
+      AgentLogGroup: LOG_GROUP,
       ...overrides,
     };
     const ctx = evaluateConditions(template, params);
@@ -710,6 +932,10 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
       // itself is proven in network namespaces by the health-check suites.
       expect(config.routes[0].checks).toEqual(["egress", "forwarding"]);
       config.routes[0].checks = ["egress"];
+      // EMF on, into the file the CloudWatch agent ships (moved into the sandbox: the host's /var/log is not the test's).
+      expect(config.observe.cloudwatch).toEqual({ emf: true, namespace: "routeleader", output: "/var/log/routeleader/emf.log" });
+      const emfFile = join(sb.dir, "emf.log");
+      config.observe.cloudwatch.output = emfFile;
       const agentConfig = join(sb.dir, "agent.yaml");
       writeFileSync(agentConfig, toYaml(config));
       agent = new ManagedProcess(process.execPath, [...execStart.slice(1, 3), join(sb.root, current, "dist/agent/cli.js"), "run", "--config", agentConfig], {
@@ -742,6 +968,14 @@ describe("ship: the launch template's user data (scripts/user-data.sh as CloudFo
         throw new Error(`${err.message}\n--- agent ---\n${agent!.output(80)}`);
       });
       expect(route.InstanceId).toBe(identity.instanceId);
+      // egress: the agent from the artifact wrote the route's EMF lines where the CloudWatch agent reads them.
+      const emf = await waitUntil("the EMF line of the route write", async () => {
+        const lines = existsSync(emfFile) ? readFileSync(emfFile, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)) : [];
+        return lines.some((l) => "RouteWrites" in l) ? lines : undefined;
+      }, { timeoutMs: 30_000, intervalMs: 200 });
+      const write = emf.find((l) => "RouteWrites" in l)!;
+      expect(write).toMatchObject({ Cluster: "prod-nat", instanceId: identity.instanceId, RouteWrites: 1 });
+      expect(write._aws.CloudWatchMetrics[0].Namespace).toBe("routeleader");
       // Memory of the compiled agent holding a route (sizes the default instance type).
       const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${agent.pid}/status`, "utf8"))![1]);
       console.log(`[ship] routeleader from the release, holding 1 route: ${(rssKiB / 1024).toFixed(0)} MiB RSS`);

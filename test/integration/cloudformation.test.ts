@@ -46,7 +46,7 @@ const RELEASE_PARAMS = {
  * lists the resource with no logical id or type). The stack still reaches CREATE_COMPLETE; the
  * feature is covered by cfn-lint and by the template assertions below instead.
  */
-const MOTO_SKIPS = ["AWS::AutoScaling::LifecycleHook", "AWS::EC2::SecurityGroupEgress", "AWS::EC2::VPCCidrBlock"];
+const MOTO_SKIPS = ["AWS::AutoScaling::LifecycleHook", "AWS::EC2::SecurityGroupEgress", "AWS::EC2::VPCCidrBlock", "AWS::CloudWatch::Alarm"];
 // Other moto divergences met here (created, but not as AWS would show them): Tags on
 // AWS::EC2::RouteTable are dropped; SubnetRouteTableAssociation is not reflected in
 // DescribeRouteTables; every instance of a multi-subnet group lands in its first subnet.
@@ -164,11 +164,12 @@ describe("template content", () => {
   });
 
   it("ship: every instance is told its stack, the resource it signals, the hook name and the verified downloads", () => {
-    const ctx = evaluateConditions(nat, { ...RELEASE_PARAMS, ClusterName: "prod-nat", VpcId: "vpc-1", VpcCidr: "10.0.0.0/16", PublicSubnetA: "subnet-0a", PublicSubnetB: "subnet-0b", PublicSubnetC: "subnet-0c", "AWS::StackName": "prod-nat" });
+    const ctx = evaluateConditions(nat, { ...RELEASE_PARAMS, ClusterName: "prod-nat", VpcId: "vpc-1", VpcCidr: "10.0.0.0/16", PublicSubnetA: "subnet-0a", PublicSubnetB: "subnet-0b", PublicSubnetC: "subnet-0c", "AWS::StackName": "prod-nat", AgentLogGroup: "/routeleader/prod-nat/agents" });
     const header = (lt: string) => resolve(nat.Resources[lt].Properties.LaunchTemplateData.UserData["Fn::Base64"]["Fn::Join"][1][0], { ...ctx, params: { ...ctx.params, "AWS::StackName": "prod-nat" } }) as string;
     const natHeader = header("NatLaunchTemplate");
     expect(natHeader).toContain("export RL_SIGNAL_STACK='prod-nat' RL_SIGNAL_BY_SUBNET='subnet-0a=NatGroupA,subnet-0b=NatGroupB,subnet-0c=NatGroupC'");
     expect(natHeader).toContain("RL_LIFECYCLE_HOOK=routeleader-release");
+    expect(natHeader).toContain("export RL_LOG_GROUP='/routeleader/prod-nat/agents' RL_METRICS_NAMESPACE='routeleader'");
     expect(nat.Resources.NatTerminationHookA.Properties.LifecycleHookName).toBe("routeleader-release");
     expect(natHeader).toContain(`export RL_CONSUL_URL='${RELEASE_PARAMS.ConsulBinaryUrl}' RL_CONSUL_SHA256='${"b".repeat(64)}'`);
     const serverHeader = header("ConsulServerLaunchTemplate");
@@ -296,6 +297,22 @@ describe("the stacks in moto's CloudFormation", () => {
       privateTables = output(demo, "PrivateRouteTableIds").split(",");
     });
 
+    it("egress: the NAT stack creates the agents' log group with its retention, and the alarm topic (agent alarms on by default)", async () => {
+      const python = join(binaryPath("moto"), "..", "python");
+      const script = `import boto3, json, sys
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+groups = boto3.client("logs", **kw).describe_log_groups(logGroupNamePrefix="/routeleader/")["logGroups"]
+topics = boto3.client("sns", **kw).list_topics()["Topics"]
+print(json.dumps({"groups": [[g["logGroupName"], g.get("retentionInDays")] for g in groups], "topics": [t["TopicArn"] for t in topics]}))`;
+      const { stdout } = await run(python, ["-c", script, moto.endpoint]);
+      const found = JSON.parse(stdout) as { groups: [string, number][]; topics: string[] };
+      expect(found.groups).toEqual([[`/routeleader/${nat.StackName}/agents`, 30]]);
+      // moto's CloudFormation creates no AWS::CloudWatch::Alarm (a known skip, below); their
+      // definitions are held by cfn-lint and watchdog-stack.test.ts. Their topic is created.
+      expect(found.topics).toHaveLength(1);
+      expect(found.topics[0]).toContain("AlarmTopic");
+    });
+
     it("both stacks reach CREATE_COMPLETE", () => {
       expect(demo.StackStatus).toBe("CREATE_COMPLETE");
       expect(nat.StackStatus).toBe("CREATE_COMPLETE");
@@ -395,7 +412,7 @@ describe("the stacks in moto's CloudFormation", () => {
       expect(sgRules(serverGroup.IpPermissions!).sort()).toEqual(["tcp 8300-8301 nat", "tcp 8300-8302 servers", "udp 8301-8301 nat", "udp 8301-8302 servers"]);
     });
 
-    it("known moto gaps: the 3 termination lifecycle hooks are skipped (listed with no logical id or type); everything else is created", async () => {
+    it("known moto gaps: the 3 termination lifecycle hooks and the 3 agent alarms are skipped (listed with no logical id or type); everything else is created", async () => {
       const natResources = (await cf.send(new DescribeStackResourcesCommand({ StackName: nat.StackName }))).StackResources!;
       const template = loadTemplate("routeleader-nat.yaml");
       const declared = template.Resources as Record<string, { Type: string; Condition?: string }>;
@@ -403,7 +420,7 @@ describe("the stacks in moto's CloudFormation", () => {
       const ctx = evaluateConditions(template, { ...RELEASE_PARAMS, PublicSubnetC: "subnet-c", ConsulMode: "servers", PrivateRouteTableIds: privateTables.join(",") });
       const active = Object.entries(declared).filter(([, r]) => !r.Condition || ctx.conditions![r.Condition]);
       const skippedByMoto = active.filter(([, r]) => MOTO_SKIPS.includes(r.Type));
-      expect(skippedByMoto.map(([logical]) => logical)).toEqual(["NatTerminationHookA", "NatTerminationHookB", "NatTerminationHookC"]);
+      expect(skippedByMoto.map(([logical]) => logical)).toEqual(["NatTerminationHookA", "NatTerminationHookB", "NatTerminationHookC", "RouteWithoutHolderAlarm", "RepeatedFailoversAlarm", "AgentDownAlarm"]);
       const created = new Set(natResources.map((r) => r.LogicalResourceId).filter(Boolean));
       for (const [logical, r] of active) {
         if (MOTO_SKIPS.includes(r.Type)) expect(created, logical).not.toContain(logical);

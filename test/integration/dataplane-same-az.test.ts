@@ -8,6 +8,8 @@ import { assertNetnsAllowed } from "../support/netns.js";
  * that the route's holder assigns to its ENI (with the route's Elastic IP on it), and conntrackd
  * keeps their connection state in sync. Ten long-lived TCP echo streams from the private client
  * must keep their byte streams when the holder is powered off (every process killed, link down).
+ * Then the same power-off with conntrackd stopped in both NATs: the streams must die, which shows
+ * that the synced state (not the SNAT address or the EIP alone) is what carries them.
  */
 
 let lab: DataplaneLab;
@@ -33,4 +35,12 @@ describe("same-AZ connection-preserving failover", () => {
     const eip = await describeEip(lab.ec2, lab.eipAllocation as string);
     expect(eip).toMatchObject({ networkInterfaceId: eni, privateIpAddress: DataplaneLab.secondaryIp });
   });
+
+  it("dataplane: without conntrackd the same power-off kills the TCP echo streams (at most 1 of 10 keeps its bytes)", async () => {
+    await lab.stopConntrackd();
+    const r = await lab.trial("power-off", 10);
+    console.log(`same-AZ power-off without conntrackd: probe gap ${r.outageMs} ms; control plane ${r.controlPlaneMs} ms; router lag ${r.routerLagMs} ms; connections ${r.connections?.survived}/${r.connections?.tried} survived; errors: ${r.connections?.errors.join(", ") || "none (stalled)"}`);
+    expect(r.connections?.tried).toBe(10);
+    expect(r.connections?.survived).toBeLessThanOrEqual(1);
+  }, 180_000);
 });

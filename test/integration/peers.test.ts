@@ -14,7 +14,7 @@ import { runFaultLab } from "../support/faults/run.js";
  * Every trial also checks the lab's invariants: no stray write, no ping-pong, the liveness record.
  */
 
-// The restart scenario before the partition: after the heal, the former holder's /status lagged Consul for ~2 s into the next trial (seen 2026-12-03, open).
+// The partition last: a healed partitioned holder marks its routes unconfirmed until Consul answers it again (agent/election/status.ts).
 const SCENARIOS = ["peer-lone-partition", "power-off-after-peer-restart", "host-power-off", "holder-partition"];
 /** Fault → route moved, generous: the gossip path took 9.4 s p50 / 11.4 s p95 (docs/benchmarks/failover.json). */
 const PEER_EVICTION_BOUND_MS = 6500;

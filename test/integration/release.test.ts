@@ -60,7 +60,7 @@ describe("ship: npm run release", () => {
 
   it("ship: one top-level folder with compiled JS, production dependencies only, the bootstrap and the SBOM; no TypeScript, no tsx", () => {
     expect(readdirSync(extracted)).toEqual(["routeleader"]);
-    expect(readdirSync(app).sort()).toEqual(["README.md", "SBOM.json", "bin", "bootstrap.sh", "consul-acl-policy.hcl", "dist", "node-credentials.sh", "node_modules", "package-lock.json", "package.json"]);
+    expect(readdirSync(app).sort()).toEqual(["README.md", "SBOM.json", "bin", "bootstrap.sh", "conntrackd-sync.sh", "consul-acl-policy.hcl", "dist", "node-credentials.sh", "node_modules", "package-lock.json", "package.json"]);
     expect(existsSync(join(app, "dist/agent/cli.js"))).toBe(true);
     const files: string[] = [];
     const walk = (d: string) => {
@@ -75,6 +75,7 @@ describe("ship: npm run release", () => {
     expect(readFileSync(join(app, "bootstrap.sh"), "utf8")).toBe(readFileSync(join(REPO, "scripts/bootstrap.sh"), "utf8"));
     expect(statSync(join(app, "bootstrap.sh")).mode & 0o111).not.toBe(0);
     expect(readFileSync(join(app, "node-credentials.sh"), "utf8")).toBe(readFileSync(join(REPO, "scripts/node-credentials.sh"), "utf8"));
+    expect(readFileSync(join(app, "conntrackd-sync.sh"), "utf8")).toBe(readFileSync(join(REPO, "scripts/conntrackd-sync.sh"), "utf8"));
     expect(readFileSync(join(app, "consul-acl-policy.hcl"), "utf8")).toBe(readFileSync(join(REPO, "docs/consul-acl-policy.hcl"), "utf8"));
   });
 

@@ -2,16 +2,18 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { request } from "node:http";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
-import { EC2Client } from "@aws-sdk/client-ec2";
+import { EC2Client, TerminateInstancesCommand, type Instance } from "@aws-sdk/client-ec2";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { EXIT } from "../../agent/exit-codes.js";
 import { startAemm, type StartedAemm } from "../support/aemm.js";
 import { runCli, spawnCli, type CliOptions } from "../support/agent-cli.js";
 import { ConsulAclError, ConsulApi, ConsulConnection } from "../../agent/consul/index.js";
+import { createEc2Client } from "../../agent/aws/index.js";
+import { PeerDiscovery } from "../../agent/discovery/index.js";
 import { startConsul } from "../support/consul.js";
 import { makeTlsMaterial, startSecureConsul, type StartedSecureConsul, type TlsMaterial } from "../support/consul-secure.js";
-import { createSubnet, createTable, createVpc, identityOf, runInstance } from "../support/ec2-world.js";
+import { createSubnet, createTable, createVpc, identityOf, memoryLogger, runInstance } from "../support/ec2-world.js";
 import { EMULATOR_AWS, startMoto, type StartedMoto } from "../support/moto.js";
 import { freePort } from "../support/ports.js";
 import { waitUntil, type ManagedProcess } from "../support/process.js";
@@ -40,6 +42,8 @@ let otherCa: TlsMaterial;
 let consul: StartedSecureConsul;
 let agentToken: string;
 let dir: string;
+let subnet: string;
+let selfInstance: Instance;
 
 /**
  * Writes an agent config. Its HTTP endpoint listens on a free loopback port (never the default
@@ -107,9 +111,10 @@ beforeAll(async () => {
   moto = await startMoto();
   admin = new EC2Client({ ...EMULATOR_AWS, endpoint: moto.endpoint, maxAttempts: 1 });
   const { vpcId } = await createVpc(admin, "10.0.0.0/16");
-  const subnet = await createSubnet(admin, vpcId, "10.0.1.0/24");
+  subnet = await createSubnet(admin, vpcId, "10.0.1.0/24");
   await createTable(admin, vpcId, { tags: { Name: "private-sec" }, subnets: [subnet] });
-  const instance = await runInstance(admin, subnet);
+  const instance = await runInstance(admin, subnet, { "routeleader:cluster": CLUSTER });
+  selfInstance = instance;
   const identity = identityOf(instance);
   [aemm, consul] = await Promise.all([startAemm(identity), startSecureConsul({ managementToken: MANAGEMENT, tls })]);
   const policy = await consul.call("PUT", "/v1/acl/policy", JSON.stringify({ Name: "routeleader", Rules: AGENT_RULES }));
@@ -207,7 +212,7 @@ describe("truth: the token file and the documented ACL policy", () => {
     expect(await consul.writable()).toEqual(before);
   });
 
-  it("truth: the documented policy suffices under default-deny: agent/self, join and force-leave a peer, register, sessions, its KV prefix; nothing outside the prefix", async () => {
+  it("truth: the documented policy suffices under default-deny: agent/self, join a peer, register, sessions, its KV prefix; nothing outside the prefix, no force-leave (discovery carries on)", async () => {
     const api = new ConsulApi(new ConsulConnection({ address: consul.address, token: agentToken, ...tlsFiles() }));
     const peer = await startConsul({ mode: "client", node: "peer-sec" });
     try {
@@ -230,11 +235,32 @@ describe("truth: the token file and the documented ACL policy", () => {
       // Narrow: another cluster's keys, and the whole prefix, are refused.
       await expect(api.kvPut("routeleader/other-cluster/routes/x", "1")).rejects.toBeInstanceOf(ConsulAclError);
       await expect(api.kvPut("elsewhere/x", "1")).rejects.toBeInstanceOf(ConsulAclError);
-      // The peer dies (its instance terminated): the agent force-leaves it.
+      // The peer dies (its instance terminated). The policy has no operator right: the agent may
+      // not force-leave it (the stack's servers do, scripts/node-credentials.sh) ...
       await peer.kill();
       await waitUntil("the peer failed", async () => ((await api.members()).find((m) => m.name === "peer-sec")?.status === 4 ? true : undefined), { timeoutMs: 60_000, intervalMs: 500 });
-      await api.forceLeave("peer-sec");
-      await waitUntil("the peer left", async () => ((await api.members()).find((m) => m.name === "peer-sec")?.status === 3 ? true : undefined), { timeoutMs: 20_000, intervalMs: 250 });
+      await expect(api.forceLeave("peer-sec")).rejects.toBeInstanceOf(ConsulAclError);
+      // ... and its peer discovery carries on: the refusal is logged once, the round completes.
+      const gone = await runInstance(admin, subnet, { "routeleader:cluster": CLUSTER });
+      await admin.send(new TerminateInstancesCommand({ InstanceIds: [gone.InstanceId!] }));
+      const ec2 = createEc2Client({ region: EMULATOR_AWS.region, endpoint: moto.endpoint, credentials: EMULATOR_AWS.credentials });
+      try {
+        const { log, lines } = memoryLogger();
+        const discovery = new PeerDiscovery({
+          ec2,
+          consul: api,
+          identity: identityOf(selfInstance),
+          config: { discovery: { tags: { "routeleader:cluster": CLUSTER }, interval: 1000 } },
+          log,
+          joinAddress: () => undefined,
+          memberInstanceId: (m) => (m.name === "peer-sec" ? gone.InstanceId : undefined),
+        });
+        for (let round = 0; round < 2; round++) expect((await discovery.runOnce()).forceLeft).toEqual([]);
+        expect(lines.filter((l) => l.msg === "consul member not force-left").map((l) => l.node)).toEqual(["peer-sec"]);
+        expect((await api.members()).find((m) => m.name === "peer-sec")?.status).toBe(4);
+      } finally {
+        ec2.destroy();
+      }
     } finally {
       await peer.stop();
     }

@@ -54,6 +54,9 @@ r = json.loads(s.makefile("rb").readline())
 sys.stdout.write(r["stdout"])
 sys.stderr.write(r["stderr"])
 sys.exit(r["code"])' "$@" ;;
+  amazon-cloudwatch-agent-ctl)
+    # fetch-config ... -s: the package's script enables and (re)starts the agent's unit.
+    case " $* " in *" -s "*) echo amazon-cloudwatch-agent.service >>"$state/enabled"; echo amazon-cloudwatch-agent.service >>"$state/active" ;; esac ;;
   systemd-cat)
     while [ $# -gt 0 ]; do case $1 in -t | -p) shift 2 ;; -*) shift ;; *) break ;; esac; done
     exec "$@" ;;

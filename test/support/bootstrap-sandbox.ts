@@ -8,7 +8,7 @@ import type { AwsCli } from "./aws-cli.js";
 /**
  * A sandbox for scripts/bootstrap.sh: a temporary ROOT the script writes under, and a PATH
  * holding only recorder stubs for every program that changes a machine (dnf, rpm, systemctl,
- * sysctl, iptables, useradd, getent, chown, aws, systemd-cat) plus links to a short list of
+ * sysctl, iptables, useradd, getent, chown, aws, systemd-cat, amazon-cloudwatch-agent-ctl) plus links to a short list of
  * harmless real tools (coreutils, cmp, curl for IMDS, tar and sha256sum for the artifact,
  * python3 for a zip). A program the script calls and the sandbox does not know is "command not
  * found": nothing can reach the real host. The aws stub records `cloudformation
@@ -24,7 +24,7 @@ import type { AwsCli } from "./aws-cli.js";
 const REAL_TOOLS = ["bash", "cat", "chmod", "cmp", "curl", "dirname", "basename", "mkdir", "mktemp", "mv", "rm", "stat", "grep", "tr", "sed", "env", "sha256sum", "cut", "tar", "gzip", "ln", "readlink", "sleep", "python3"];
 
 /** Programs replaced by the recorder. */
-export const STUBBED = ["dnf", "rpm", "systemctl", "sysctl", "iptables", "useradd", "getent", "chown", "aws", "systemd-cat"];
+export const STUBBED = ["dnf", "rpm", "systemctl", "sysctl", "iptables", "useradd", "getent", "chown", "aws", "systemd-cat", "amazon-cloudwatch-agent-ctl"];
 
 /** The recorder every stub links to (a bash script next to this file). */
 const RECORDER = readFileSync(join(import.meta.dirname, "bootstrap-recorder.sh"), "utf8");

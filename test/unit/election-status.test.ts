@@ -16,4 +16,13 @@ describe("/status of a held route when Consul goes quiet (issue #14)", () => {
   it("a failing watch: unconfirmed at once, saying for how long and when Consul last answered", () => {
     expect(consulSilence({ now: 12_000, answeredAt: 10_000, failingSince: 11_500, watchWaitMs: WATCH_WAIT })).toBe("Consul unreachable for 0.5 s (last answer 2.0 s ago): this node may have lost the key");
   });
+
+  it("cut off from a majority of its peers: unconfirmed while it lasts, and after it until Consul answers again", () => {
+    const cutOff = { since: 10_000, heard: 0, peers: 2 };
+    expect(consulSilence({ now: 11_000, answeredAt: 10_500, watchWaitMs: WATCH_WAIT, cutOff })).toBe("hears 0 of 2 peers for 1.0 s: a majority may have taken the key");
+    // Heard again at 13 s; the watch last answered at 10.5 s (its request may have hung through the partition).
+    const ended = { ...cutOff, until: 13_000 };
+    expect(consulSilence({ now: 13_500, answeredAt: 10_500, watchWaitMs: WATCH_WAIT, cutOff: ended })).toBe("was cut off from its peers for 3.0 s; no answer from Consul since: this node may have lost the key");
+    expect(consulSilence({ now: 13_500, answeredAt: 13_200, watchWaitMs: WATCH_WAIT, cutOff: ended })).toBeUndefined();
+  });
 });

@@ -185,4 +185,17 @@ describe("liveness invariants (issue #14), on recorded observations", () => {
     const other = w("a", 1500, { params: { RouteTableId: "rtb-1", DestinationCidrBlock: "10.0.0.0/8", InstanceId: "i-a" } });
     expect(interleavedWriters([w("a", 0), w("b", 1000), other], 3000)).toEqual([]);
   });
+
+  it("one writer per route: a hand-back Consul shows (the writer holds the key again, seen after the takeover) is not two writers, however soon", () => {
+    const w = (caller: string, time: number) => ({ ...write(caller, time, `i-${caller}`), params: { RouteTableId: "rtb-1", DestinationCidrBlock: "0.0.0.0/0", InstanceId: `i-${caller}` } });
+    const calls = [w("a", 0), w("b", 1000), w("a", 2500)];
+    // b's check failed at once: it released, a took the key back (observed at 2600, asked after b's write) and wrote.
+    const seen = [{ route: "rtb-1 0.0.0.0/0", caller: "a", t: 2600 }];
+    expect(interleavedWriters(calls, 3000, { holds: seen, graceMs: 1000 })).toEqual([]);
+    // Seen holding only before b's takeover, or long after its own write: no evidence, still two writers.
+    expect(interleavedWriters(calls, 3000, { holds: [{ route: "rtb-1 0.0.0.0/0", caller: "a", t: 900 }], graceMs: 1000 })).toHaveLength(1);
+    expect(interleavedWriters(calls, 3000, { holds: [{ route: "rtb-1 0.0.0.0/0", caller: "a", t: 4000 }], graceMs: 1000 })).toHaveLength(1);
+    // Another route's hold is no evidence either.
+    expect(interleavedWriters(calls, 3000, { holds: [{ route: "rtb-1 10.0.0.0/8", caller: "a", t: 2600 }], graceMs: 1000 })).toHaveLength(1);
+  });
 });

@@ -32,6 +32,9 @@ const NOT_FROM_AGENT: Record<string, string> = {
   "ssmmessages:CreateDataChannel": "Session Manager",
   "ssmmessages:OpenControlChannel": "Session Manager",
   "ssmmessages:OpenDataChannel": "Session Manager",
+  "logs:CreateLogStream": "the CloudWatch agent ships the agent's EMF lines: its stream per instance, in this stack's agent log group only",
+  "logs:PutLogEvents": "the CloudWatch agent ships the agent's EMF lines, into this stack's agent log group only",
+  "logs:DescribeLogStreams": "the CloudWatch agent looks up its stream, in this stack's agent log group only",
 };
 
 /** Reads EC2/Auto Scaling cannot scope to a resource: "*" is the only possible Resource. */
@@ -116,6 +119,11 @@ function ownRequest(action: string): Request {
       return { action, resource: arn.stack(STACK) };
     case "ssm:GetParameter":
       return { action, resource: arn.parameter(GOSSIP) };
+    case "logs:CreateLogStream":
+    case "logs:DescribeLogStreams":
+      return { action, resource: `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:/routeleader/${STACK}/agents:*` };
+    case "logs:PutLogEvents":
+      return { action, resource: `arn:aws:logs:${REGION}:${ACCOUNT}:log-group:/routeleader/${STACK}/agents:log-stream:i-0a` };
     case "events:PutEvents":
       return { action, resource: `arn:aws:events:${REGION}:${ACCOUNT}:event-bus/default`, context: { "events:source": "routeleader.agent" } };
     default:

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { judgeHolders, quorumOf, silentPeers, type PeerHeard, type VerdictInput } from "../../agent/peers/verdict.js";
+import { cutOffFromMajority, judgeHolders, quorumOf, silentPeers, type PeerHeard, type VerdictInput } from "../../agent/peers/verdict.js";
 
 /**
  * The peers' verdict as a table on a fake clock: who heard whom when, what each peer reported
@@ -167,5 +167,30 @@ describe("peers: a holder this node expected but never heard", () => {
 
   it("expected for less than the window: no verdict yet", () => {
     expect(judgeHolders(input({ heard: heard({ "i-c": [10, ["i-a"]] }), expectedSince: expecting({ "i-a": SILENCE - 1 }) }))).toEqual([]);
+  });
+});
+
+describe("cut off from a majority: the holder's own view (issue #14: /status must not claim what a majority may have taken)", () => {
+  const SILENCE = 800;
+  const members = ["i-a", "i-b", "i-c"];
+  const heardAt = (at: number) => ({ at, silent: [] as string[] });
+  const expected = new Map([["i-b", 0], ["i-c", 0]]);
+
+  it("hearing a majority (itself included) is not cut off", () => {
+    const heard = new Map([["i-b", heardAt(9500)]]);
+    expect(cutOffFromMajority({ self: "i-a", members, heard, expectedSince: expected, now: 10_000, silenceMs: SILENCE })).toBeUndefined();
+  });
+
+  it("every expected peer silent for the window: cut off, saying how many it hears", () => {
+    const heard = new Map([["i-b", heardAt(9000)], ["i-c", heardAt(8000)]]);
+    expect(cutOffFromMajority({ self: "i-a", members, heard, expectedSince: expected, now: 10_000, silenceMs: SILENCE })).toEqual({ heard: 0, peers: 2 });
+  });
+
+  it("peers it cannot judge (no heartbeat address, or expected for less than the window) count on its side: a fresh start is never cut off", () => {
+    const justListed = new Map([["i-b", 9800], ["i-c", 9800]]);
+    expect(cutOffFromMajority({ self: "i-a", members, heard: new Map(), expectedSince: justListed, now: 10_000, silenceMs: SILENCE })).toBeUndefined();
+    expect(cutOffFromMajority({ self: "i-a", members, heard: new Map(), expectedSince: new Map(), now: 10_000, silenceMs: SILENCE })).toBeUndefined();
+    // A lone member is its own majority.
+    expect(cutOffFromMajority({ self: "i-a", members: ["i-a"], heard: new Map(), expectedSince: new Map(), now: 10_000, silenceMs: SILENCE })).toBeUndefined();
   });
 });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { evaluateConditions, loadTemplate, REPO, resolve, type Json } from "../support/cfn.js";
 import { allows, scanSdkCallsInTree, type PolicyDocument } from "../support/iam.js";
+import { createEmfEmitter } from "../../agent/observe/emf.js";
 
 /**
  * The stack's safety net and alarms (cloudformation/routeleader-nat.yaml): the watchdog role
@@ -112,6 +113,60 @@ describe("watchdog in the stack", () => {
   it("egress: off by default: without WatchdogCodeKey and AgentAlarms the stack creates none of it", () => {
     const defaults = { ...PARAMS, WatchdogCodeKey: "", FallbackTargets: "", AgentAlarms: "disabled" };
     for (const logical of ["WatchdogFunction", "WatchdogRole", "AlarmTopic", "RouteMovedRule", "RouteOnFallbackAlarm", "AgentDownAlarm"]) expect(resource(logical, defaults), logical).toBeUndefined();
+  });
+
+  it("egress: the agent alarms are on by default, on metrics the NAT nodes ship to a log group the stack creates with a retention", () => {
+    expect(template.Parameters.AgentAlarms.Default).toBe("enabled");
+    const defaults = { ...PARAMS, WatchdogCodeKey: "", FallbackTargets: "" };
+    delete (defaults as Record<string, string>).AgentAlarms;
+    const withDefaults = { ...defaults, AgentAlarms: template.Parameters.AgentAlarms.Default, AgentLogRetentionDays: String(template.Parameters.AgentLogRetentionDays.Default) };
+    for (const logical of ["RouteWithoutHolderAlarm", "RepeatedFailoversAlarm", "AgentDownAlarm", "AlarmTopic"]) expect(resource(logical, withDefaults), logical).toBeDefined();
+    const group = resource("AgentLogGroup", withDefaults);
+    expect(group.Properties).toEqual({ LogGroupName: "/routeleader/prod-nat/agents", RetentionInDays: "30" });
+    // The launch template tells every NAT node the group and the namespace the alarms read.
+    const raw = template.Resources.NatLaunchTemplate.Properties.LaunchTemplateData.UserData["Fn::Base64"]["Fn::Join"][1][0];
+    const header = resolve(raw, evaluateConditions(template, { ...withDefaults, AgentLogGroup: "/routeleader/prod-nat/agents" })) as string;
+    expect(header).toContain("export RL_LOG_GROUP='/routeleader/prod-nat/agents' RL_METRICS_NAMESPACE='routeleader'");
+  });
+
+  it("egress: the NAT role may ship into that group only: create its stream, put events, find its stream", () => {
+    const nat = resource("NatRole").Properties.Policies[0].PolicyDocument as PolicyDocument;
+    const own = "arn:aws:logs:eu-west-1:123456789012:log-group:/routeleader/prod-nat/agents";
+    for (const action of ["logs:CreateLogStream", "logs:DescribeLogStreams"]) expect(allows(nat, { action, resource: `${own}:*` }), action).toBe(true);
+    expect(allows(nat, { action: "logs:PutLogEvents", resource: `${own}:log-stream:i-0a` })).toBe(true);
+    expect(allows(nat, { action: "logs:PutLogEvents", resource: "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/lambda/prod-nat-watchdog:log-stream:x" })).toBe(false);
+    for (const action of ["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:DeleteLogGroup", "cloudwatch:PutMetricData"]) expect(allows(nat, { action, resource: `${own}:*` }), action).toBe(false);
+  });
+
+  it("egress: each agent alarm's namespace, metric and exact dimension set are in the lines a real emitter writes", () => {
+    const lines: string[] = [];
+    const clock = { now: () => 1_000_000, wallNow: () => 1_764_700_000_000 };
+    const e = createEmfEmitter({
+      settings: { emf: true, namespace: "routeleader", output: "stdout" },
+      cluster: "prod-nat",
+      instanceId: "i-0a",
+      az: "eu-west-1a",
+      routes: ["nat-rtb-0a"],
+      clock,
+      write: (l) => lines.push(l),
+      election: { heldRoutes: () => [], routeStates: () => [], leaseDeadline: () => 0 },
+    });
+    e.listener({ type: "leaderChanged", route: "nat-rtb-0a", at: 0 });
+    e.listener({ type: "acquired", route: "nat-rtb-0a", lockIndex: 4, previousHolder: "i-0b", waitedMs: 2100, at: 1 });
+    e.heartbeat();
+    /** "Namespace|Metric|Dim=Value,..." for every metric in every dimension set the lines publish. */
+    const published = new Set<string>();
+    for (const l of lines) {
+      const doc = JSON.parse(l) as Record<string, unknown> & { _aws: { CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[] } };
+      for (const d of doc._aws.CloudWatchMetrics)
+        for (const set of d.Dimensions) for (const m of d.Metrics) published.add(`${d.Namespace}|${m.Name}|${set.map((k) => `${k}=${String(doc[k])}`).join(",")}`);
+    }
+    const agentAlarms = ["RouteWithoutHolderAlarm", "RepeatedFailoversAlarm", "AgentDownAlarm"];
+    for (const logical of agentAlarms) {
+      const a = resource(logical).Properties;
+      const key = `${a.Namespace}|${a.MetricName}|${(a.Dimensions as { Name: string; Value: string }[]).map((d) => `${d.Name}=${d.Value}`).join(",")}`;
+      expect([...published], logical).toContain(key);
+    }
   });
 
   it("egress: every alarm watches a metric the agent or the watchdog writes, in the stack's namespace and cluster", () => {

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +39,7 @@ export interface TrialResult {
   connections?: { tried: number; survived: number; errors: string[] };
 }
 
+const REPO = join(import.meta.dirname, "..", "..", "..");
 const ROUTE = "egress";
 const TABLE = "private-a";
 const SECONDARY_IP = "10.0.0.200";
@@ -123,49 +125,24 @@ export class DataplaneLab {
     return this.dp.nat(node.name);
   }
 
+  /** conntrackd in a NAT namespace, with the configuration the bootstrap renders (scripts/conntrackd-sync.sh). */
   startConntrackd(nat: NatNs): void {
     const peer = this.dp.nats.find((x) => x !== nat && x.syncAddr) as NatNs;
     const base = join(this.dir, nat.name);
-    const conf = `Sync {
-  Mode FTFW {
-    DisableExternalCache On
-  }
-  UDP {
-    IPv4_address ${nat.syncAddr}
-    IPv4_Destination_Address ${peer.syncAddr}
-    Port 3780
-    Interface sync
-    Checksum on
-  }
-}
-General {
-  HashSize 8192
-  HashLimit 65536
-  LogFile ${base}-conntrackd.log
-  Syslog off
-  LockFile ${base}-conntrackd.lock
-  UNIX {
-    Path ${base}-conntrackd.sock
-  }
-  NetlinkBufferSize 2097152
-  NetlinkBufferSizeMaxGrowth 8388608
-  Filter From Userspace {
-    Protocol Accept {
-      TCP
-      UDP
-    }
-    Address Ignore {
-      IPv4_address 127.0.0.1
-      IPv4_address ${nat.syncAddr}
-      IPv4_address ${peer.syncAddr}
-    }
-  }
-}
-`;
+    const conf = execFileSync("bash", [join(REPO, "scripts", "conntrackd-sync.sh"), "render", nat.syncAddr as string, peer.syncAddr as string, "sync"], {
+      encoding: "utf8",
+      env: { ...process.env, CT_LOG: `${base}-conntrackd.log`, CT_LOCK: `${base}-conntrackd.lock`, CT_SOCKET: `${base}-conntrackd.sock` },
+    });
     writeFileSync(`${base}-conntrackd.conf`, conf);
     rmSync(`${base}-conntrackd.lock`, { force: true });
     const proc = new ManagedProcess("ip", ["netns", "exec", nat.ns, "conntrackd", "-C", `${base}-conntrackd.conf`], { name: `conntrackd ${nat.name}`, keepLines: 50 });
     this.conntrackd.set(nat.name, proc);
+  }
+
+  /** Stops conntrackd in every NAT: connections opened from now on are not synced, and a power-off no longer restarts it. */
+  async stopConntrackd(): Promise<void> {
+    await Promise.all([...this.conntrackd.values()].map((p) => p.stop(3000)));
+    this.conntrackd.clear();
   }
 
   /** Consul's holder, the route table and the router all agree on one node, and probes flow. */

@@ -245,9 +245,19 @@ function mayHaveExecuted(c: ProxyCall): boolean {
  * held the route (X … Y … X). Writes the proxy refused itself (injected faults) never reached
  * EC2 and do not count. `windowMs`: the shortest time in which the route can legitimately
  * come back to X (e.g. the suite's lock-delay or hold-down). Routes are told apart by table
- * and destination.
+ * and destination. With `evidence` (what Consul showed), X's write is excused when an observation
+ * asked after Y's takeover write, and no later than `graceMs` after X's write, shows X holding
+ * the key: X got it back (Y released at once, e.g. its check failed), which a window cannot tell
+ * from a stale write.
  */
-export function interleavedWriters(calls: readonly ProxyCall[], windowMs: number): Violation[] {
+/** Consul showed `caller` holding the route (table id and destination, as writes name it) at an observation asked at `t`. */
+export interface ObservedHold {
+  readonly route: string;
+  readonly caller: string;
+  readonly t: number;
+}
+
+export function interleavedWriters(calls: readonly ProxyCall[], windowMs: number, evidence?: { holds: readonly ObservedHold[]; graceMs: number }): Violation[] {
   const writes = calls.filter((c) => ROUTE_WRITES.has(c.action) && c.action !== "DeleteRoute" && c.caller !== "admin" && mayHaveExecuted(c)).sort((a, b) => a.time - b.time);
   const byRoute = new Map<string, ProxyCall[]>();
   for (const w of writes) {
@@ -271,7 +281,8 @@ export function interleavedWriters(calls: readonly ProxyCall[], windowMs: number
         takeover = prev;
       }
       const other = takeover;
-      if (other && wroteBefore && w.time - other.time < windowMs) {
+      const handedBack = (from: number) => evidence?.holds.some((h) => h.route === route && h.caller === w.caller && h.t >= from && h.t <= w.time + evidence.graceMs) ?? false;
+      if (other && wroteBefore && w.time - other.time < windowMs && !handedBack(other.time)) {
         out.push({ invariant: "twoWriters", route, node: w.caller, from: other.time, to: w.time, detail: `${w.caller} wrote ${route} ${w.time - other.time} ms after ${other.caller} took it over (window ${windowMs} ms)` });
       }
     }

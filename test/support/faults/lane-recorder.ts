@@ -1,4 +1,4 @@
-import { heldButNotServed, interleavedWriters, reportedHoldsDisagree, type ConsulHoldersSample, type ReportedHoldsSample, type RouteSample, type Violation } from "./invariants.js";
+import { heldButNotServed, interleavedWriters, reportedHoldsDisagree, type ConsulHoldersSample, type ObservedHold, type ReportedHoldsSample, type RouteSample, type Violation } from "./invariants.js";
 import { SampleLoop } from "./sample-loop.js";
 import type { FailoverSystem } from "./systems.js";
 import { DESTINATION, type World } from "./world.js";
@@ -25,7 +25,7 @@ export class LaneRecorder {
   constructor(
     private readonly world: World,
     private readonly system: FailoverSystem,
-    intervalMs = 250,
+    private readonly intervalMs = 250,
   ) {
     this.loop = new SampleLoop(() => this.sample(), intervalMs);
   }
@@ -65,13 +65,22 @@ export class LaneRecorder {
     for (const r of seen.reports) this.reports.push({ sent: t, t: answered, node: r.instanceId, holds: r.holds, unconfirmed: r.unconfirmed });
   }
 
+  /** Every observation of the key's holder, named as the proxy log names writes (table id and destination, host name). */
+  private observedHolds(): ObservedHold[] {
+    const route = `${this.system.lane.tableId} ${DESTINATION}`;
+    return this.routeSamples.flatMap((s) => {
+      const caller = this.world.hostByInstance(s.holder)?.name;
+      return caller ? [{ route, caller, t: s.t }] : [];
+    });
+  }
+
   violations(): Violation[] {
     if (!this.applies) return [];
     const writes = this.world.proxy.calls({ mutating: true }).filter((c) => c.time >= this.startedAt && c.params.RouteTableId === this.system.lane.tableId && c.params.DestinationCidrBlock === DESTINATION);
     return [
       ...heldButNotServed(this.routeSamples, LAB_FAILOVER_BOUND_MS),
       ...reportedHoldsDisagree(this.consulSamples, this.reports, 2000, 2000),
-      ...interleavedWriters(writes, this.system.writeWindowMs ?? 3000),
+      ...interleavedWriters(writes, this.system.writeWindowMs ?? 3000, { holds: this.observedHolds(), graceMs: 4 * this.intervalMs }),
     ];
   }
 }

@@ -1,6 +1,6 @@
 import { DescribeRouteTablesCommand } from "@aws-sdk/client-ec2";
 import type { AgentStatus, SimCluster } from "../cluster.js";
-import { heldButNotServed, interleavedWriters, reportedHoldsDisagree, type ConsulHoldersSample, type ReportedHoldsSample, type RouteSample, type Violation } from "./invariants.js";
+import { heldButNotServed, interleavedWriters, reportedHoldsDisagree, type ConsulHoldersSample, type ObservedHold, type ReportedHoldsSample, type RouteSample, type Violation } from "./invariants.js";
 import { SampleLoop } from "./sample-loop.js";
 
 /**
@@ -35,7 +35,7 @@ export class InvariantRecorder {
   constructor(
     private readonly sim: SimCluster,
     private readonly routes: Record<string, RecordedRoute>,
-    intervalMs = 250,
+    private readonly intervalMs = 250,
   ) {
     this.loop = new SampleLoop(() => this.sample(), intervalMs);
   }
@@ -114,7 +114,17 @@ export class InvariantRecorder {
       ...heldButNotServed(this.routeSamples, bounds.failoverBoundMs),
       // A pair not observed for longer than the tolerance (the recorder stalled) is not one disagreement.
       ...reportedHoldsDisagree(this.consulSamples, this.reports, bounds.holdsToleranceMs ?? 2000, bounds.holdsToleranceMs ?? 2000),
-      ...interleavedWriters(writes, bounds.writeWindowMs ?? bounds.failoverBoundMs),
+      ...interleavedWriters(writes, bounds.writeWindowMs ?? bounds.failoverBoundMs, { holds: this.observedHolds(), graceMs: 4 * this.intervalMs }),
     ];
+  }
+
+  /** Every observation of a key's holder, named as the proxy log names writes (table id and destination, node name). */
+  private observedHolds(): ObservedHold[] {
+    const names = new Map(this.sim.nodes.map((n) => [n.instanceId, n.name]));
+    return this.routeSamples.flatMap((s) => {
+      const route = this.routes[s.route];
+      const caller = s.holder ? names.get(s.holder) : undefined;
+      return route && caller ? [{ route: `${this.sim.tableIds.get(route.table)} ${route.destination}`, caller, t: s.t }] : [];
+    });
   }
 }

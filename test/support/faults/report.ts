@@ -63,10 +63,11 @@ export function figures(result: LabResult): FigureTable {
   return out;
 }
 
-const SYSTEM_ORDER = ["routeleader-default", "routeleader-fast", "keepalived", "keepalived-tuned", "consul-lock", "consul-lock-tuned"];
+const SYSTEM_ORDER = ["routeleader-default", "routeleader-fast", "routeleader-eip", "keepalived", "keepalived-tuned", "consul-lock", "consul-lock-tuned"];
 const COLORS: Record<string, string> = {
   "routeleader-default": "#1f77b4",
   "routeleader-fast": "#17becf",
+  "routeleader-eip": "#2ca02c",
   keepalived: "#d62728",
   "keepalived-tuned": "#9467bd",
   "consul-lock": "#7f7f7f",

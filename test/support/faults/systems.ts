@@ -1,7 +1,9 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { AllocateAddressCommand } from "@aws-sdk/client-ec2";
 import { stringify } from "yaml";
 import { PROFILE_DEFAULTS } from "../../../agent/config/load.js";
+import { describeEip } from "../../../agent/routes/eip.js";
 import { binaryPath } from "../binaries.js";
 import { consulHttp } from "../consul.js";
 import { EMULATOR_AWS } from "../moto.js";
@@ -10,7 +12,8 @@ import { ManagedProcess } from "../process.js";
 import { DESTINATION, type Host, type Lane, type World } from "./world.js";
 
 /**
- * The systems compared, each started once per host: routeleader (default and fast profile),
+ * The systems compared, each started once per host: routeleader (default and fast profile, and
+ * the default profile with the route's Elastic IP following the holder),
  * keepalived with a notify script, `consul lock` around a route-replacing child, and the same
  * lock loop with a tuned session lock-delay. Each reports claims (when a host believed it held
  * the route), which the invariants compare with the proxy's log of route writes.
@@ -41,6 +44,11 @@ export interface FailoverSystem {
   consulHolder?(): Promise<string | undefined>;
   /** What the liveness invariants need (Consul's key and each agent's /status), for systems that report them. */
   observe?(): Promise<LaneObservation>;
+  /**
+   * Whatever else must follow the holder besides the route (routeleader-eip: the route's Elastic
+   * IP) points at this host. A failover has converged when the route and this both have.
+   */
+  servedBy?(h: Host): Promise<boolean>;
   /** The shortest time in which the route may legitimately come back to a former writer (its lock-delay). */
   readonly writeWindowMs?: number;
 }
@@ -163,14 +171,27 @@ export class Routeleader extends ProcessSystem {
   private readonly events: Claim[] = [];
   private readonly sessionSince = new Map<string, boolean>();
 
+  /** routeleader-eip: the Elastic IP (allocated in moto at the first start) the route names. */
+  private allocationId: string | undefined;
+
   constructor(
     world: World,
     lane: Lane,
     readonly profile: "default" | "fast",
+    readonly eip = false,
   ) {
     super(world, lane);
-    this.name = `routeleader-${profile}`;
+    this.name = eip ? "routeleader-eip" : `routeleader-${profile}`;
+    if (eip) this.servedBy = async (h) => !!this.allocationId && (await describeEip(this.world.ec2, this.allocationId)).networkInterfaceId === h.identity.eniId;
   }
+
+  override async start(h: Host): Promise<void> {
+    if (this.eip && !this.allocationId) this.allocationId = (await this.world.ec2.send(new AllocateAddressCommand({ Domain: "vpc" }))).AllocationId;
+    await super.start(h);
+  }
+
+  /** routeleader-eip only: the route's Elastic IP is on this host's network interface. */
+  readonly servedBy?: (h: Host) => Promise<boolean>;
 
   protected spawn(h: Host): ManagedProcess {
     const config = {
@@ -190,9 +211,9 @@ export class Routeleader extends ProcessSystem {
       reconcileInterval: "2s",
       // keepalived's track_script timings: every 1 s, fall 3, rise 1.
       checks: { healthy: { type: "command", command: ["test", "-e", h.healthFile], every: "1s", timeout: "500ms", rise: 1, fall: 3 } },
-      routes: [{ name: "default", table: { tags: { Name: `private-${this.lane.name}` } }, destination: DESTINATION, checks: ["healthy"] }],
+      routes: [{ name: "default", table: { tags: { Name: `private-${this.lane.name}` } }, destination: DESTINATION, checks: ["healthy"], ...(this.allocationId ? { eip: this.allocationId } : {}) }],
     };
-    const path = h.file(`routeleader-${this.profile}.yaml`);
+    const path = h.file(`${this.name}.yaml`);
     writeFileSync(path, stringify(config));
     this.sessionSince.set(h.name, false);
     const proc = new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), process.execPath, "--import", "tsx", join(REPO, "agent", "cli.ts"), "run", "--config", path], {
@@ -445,12 +466,13 @@ export class TunedConsulLock extends ConsulLock {
   }
 }
 
-export const SYSTEM_NAMES = ["routeleader-default", "routeleader-fast", "keepalived", "keepalived-tuned", "consul-lock", "consul-lock-tuned"] as const;
+export const SYSTEM_NAMES = ["routeleader-default", "routeleader-fast", "routeleader-eip", "keepalived", "keepalived-tuned", "consul-lock", "consul-lock-tuned"] as const;
 export type SystemName = (typeof SYSTEM_NAMES)[number];
 
 export const GOSSIP_OF: Record<SystemName, "default" | "fast"> = {
   "routeleader-default": "default",
   "routeleader-fast": "fast",
+  "routeleader-eip": "default",
   keepalived: "default",
   "keepalived-tuned": "default",
   "consul-lock": "default",
@@ -465,6 +487,8 @@ export function makeSystem(world: World, lane: Lane): FailoverSystem {
       return new Routeleader(world, lane, "default");
     case "routeleader-fast":
       return new Routeleader(world, lane, "fast");
+    case "routeleader-eip":
+      return new Routeleader(world, lane, "default", true);
     case "keepalived":
       return new Keepalived(world, lane);
     case "keepalived-tuned":

@@ -17,6 +17,8 @@ import type { Host, World } from "./world.js";
 export interface TrialResult {
   /** Fault → route converged, ms; undefined when the scenario keeps the route in place or it never converged. */
   ms?: number;
+  /** Fault → the route alone converged, ms, for systems where more must follow the holder (routeleader-eip: `ms` waits for its Elastic IP too). */
+  routeMs?: number;
   /** Fault → the new holder's own claim (lock acquired, VRRP MASTER), ms; the election part of `ms`. */
   electionMs?: number;
   /** The scenario should have moved the route and it did not within CONVERGE_LIMIT_MS (censored, never dropped). */
@@ -79,16 +81,25 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   const fault = await scenario.inject(world, system, holder);
   let neverConverged = false;
   let ms: number | undefined;
+  let routeMs: number | undefined;
   let faultWrites = 0;
   if (scenario.failover) {
     const deadline = fault.t0 + CONVERGE_LIMIT_MS;
     for (;;) {
       const target = await world.routeTarget(system.lane);
       const now = Date.now();
-      if (target !== before && usable(world, system, world.hostByInstance(target))) {
-        ms = now - fault.t0;
-        timeline.push({ t: ms, what: `route → ${world.hostByInstance(target)?.name}` });
-        break;
+      const next = world.hostByInstance(target);
+      if (target !== before && next && usable(world, system, next)) {
+        if (routeMs === undefined) {
+          routeMs = now - fault.t0;
+          timeline.push({ t: routeMs, what: `route → ${next.name}` });
+        }
+        // The route alone is not the whole failover when more follows the holder (its Elastic IP).
+        if (!system.servedBy || (await system.servedBy(next).catch(() => false))) {
+          ms = Date.now() - fault.t0;
+          if (system.servedBy) timeline.push({ t: ms, what: `Elastic IP → ${next.name}` });
+          break;
+        }
       }
       if (now > deadline) {
         neverConverged = true;
@@ -124,6 +135,7 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   const elected = ms === undefined ? undefined : system.claims().find((c) => c.kind === "acquire" && c.host !== holder.name && c.t >= fault.t0 && c.t <= fault.t0 + ms);
   return {
     ...(ms !== undefined ? { ms } : {}),
+    ...(system.servedBy && routeMs !== undefined ? { routeMs } : {}),
     ...(elected ? { electionMs: elected.t - fault.t0 } : {}),
     ...(neverConverged ? { neverConverged } : {}),
     ...(recorder.applies ? { livenessViolations: liveness.length } : {}),
