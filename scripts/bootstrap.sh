@@ -648,11 +648,13 @@ checks:
     requireMasquerade: false$observe_line
 routes:$routes$lifecycle_line"
 
+  agent_after="network-online.target consul.service routeleader-nat.service"
+  [ -z "$SNAT_IP" ] || agent_after+=" routeleader-conntrackd.service"
   put_file /etc/systemd/system/routeleader.service 0644 root:root "[Unit]
 Description=routeleader: elects the holder of each NAT route through Consul
 Documentation=https://github.com/routeleader/routeleader
 Wants=network-online.target
-After=network-online.target consul.service routeleader-nat.service$([ -z "$SNAT_IP" ] || printf ' routeleader-conntrackd.service')
+After=$agent_after
 Requires=routeleader-nat.service
 # Crash loop: more than 5 starts in 2 minutes stops the restarts and tells the Auto Scaling
 # group this instance is unhealthy, so it is replaced.

@@ -190,7 +190,7 @@ export class PeerHeartbeat {
     for (const v of verdicts) {
       if (v.voters.length >= v.quorum && !this.majoritySince.has(v.session)) this.majoritySince.set(v.session, now);
       // Logged when the verdict changes, not on every tick (the reason quotes a growing silence).
-      const gist = `${v.act} ${v.voters.join(",")}`;
+      const gist = `${v.act} ${v.voters.join(",")} ${v.quorum}`;
       if (this.said.get(v.session) !== gist) {
         this.said.set(v.session, gist);
         if (!v.act) this.deps.log.info({ step: "peers", route: v.routes.join(","), holder: v.holder, session: v.session, voters: v.voters, quorum: v.quorum, act: false }, v.reason);

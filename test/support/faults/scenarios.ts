@@ -228,6 +228,9 @@ const peerLonePartition: Scenario = {
     // A peer never heard is never judged silent: the lone peer must have heard the holder first.
     const logOf = (system as { logOf?: (h: Host) => string }).logOf;
     if (logOf) await waitUntil(`${lone.name} hears ${holder.name}`, async () => (logOf.call(system, lone).includes(`peer ${holder.instanceId} heard`) ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
+    // …and lists every member: with two of three listed its quorum is 2 of 2, not the 2 of 3 this scenario is about.
+    const everyone = `peer members: ${system.lane.hosts.length}`;
+    if (logOf) await waitUntil(`${lone.name} lists ${system.lane.hosts.length} members`, async () => (logOf.call(system, lone).includes(everyone) ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
     const t0 = Date.now();
     for (const chain of ["INPUT", "OUTPUT"]) nsRun(lone.ns, ["iptables", "-A", chain, "-p", "udp", "--dport", PEER_PORT, "-j", "DROP"]);
     return {
