@@ -1,9 +1,9 @@
-import type { PeerCutOff } from "../peers/verdict.js";
 import type { Clock } from "../clock.js";
 import type { Config, RouteConfig } from "../config/index.js";
 import type { ConsulApi, KvEntry } from "../consul/index.js";
 import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
+import type { PeerCutOff } from "../peers/verdict.js";
 import type { RouteWriter } from "./executor.js";
 
 /** What the election needs from the health monitor. */

@@ -9,7 +9,7 @@ import { fencedExecutor } from "./fencing.js";
 import { routesPrefix } from "./holder.js";
 import { applyOutcome, type Outcome } from "./results.js";
 import { checkSetKey, Sessions } from "./sessions.js";
-import { consulSilence, routeStatus, summaryLine, type RouteStatus } from "./status.js";
+import { unconfirmedReason, routeStatus, summaryLine, type RouteStatus } from "./status.js";
 import { keyViews, routeView } from "./view.js";
 import { Waiters, Wakeup } from "./wakeup.js";
 import { runPrefixWatch } from "./watch.js";
@@ -140,7 +140,7 @@ export class Election {
 
   /** Each route as of the last cycle; a held one is marked unconfirmed while Consul is silent or unreachable. */
   routeStates(): readonly RouteStatus[] {
-    const silence = consulSilence({ now: this.deps.clock.now(), answeredAt: this.consulAnsweredAt, failingSince: this.consulFailingSince, watchWaitMs: this.config.election.watchWait, cutOff: this.deps.cutOff?.() });
+    const silence = unconfirmedReason({ now: this.deps.clock.now(), answeredAt: this.consulAnsweredAt, failingSince: this.consulFailingSince, watchWaitMs: this.config.election.watchWait, cutOff: this.deps.cutOff?.() });
     return this.routes.map((r) => {
       const status = this.statuses.get(r.name) ?? { route: r.name, phase: "idle", eligible: false, reason: "starting" };
       return silence && status.held ? { ...status, unconfirmed: silence } : status;

@@ -1,5 +1,5 @@
-import type { KeyView, RouteLocal } from "./decide.js";
 import type { PeerCutOff } from "../peers/verdict.js";
+import type { KeyView, RouteLocal } from "./decide.js";
 import type { HolderInfo } from "./events.js";
 
 export type RoutePhase = "idle" | "contending" | "holding" | "releasing" | "blocked";
@@ -14,7 +14,7 @@ export interface RouteStatus {
   readonly lockIndex?: number;
   readonly blocked?: { readonly reason: string; readonly untilMs: number };
   readonly lastWriteError?: string;
-  /** A held route whose key this node cannot confirm (Consul silent or unreachable): why. */
+  /** A held route whose key this node cannot confirm (Consul silent or unreachable, or cut off from its peers): why. */
   readonly unconfirmed?: string;
   /** The sentence of the last cycle. */
   readonly reason: string;
@@ -54,7 +54,7 @@ const seconds = (ms: number) => (ms / 1000).toFixed(1);
  * cannot learn that its session was invalidated and a peer took the route, so /status must
  * not keep saying "holding" as a fact.
  */
-export function consulSilence(args: { now: number; answeredAt: number; failingSince?: number; watchWaitMs: number; cutOff?: PeerCutOff }): string | undefined {
+export function unconfirmedReason(args: { now: number; answeredAt: number; failingSince?: number; watchWaitMs: number; cutOff?: PeerCutOff }): string | undefined {
   const { now, answeredAt, failingSince, watchWaitMs, cutOff } = args;
   if (failingSince !== undefined) return `Consul unreachable for ${seconds(now - failingSince)} s (last answer ${seconds(now - answeredAt)} s ago): this node may have lost the key`;
   if (cutOff && cutOff.until === undefined) return `hears ${cutOff.heard} of ${cutOff.peers} peers for ${seconds(now - cutOff.since)} s: a majority may have taken the key`;

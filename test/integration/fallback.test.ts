@@ -91,9 +91,11 @@ describe("fallback target", () => {
     const handedBack = await fallbackHolder.waitForEvent((e) => e.event === "released" && e.route === "egress" && e.role === "fallback", 10_000);
     expect(handedBack.reason).toBe("failback");
 
-    // Let reconciles and re-asserts run, then read the write log: no fallback write after the hand-back,
-    // and no node writing the route while another had taken it over.
-    await new Promise((r) => setTimeout(r, 4000));
+    // Two reconciles of the returning node (it reads the tables every 2 s) past the hand-back, the
+    // fallback writer's re-assert window with them; then the write log: no fallback write after
+    // the hand-back, and no node writing the route while another had taken it over.
+    const reconcileReads = () => sim.proxy!.calls({ caller: returning.name, action: "DescribeRouteTables" }).filter((c) => c.time > Date.parse(handedBack.time)).length;
+    await waitUntil("two reconciles of the returning node after the hand-back", async () => (reconcileReads() >= 2 ? true : undefined), { timeoutMs: 20_000, intervalMs: 100 });
     const writes = routeWrites(sim.proxy!.calls(), sim.tableIds.get(table)!);
     expect(writes.filter((c) => c.params.NatGatewayId && c.time > Date.parse(handedBack.time))).toEqual([]);
     expect(writes.filter((c) => c.time > Date.parse(handedBack.time) && c.caller !== returning.name)).toEqual([]);
