@@ -29,4 +29,13 @@ describe("data plane through a graceful handover", () => {
     expect(r.outageMs).toBeLessThan(r.controlPlaneMs + r.routerLagMs + 2000);
     expect(r.routerLagMs).toBeLessThan(2000);
   });
+
+  it("dataplane: after a power-off and power-on of the holder, the route moving back to it carries the probes again", async () => {
+    const off = await lab.trial("power-off");
+    console.log(`power-off: probe gap ${off.outageMs} ms; control plane ${off.controlPlaneMs} ms; router lag ${off.routerLagMs} ms`);
+    // The powered-off NAT now stands by; stopping the holder moves the route back to it.
+    const back = await lab.trial("graceful-stop");
+    console.log(`graceful stop back to the powered-on node: probe gap ${back.outageMs} ms; router lag ${back.routerLagMs} ms`);
+    expect(back.outageMs).toBeLessThan(back.controlPlaneMs + back.routerLagMs + 2000);
+  });
 });

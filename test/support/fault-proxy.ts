@@ -28,6 +28,8 @@ import { DescribeInstancesCommand, DescribeNetworkInterfacesCommand, EC2Client, 
 export interface ProxyCall {
   /** Date.now() when the request arrived. */
   readonly time: number;
+  /** Date.now() when the proxy had sent its answer (after upstream answered, for a forwarded call). */
+  readonly answeredAt: number;
   readonly caller: string;
   /** From the SigV4 credential scope: "ec2", "autoscaling", … */
   readonly service: string;
@@ -301,7 +303,7 @@ export class StartedFaultProxy {
     const json = target ? (JSON.parse(body.toString("utf8") || "{}") as unknown) : undefined;
     const action = params.Action ?? url.searchParams.get("Action") ?? target?.split(".").pop() ?? "";
     const record = (status: number, injected?: string) =>
-      this.log.push({ time, caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}), ...(target ? { json } : {}) });
+      this.log.push({ time, answeredAt: Date.now(), caller, service, action, params, mutating: MUTATING.test(action), status, ...(injected ? { injected } : {}), ...(target ? { json } : {}) });
 
     const rule = this.rules.find((r) => this.applies(r, action, params, caller, time));
     if (rule) {
@@ -320,7 +322,7 @@ export class StartedFaultProxy {
       const text = ec2ErrorBody({ status: 412, code: "DryRunOperation", message: "Request would have succeeded, but DryRun flag is set." });
       res.writeHead(412, { "content-type": "text/xml", "content-length": Buffer.byteLength(text) });
       res.end(text);
-      this.log.push({ time, caller, service, action, params, mutating: false, status: 412, injected: "dry-run" });
+      this.log.push({ time, answeredAt: Date.now(), caller, service, action, params, mutating: false, status: 412, injected: "dry-run" });
       return;
     }
 

@@ -5,6 +5,7 @@ import { holderAt, type Claim } from "../support/faults/systems.js";
 
 const write = (caller: string, time: number, instance: string, status = 200): ProxyCall => ({
   time,
+  answeredAt: time,
   caller,
   service: "ec2",
   action: "ReplaceRoute",

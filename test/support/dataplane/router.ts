@@ -14,7 +14,10 @@ import { CLIENT_TABLE, type Dataplane } from "./vpc.js";
  */
 
 export interface RouterChange {
+  /** When the change was applied. */
   t: number;
+  /** When the poll that saw it sent its Describe calls. */
+  polledAt: number;
   kind: "route" | "hosts" | "igw";
   detail: string;
 }
@@ -30,9 +33,13 @@ interface Desired {
 
 export class VpcRouter {
   readonly changes: RouterChange[] = [];
+  /** Every poll's start and end (Describe calls sent → changes applied). */
+  readonly polls: { start: number; end: number }[] = [];
   private timer: NodeJS.Timeout | undefined;
   private current: Desired | undefined;
   private running: Promise<void> | undefined;
+  /** The kernel dropped routes behind our back (a link went down): the next poll applies everything, then these resolve. */
+  private resyncWanted: (() => void)[] | undefined;
   /** moto hands out public IPs in 127.0.0.0/8, which cannot be routed: each gets a 203.0.113.x stand-in. */
   private readonly publicStandIn = new Map<string, string>();
   lastError: string | undefined;
@@ -64,10 +71,29 @@ export class VpcRouter {
     await this.running;
   }
 
-  /** The time the route to `eniId`'s NAT was applied, first at or after `since`. */
-  routeAppliedAt(eniId: string, since: number): number | undefined {
+  /**
+   * A link of the router came back up: the kernel removed every route through it when it went
+   * down (the NAT's host routes, the client's default route), so the next poll re-applies all.
+   * Resolves once it has.
+   */
+  resync(): Promise<void> {
+    return new Promise((resolve) => (this.resyncWanted ??= []).push(resolve));
+  }
+
+  /** Resolves once a poll has applied everything it read (every NAT's host routes among it). */
+  async applied(): Promise<void> {
+    await this.resync();
+  }
+
+  /** The change that applied the route to `eniId`'s NAT, first at or after `since`. */
+  routeApplied(eniId: string, since: number): RouterChange | undefined {
     const nat = this.dp.natByEni(eniId);
-    return this.changes.find((c) => c.kind === "route" && c.t >= since && nat && c.detail.includes(nat.routerVeth))?.t;
+    return this.changes.find((c) => c.kind === "route" && c.t >= since && nat && c.detail.includes(nat.routerVeth));
+  }
+
+  /** Durations of the polls that ended in [from, to] (ms). */
+  pollDurations(from: number, to: number): number[] {
+    return this.polls.filter((p) => p.end >= from && p.end <= to).map((p) => p.end - p.start);
   }
 
   private async desired(): Promise<Desired> {
@@ -131,17 +157,27 @@ export class VpcRouter {
   }
 
   private async poll(): Promise<void> {
-    const want = await this.desired();
-    const have = this.current;
+    const polledAt = Date.now();
+    try {
+      await this.apply(polledAt, await this.desired());
+    } finally {
+      this.polls.push({ start: polledAt, end: Date.now() });
+    }
+  }
+
+  private async apply(polledAt: number, want: Desired): Promise<void> {
+    const waiting = this.resyncWanted;
+    this.resyncWanted = undefined;
+    const have = waiting ? undefined : this.current;
     if (!have || have.route !== want.route) {
       this.ip(["route", "replace", ...want.routeCmd, "table", CLIENT_TABLE]);
-      this.changes.push({ t: Date.now(), kind: "route", detail: want.route });
+      this.changes.push({ t: Date.now(), polledAt, kind: "route", detail: want.route });
     }
     let hostsDone = true;
     if (!have || have.hosts !== want.hosts) {
       for (const cmd of want.hostRoutes.values()) hostsDone = this.ip(["route", "replace", ...cmd]) && hostsDone;
       for (const addr of have?.hostRoutes.keys() ?? []) if (!want.hostRoutes.has(addr)) this.ip(["route", "del", `${addr}/32`]);
-      this.changes.push({ t: Date.now(), kind: "hosts", detail: want.hosts });
+      this.changes.push({ t: Date.now(), polledAt, kind: "hosts", detail: want.hosts });
     }
     if (!have || have.igw !== want.igw) {
       const rules = ["*nat", ":IGW_IN - [0:0]", ":IGW_OUT - [0:0]"];
@@ -150,8 +186,10 @@ export class VpcRouter {
       execFileSync("ip", ["netns", "exec", this.dp.router, "iptables-restore", "--noflush"], { input: rules.join("\n"), stdio: ["pipe", "ignore", "pipe"] });
       // The gateway's NAT is stateless on AWS: forget mappings made under the old associations.
       execFileSync("ip", ["netns", "exec", this.dp.router, "conntrack", "-F"], { stdio: ["ignore", "ignore", "ignore"] });
-      this.changes.push({ t: Date.now(), kind: "igw", detail: want.igw });
+      this.changes.push({ t: Date.now(), polledAt, kind: "igw", detail: want.igw });
     }
     this.current = hostsDone ? want : { ...want, hosts: "" };
+    if (waiting && !hostsDone) this.resyncWanted = [...waiting, ...(this.resyncWanted ?? [])];
+    else for (const resolve of waiting ?? []) resolve();
   }
 }

@@ -7,6 +7,8 @@ import net from "node:net";
  *   udp-probe <addr> <pps>              one datagram every 1000/pps ms; prints every echo's arrival
  *   tcp-streams <addr> <n> <everyMs>    n long-lived TCP echo connections, each sending a counter line
  *                                       every everyMs and checking the echo byte for byte
+ *   relay <addr> <port> <socket>        TCP on addr:port piped to a unix socket (the way from a
+ *                                       namespace to the EC2 endpoint, which listens elsewhere)
  * Output is one JSON object a line on stdout. SIGTERM ends a client after a final status line.
  */
 
@@ -91,6 +93,14 @@ if (mode === "server") {
     status(true);
     process.exit(0);
   });
+} else if (mode === "relay") {
+  const server = net.createServer((c) => {
+    const up = net.connect(b);
+    c.on("error", () => up.destroy());
+    up.on("error", () => c.destroy());
+    c.pipe(up).pipe(c);
+  });
+  server.listen(Number(a), addr, () => out({ ready: true }));
 } else {
   process.stderr.write(`unknown mode ${mode}\n`);
   process.exit(2);

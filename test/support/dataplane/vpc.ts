@@ -33,7 +33,11 @@ export interface DataplaneSpec {
   /** The private subnet's client: its CIDR (a /24) and address. */
   client: { cidr: string; addr: string };
   nats: NatSpec[];
-  /** A dedicated link between the first two NATs for conntrackd (169.254.77.1 and .2). */
+  /**
+   * A dedicated link between the first two NATs (169.254.77.1 and .2), for conntrackd or VRRP:
+   * each NAT's `sync` veth on a bridge in the router namespace, so a powered-off NAT does not
+   * take its peer's link down (the peer's ENI stays up on AWS).
+   */
   syncLink?: boolean;
   /** Strict TCP tracking on the NATs (nf_conntrack_tcp_loose=0), as conntrackd setups use. */
   strictTcp?: boolean;
@@ -44,6 +48,8 @@ export interface NatNs extends NatSpec {
   /** The ENI's veth end in the router namespace. */
   routerVeth: string;
   syncAddr?: string;
+  /** The sync veth's end on the router namespace's bridge. */
+  syncVeth?: string;
 }
 
 function run(cmd: string, args: string[]): string {
@@ -134,13 +140,16 @@ export class Dataplane {
       const out = nat.snatTo ? ["-j", "SNAT", "--to-source", nat.snatTo] : ["-j", "MASQUERADE"];
       inNs(ns, ["iptables", "-t", "nat", "-A", "POSTROUTING", "-s", VPC_CIDR, "!", "-d", VPC_CIDR, ...out]);
       if (this.spec.strictTcp) sysctl(ns, "net.netfilter.nf_conntrack_tcp_loose=0");
-      this.nats.push({ ...nat, ns, routerVeth, ...(this.spec.syncLink && i < 2 ? { syncAddr: `169.254.77.${i + 1}` } : {}) });
+      this.nats.push({ ...nat, ns, routerVeth, ...(this.spec.syncLink && i < 2 ? { syncAddr: `169.254.77.${i + 1}`, syncVeth: `s-${nat.name}`.slice(0, 15) } : {}) });
     }
     if (this.spec.syncLink) {
-      const [a, b] = this.nats as [NatNs, NatNs];
-      this.link(a.ns, "sync", b.ns, "sync");
-      run("ip", ["-n", a.ns, "addr", "add", `${a.syncAddr}/30`, "dev", "sync"]);
-      run("ip", ["-n", b.ns, "addr", "add", `${b.syncAddr}/30`, "dev", "sync"]);
+      run("ip", ["-n", this.router, "link", "add", "syncbr", "type", "bridge"]);
+      run("ip", ["-n", this.router, "link", "set", "syncbr", "up"]);
+      for (const nat of this.nats.slice(0, 2)) {
+        this.link(nat.ns, "sync", this.router, nat.syncVeth as string);
+        run("ip", ["-n", this.router, "link", "set", nat.syncVeth as string, "master", "syncbr"]);
+        run("ip", ["-n", nat.ns, "addr", "add", `${nat.syncAddr}/30`, "dev", "sync"]);
+      }
     }
   }
 
@@ -174,7 +183,7 @@ export class Dataplane {
   /** The NAT's links down and every process in its namespace killed. */
   powerOff(nat: NatNs): void {
     run("ip", ["-n", this.router, "link", "set", nat.routerVeth, "down"]);
-    if (nat.syncAddr) run("ip", ["-n", nat.ns, "link", "set", "sync", "down"]);
+    if (nat.syncVeth) run("ip", ["-n", this.router, "link", "set", nat.syncVeth, "down"]);
     for (const pid of nsPids(nat.ns)) {
       try {
         process.kill(pid, "SIGKILL");
@@ -186,7 +195,7 @@ export class Dataplane {
 
   powerOn(nat: NatNs): void {
     run("ip", ["-n", this.router, "link", "set", nat.routerVeth, "up"]);
-    if (nat.syncAddr) run("ip", ["-n", nat.ns, "link", "set", "sync", "up"]);
+    if (nat.syncVeth) run("ip", ["-n", this.router, "link", "set", nat.syncVeth, "up"]);
   }
 
   async stop(): Promise<void> {

@@ -60,6 +60,9 @@ export interface LaneObservation {
   reports: { instanceId: string; holds: string[] | undefined; releasing: boolean; unconfirmed: string[] }[];
 }
 
+/** What a system needs of the lab around it: the fault lab's World, or the data-plane lab (test/support/dataplane/lab.ts). */
+export type SystemWorld = Pick<World, "ec2" | "endpointFor" | "hostByInstance">;
+
 /** Each routeleader agent serves /status on its own namespace address, on this port. */
 const STATUS_PORT = 9181;
 
@@ -114,7 +117,7 @@ abstract class ProcessSystem implements FailoverSystem {
   protected readonly startedAt = new Map<string, number>();
 
   constructor(
-    protected readonly world: World,
+    protected readonly world: SystemWorld,
     readonly lane: Lane,
   ) {}
 
@@ -175,7 +178,7 @@ export class Routeleader extends ProcessSystem {
   private allocationId: string | undefined;
 
   constructor(
-    world: World,
+    world: SystemWorld,
     lane: Lane,
     readonly profile: "default" | "fast",
     readonly eip = false,
@@ -295,11 +298,28 @@ export class Routeleader extends ProcessSystem {
   }
 }
 
+/** Where keepalived speaks VRRP and what its track_script runs; the fault lab's defaults suit its hosts. */
+export interface KeepalivedOptions {
+  /** The interface VRRP runs on, whose address is the host's `node.addr` (default eth0). */
+  iface?: string;
+  /** The track_script command (default: the host's health file exists). */
+  check?: (h: Host) => string;
+}
+
 /**
  * What both keepalived contenders share: the claim file their notify writer appends to (named
  * after the contender), the process in the host's namespace, readiness and claims.
  */
 abstract class KeepalivedSystem extends ProcessSystem {
+  protected readonly iface: string;
+  protected readonly check: (h: Host) => string;
+
+  constructor(world: SystemWorld, lane: Lane, options: KeepalivedOptions = {}) {
+    super(world, lane);
+    this.iface = options.iface ?? "eth0";
+    this.check = options.check ?? ((h) => `/usr/bin/test -e ${h.healthFile}`);
+  }
+
   protected claimFile(h: Host): string {
     return h.file(`${this.name}-claims.log`);
   }
@@ -338,7 +358,7 @@ export class Keepalived extends KeepalivedSystem {
   script_user root
 }
 vrrp_script chk_health {
-  script "/usr/bin/test -e ${h.healthFile}"
+  script "${this.check(h)}"
   interval 1
   fall 3
   rise 1
@@ -346,7 +366,7 @@ vrrp_script chk_health {
 vrrp_instance nat {
   state BACKUP
   nopreempt
-  interface eth0
+  interface ${this.iface}
   virtual_router_id 51
   priority ${100 + this.lane.hosts.indexOf(h)}
   advert_int 1
@@ -384,7 +404,7 @@ export class KeepalivedTuned extends KeepalivedSystem {
   notify_fifo_script "${writer}"
 }
 vrrp_script chk_health {
-  script "/usr/bin/test -e ${h.healthFile}"
+  script "${this.check(h)}"
   interval 1
   fall 3
   rise 1
@@ -392,13 +412,13 @@ vrrp_script chk_health {
 vrrp_instance nat {
   state BACKUP
   nopreempt
-  interface eth0
+  interface ${this.iface}
   virtual_router_id 52
   priority ${100 + 50 * this.lane.hosts.indexOf(h)}
   advert_int 0.5
   # VRRPv3 refuses an instance without one; a TEST-NET-3 address nothing else uses.
   virtual_ipaddress {
-    203.0.113.52/32 dev eth0
+    203.0.113.52/32 dev ${this.iface}
   }
   unicast_src_ip ${h.node.addr}
   unicast_peer {
