@@ -265,6 +265,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
       ...(s.blocked ? { blocked: { reason: s.blocked.reason, forMs: Math.round(s.blocked.untilMs) } } : {}),
       ...(s.lastWriteError ? { lastWriteError: s.lastWriteError } : {}),
       ...(s.unconfirmed ? { unconfirmed: s.unconfirmed } : {}),
+      ...(s.noSession ? { noSession: s.noSession } : {}),
       reason: s.reason,
     })),
     checks: health.states().map((c) => ({ name: c.name, passing: c.passing, output: c.output })),

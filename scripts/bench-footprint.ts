@@ -5,10 +5,11 @@
  * ready (spawn → the agent's `ready` log line, and → every route written), RSS after
  * `--minutes` of holding, and the steady CPU (utime + stime from /proc over the second half).
  *
- *   npm run bench:footprint [-- --minutes 10] [--node-flags "…"]   (writes docs/benchmarks/footprint.json)
+ *   npm run bench:footprint [-- --minutes 10] [--node-flags "…"] [--agent-env "…"]   (writes docs/benchmarks/footprint.json)
  *
  * --node-flags: the V8 flags the agent runs with; default the shipped ones (NODE_FLAGS of
- * scripts/build-agent.mjs); "" for none.
+ * scripts/build-agent.mjs); "" for none. --agent-env "K=V …": its environment (default the
+ * shipped AGENT_ENV: glibc's mmap threshold); "" for none.
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -23,8 +24,15 @@ import { waitUntil } from "../test/support/process.js";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
 // @ts-expect-error -- a plain .mjs script without type declarations
-const { NODE_FLAGS } = (await import("./build-agent.mjs")) as { NODE_FLAGS: string[] };
-const { values: args } = parseArgs({ options: { minutes: { type: "string", default: "10" }, "node-flags": { type: "string", default: NODE_FLAGS.join(" ") } } });
+const { NODE_FLAGS, AGENT_ENV } = (await import("./build-agent.mjs")) as { NODE_FLAGS: string[]; AGENT_ENV: Record<string, string> };
+const { values: args } = parseArgs({
+  options: {
+    minutes: { type: "string", default: "10" },
+    "node-flags": { type: "string", default: NODE_FLAGS.join(" ") },
+    "agent-env": { type: "string", default: Object.entries(AGENT_ENV).map(([k, v]) => `${k}=${v}`).join(" ") },
+  },
+});
+const agentEnv = args["agent-env"] ? args["agent-env"].split(" ") : [];
 const MINUTES = Number(args.minutes);
 if (!(MINUTES > 0)) throw new Error(`--minutes ${args.minutes}: a positive number`);
 const CLK_TCK = 100;
@@ -58,7 +66,7 @@ async function measure(routeCount: number, healthPort: number) {
   });
   try {
     const spawned = Date.now();
-    const node = await sim.startAgent("n1", ["--log-level", "info"], { cli: [process.execPath, ...(args["node-flags"] ? args["node-flags"].split(" ") : []), join(REPO, "dist", "agent", "cli.js")] });
+    const node = await sim.startAgent("n1", ["--log-level", "info"], { cli: ["env", ...agentEnv, process.execPath, ...(args["node-flags"] ? args["node-flags"].split(" ") : []), join(REPO, "dist", "agent", "cli.js")] });
     const pid = node.process!.pid!;
     await node.waitForEvent((e) => e.step === "ready", 60_000);
     const readyMs = Date.now() - spawned;
@@ -133,7 +141,7 @@ async function main(): Promise<void> {
       command: `npm run bench:footprint -- --minutes ${MINUTES}`,
       minutes: MINUTES,
       machine: `${cpus().length} vCPU shared with other jobs; every component on loopback`,
-      agent: `node ${args["node-flags"]} dist/agent/cli.js (esbuild bundle, scripts/build-agent.mjs), plain node ${process.version}, log level info`,
+      agent: `${agentEnv.length ? `${agentEnv.join(" ")} ` : ""}node ${args["node-flags"]} dist/agent/cli.js (esbuild bundle, scripts/build-agent.mjs), plain node ${process.version}, log level info`,
       setup: {
         consul: `3 servers + 1 client agent (v${consulVersion()})`,
         ec2: "moto 5.2.5",

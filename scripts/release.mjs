@@ -22,7 +22,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildAgent, NODE_FLAGS } from "./build-agent.mjs";
+import { AGENT_ENV, buildAgent, NODE_FLAGS } from "./build-agent.mjs";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -85,7 +85,8 @@ writeFileSync(
   join(stage, "bin", "routeleader"),
   `#!/bin/sh
 # routeleader with whichever Node.js is first on PATH (>= ${pkg.engines.node.replace(">=", "")}); the systemd unit names node-22 itself.
-exec node ${NODE_FLAGS.join(" ")} "$(dirname "$(readlink -f "$0")")/../dist/agent/cli.js" "$@"
+# glibc returns freed blocks of 32 KiB and more to the kernel (AGENT_ENV of scripts/build-agent.mjs).
+GLIBC_TUNABLES="\${GLIBC_TUNABLES:+\$GLIBC_TUNABLES:}${AGENT_ENV.GLIBC_TUNABLES}" exec node ${NODE_FLAGS.join(" ")} "$(dirname "$(readlink -f "$0")")/../dist/agent/cli.js" "$@"
 `,
 );
 chmodSync(join(stage, "bin", "routeleader"), 0o755);

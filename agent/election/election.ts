@@ -138,12 +138,18 @@ export class Election {
     return this.waiters.until(() => !this.sessions.binds(checkIds), 24 * 3600_000, signal);
   }
 
-  /** Each route as of the last cycle; a held one is marked unconfirmed while Consul is silent or unreachable. */
+  /**
+   * Each route as of the last cycle; a held one is marked unconfirmed while Consul is silent or
+   * unreachable; one not held says `noSession` while this node has no session to take it with.
+   */
   routeStates(): readonly RouteStatus[] {
     const silence = unconfirmedReason({ now: this.deps.clock.now(), answeredAt: this.consulAnsweredAt, failingSince: this.consulFailingSince, watchWaitMs: this.config.election.watchWait, cutOff: this.deps.cutOff?.() });
     return this.routes.map((r) => {
       const status = this.statuses.get(r.name) ?? { route: r.name, phase: "idle", eligible: false, reason: "starting" };
-      return silence && status.held ? { ...status, unconfirmed: silence } : status;
+      if (silence && status.held) return { ...status, unconfirmed: silence };
+      // Without a session this node cannot take the route whatever else it passes: say why.
+      const noSession = status.held ? undefined : this.sessions.noSessionReason(r);
+      return noSession ? { ...status, noSession } : status;
     });
   }
 

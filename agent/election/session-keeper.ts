@@ -26,12 +26,24 @@ const RENEW_RETRY_MS = 1000;
 export class SessionKeeper {
   private session: string | undefined;
   private renewedAt = 0;
+  /** Why the last creation failed, until one succeeds. */
+  private createError: string | undefined;
   private wake: (() => void) | undefined;
 
   constructor(private readonly deps: SessionKeeperDeps) {}
 
   get current(): string | undefined {
     return this.session;
+  }
+
+  /**
+   * Why this keeper has no session, when it has none: Consul's answer to the last create
+   * (e.g. "Check 'serfHealth' is in critical state" for seconds after a partition heals), or
+   * that one is being created. Until then the routes of its check set cannot be taken.
+   */
+  get noSessionReason(): string | undefined {
+    if (this.session) return undefined;
+    return this.createError ? `no Consul session: ${this.createError}` : "no Consul session yet: being created";
   }
 
   /** Monotonic time of the last successful create or renew. */
@@ -61,6 +73,8 @@ export class SessionKeeper {
   /** Marks the session gone (the watch or an acquire saw it invalidated). */
   invalidate(session: string): void {
     if (this.session !== session) return;
+    this.deps.log.warn({ step: "session", session, name: this.name }, "session invalidated by Consul (found by an acquire)");
+    this.createError = undefined;
     this.set(undefined);
     this.nudge();
   }
@@ -100,12 +114,14 @@ export class SessionKeeper {
           this.renewedAt = started;
           createDelay = CREATE_RETRY_MIN_MS;
           lastCreateError = "";
+          this.createError = undefined;
           log.info({ step: "session", session: id, name: spec.name, checks: spec.serviceChecks, nodeChecks: spec.nodeChecks, lockDelayMs: spec.lockDelayMs, ms: Math.round(clock.now() - started) }, "session created");
           this.set(id);
         } catch (err) {
           const message = (err as Error).message;
           if (message !== lastCreateError) log.info({ step: "session", name: spec.name, reason: message }, "session not created yet; retrying");
           lastCreateError = message;
+          this.createError = message;
           await this.pause(createDelay, signal);
           createDelay = Math.min(CREATE_RETRY_MAX_MS, createDelay * 2);
           continue;
@@ -130,6 +146,7 @@ export class SessionKeeper {
       } catch (err) {
         if (err instanceof SessionNotFoundError) {
           log.warn({ step: "session", session, name: this.name }, "session invalidated by Consul");
+          this.createError = undefined;
           this.set(undefined);
           return;
         }

@@ -131,6 +131,11 @@ export class Sessions {
     return this.keepers.get(checkSetKey(route.checks))?.current;
   }
 
+  /** Why the route cannot be taken for want of a session (see SessionKeeper.noSessionReason), if so. */
+  noSessionReason(route: RouteConfig): string | undefined {
+    return this.keepers.get(checkSetKey(route.checks))?.noSessionReason;
+  }
+
   all(): string[] {
     return [...this.keepers.values()].map((k) => k.current).filter((s): s is string => !!s);
   }

@@ -16,6 +16,8 @@ export interface RouteStatus {
   readonly lastWriteError?: string;
   /** A held route whose key this node cannot confirm (Consul silent or unreachable, or cut off from its peers): why. */
   readonly unconfirmed?: string;
+  /** A route this node cannot take now for want of a Consul session: why (Consul's refusal, e.g. a critical check). */
+  readonly noSession?: string;
   /** The sentence of the last cycle. */
   readonly reason: string;
 }

@@ -281,6 +281,8 @@ describe("scripts/bootstrap.sh in a sandbox (temp ROOT, recorder stubs on PATH, 
       expect(unit).toMatch(/^Restart=always$/m);
       expect(unit).toMatch(/^StandardOutput=journal$/m);
       expect(unit).toMatch(/^ExecStart=\/usr\/bin\/node-22 --lite-mode --single-threaded-gc \/opt\/routeleader\/current\/dist\/agent\/cli\.js run --config \/etc\/routeleader\/routeleader\.yaml$/m);
+      // glibc hands freed blocks of 32 KiB and more back to the kernel (AGENT_ENV of scripts/build-agent.mjs).
+      expect(unit).toMatch(/^Environment=GLIBC_TUNABLES=glibc\.malloc\.mmap_threshold=32768$/m);
       const consul = sb.read("/etc/systemd/system/consul.service");
       expect(consul).toMatch(/^User=consul$/m);
       expect(consul).toMatch(/^Restart=always$/m);

@@ -178,6 +178,67 @@ describe("template content", () => {
     expect(nat.Parameters.RouteleaderPackage).toBeUndefined(); // nothing installed by name from a registry
   });
 
+  describe("dataplane: the same-AZ pair (SameAzPair, off by default)", () => {
+    const BASE = { ...RELEASE_PARAMS, ClusterName: "prod-nat", VpcId: "vpc-1", VpcCidr: "10.0.0.0/16", PublicSubnetA: "subnet-0a", PublicSubnetB: "subnet-0b", PublicSubnetC: "subnet-0c", "AWS::StackName": "prod-nat", AgentLogGroup: "/routeleader/prod-nat/agents", PrivateRouteTableIds: "rtb-0aaa,rtb-0bbb,rtb-0ccc" };
+    const PAIR = { ...BASE, NodesPerAz: "2", SameAzPair: "B", SameAzRouteTableId: "rtb-0bbb", SameAzPrivateIp: "10.0.1.200", SameAzEipAllocationId: "eipalloc-0123456789abcdef0" };
+    const natHeader = (p: Record<string, string>) => resolve(nat.Resources.NatLaunchTemplate.Properties.LaunchTemplateData.UserData["Fn::Base64"]["Fn::Join"][1][0], evaluateConditions(nat, p)) as string;
+    /** The AssertDescription of every template Rule the parameters break (what CloudFormation refuses before creating anything). */
+    const brokenRules = (p: Record<string, string>) => {
+      const ctx = evaluateConditions(nat, p);
+      return Object.values<{ RuleCondition?: unknown; Assertions: { Assert: unknown; AssertDescription: string }[] }>(nat.Rules)
+        .filter((r) => r.RuleCondition === undefined || resolve(r.RuleCondition, ctx) === true)
+        .flatMap((r) => r.Assertions.filter((a) => resolve(a.Assert, ctx) !== true).map((a) => a.AssertDescription));
+    };
+    /** The NAT security group's ingress rules, as "proto from-to source". */
+    const natIngress = (p: Record<string, string>) => {
+      const ctx = evaluateConditions(nat, p);
+      ctx.params = { ...ctx.params, NatSecurityGroup: "nat", ConsulServerSecurityGroup: "servers" };
+      return Object.values<{ Type: string; Condition?: string; Properties: unknown }>(nat.Resources)
+        .filter((r) => r.Type === "AWS::EC2::SecurityGroupIngress" && (!r.Condition || ctx.conditions![r.Condition]))
+        .map((r) => resolve(r.Properties, ctx) as Record<string, string | number>)
+        .filter((r) => r.GroupId === "nat")
+        .map((r) => `${r.IpProtocol} ${r.FromPort}-${r.ToPort} ${r.CidrIp ?? r.SourceSecurityGroupId}`)
+        .sort();
+    };
+
+    it("off: the header exports an empty RL_SAME_AZ (every NAT MASQUERADEs) and the VPC reaches every UDP port but Consul's", () => {
+      expect(natHeader(BASE)).toContain("export RL_SAME_AZ=''\n");
+      expect(natIngress(BASE).filter((r) => r.startsWith("udp"))).toEqual(["udp 0-8299 10.0.0.0/16", "udp 8301-8301 nat", "udp 8301-8301 servers", "udp 8303-65535 10.0.0.0/16"]);
+      expect(brokenRules(BASE)).toEqual([]);
+    });
+
+    it("on, tables by id: RL_SAME_AZ names the route of SameAzRouteTableId, the pair's subnet (its AZ's group), the address and the Elastic IP", () => {
+      expect(natHeader(PAIR)).toContain("export RL_SAME_AZ='nat-rtb-0bbb=subnet-0b:10.0.1.200:eipalloc-0123456789abcdef0'\n");
+      expect(natHeader({ ...PAIR, SameAzPair: "A", SameAzRouteTableId: "rtb-0aaa" })).toContain("export RL_SAME_AZ='nat-rtb-0aaa=subnet-0a:");
+      expect(natHeader({ ...PAIR, SameAzPair: "C", SameAzRouteTableId: "rtb-0ccc" })).toContain("export RL_SAME_AZ='nat-rtb-0ccc=subnet-0c:");
+      expect(brokenRules(PAIR)).toEqual([]);
+    });
+
+    it("on, tables by tag: the one route nat-default", () => {
+      const byTag = { ...PAIR, PrivateRouteTableIds: "", SameAzRouteTableId: "" };
+      expect(natHeader(byTag)).toContain("export RL_SAME_AZ='nat-default=subnet-0b:10.0.1.200:eipalloc-0123456789abcdef0'\n");
+      expect(brokenRules(byTag)).toEqual([]);
+    });
+
+    it("on: conntrackd's UDP 3780 reaches a NAT node only from the stack's NAT nodes; the VPC-wide UDP rule leaves 3780 out", () => {
+      expect(natIngress(PAIR).filter((r) => r.startsWith("udp"))).toEqual(["udp 0-3779 10.0.0.0/16", "udp 3780-3780 nat", "udp 3781-8299 10.0.0.0/16", "udp 8301-8301 nat", "udp 8301-8301 servers", "udp 8303-65535 10.0.0.0/16"]);
+      // TCP and ICMP are as without the pair.
+      expect(natIngress(PAIR).filter((r) => !r.startsWith("udp"))).toEqual(natIngress(BASE).filter((r) => !r.startsWith("udp")));
+    });
+
+    it.each([
+      [{ SameAzPrivateIp: "" }, "SameAzPair needs SameAzPrivateIp: a free address of the pair's public subnet"],
+      [{ SameAzEipAllocationId: "" }, "SameAzPair needs SameAzEipAllocationId: a secondary private IP has no public address of its own"],
+      [{ NodesPerAz: "1" }, "SameAzPair needs NodesPerAz 2: a pair is two NAT instances in one subnet"],
+      [{ NodesPerAz: "3" }, "SameAzPair needs NodesPerAz 2: a pair is two NAT instances in one subnet"],
+      [{ SameAzRouteTableId: "" }, "SameAzPair with PrivateRouteTableIds needs SameAzRouteTableId: the table the pair serves"],
+      [{ PrivateRouteTableIds: "" }, "SameAzPair with tables selected by tag serves the one route nat-default: leave SameAzRouteTableId empty"],
+      [{ SameAzPair: "C", PublicSubnetC: "" }, "SameAzPair C needs PublicSubnetC"],
+    ])("on, refused by the template's Rules before anything is created: %j", (change, message) => {
+      expect(brokenRules({ ...PAIR, ...change })).toEqual([message]);
+    });
+  });
+
   it("ship: demo with 3 AZs: the NAT stack waits for the third public subnet's association too", () => {
     expect(demo.Resources.Nat.DependsOn).toContain("PublicAssociationsReady");
     expect(demo.Resources.PublicAssociationsReady.Metadata.ThirdAz).toEqual({ "Fn::If": ["ThreeAzs", { Ref: "PublicAssociationC" }, "none"] });
@@ -392,6 +453,7 @@ print(json.dumps({"groups": [[g["logGroupName"], g.get("retentionInDays")] for g
           expect(userData).toContain(`export RL_ROUTE_TABLE_IDS='${privateTables.join(",")}'`);
           expect(userData).toContain("export RL_ROLE=nat RL_CLUSTER='demo-nat' RL_VPC_CIDR='10.42.0.0/16'");
           expect(userData).toContain("export RL_CONSUL_JOIN_TAG_KEY='routeleader:consul-server' RL_CONSUL_JOIN_TAG_VALUE='demo-nat'");
+          expect(userData).toContain("export RL_SAME_AZ=''\n"); // the same-AZ pair is opt-in
         } else {
           expect(userData).toContain("export RL_ROLE=server RL_CLUSTER='demo-nat'");
         }
@@ -483,5 +545,47 @@ print(json.dumps({"groups": [[g["logGroupName"], g.get("retentionInDays")] for g
     expect(userData).toContain("export RL_CONSUL_JOIN_TAG_KEY='consul-role' RL_CONSUL_JOIN_TAG_VALUE='server'");
     expect(userData).toContain("export RL_ROUTE_TABLE_IDS=''");
     expect(userData).toContain("export RL_ROUTE_TABLE_TAG_KEY='routeleader/managed' RL_ROUTE_TABLE_TAG_VALUE='shared-nat'");
+  });
+
+  it("dataplane: the NAT stack with a same-AZ pair in its first AZ: two NATs in that subnet, RL_SAME_AZ in their user data, conntrackd's UDP 3780 only between NAT nodes", async () => {
+    await moto.reset();
+    const vpc = (await ec2.send(new CreateVpcCommand({ CidrBlock: "10.99.0.0/16" }))).Vpc!;
+    const a = (await ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId, CidrBlock: "10.99.0.0/24", AvailabilityZone: "us-east-1a" }))).Subnet!;
+    const b = (await ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId, CidrBlock: "10.99.1.0/24", AvailabilityZone: "us-east-1b" }))).Subnet!;
+    const stack = await createAndWait("rl-pair", readFileSync(join(REPO, "cloudformation", "routeleader-nat.yaml"), "utf8"), {
+      ...RELEASE_PARAMS,
+      ClusterName: "pair-nat",
+      VpcId: vpc.VpcId!,
+      VpcCidr: "10.99.0.0/16",
+      PublicSubnetA: a.SubnetId!,
+      PublicSubnetB: b.SubnetId!,
+      PrivateRouteTableIds: "rtb-0aaa1111aaaa1111a,rtb-0bbb2222bbbb2222b",
+      ConsulMode: "existing",
+      ExistingConsulTagKey: "consul-role",
+      ExistingConsulTagValue: "server",
+      ConsulAclTokenParameter: "/routeleader/test/nat-token",
+      NodesPerAz: "2",
+      SameAzPair: "A",
+      SameAzRouteTableId: "rtb-0aaa1111aaaa1111a",
+      SameAzPrivateIp: "10.99.0.200",
+      SameAzEipAllocationId: "eipalloc-0123456789abcdef0",
+    });
+    const natGroups = output(stack, "NatGroupNames").split(",");
+    const found = await groups(natGroups);
+    const pairGroup = found.get("rl-pair-nat-a")!;
+    expect(pairGroup.VPCZoneIdentifier).toBe(a.SubnetId);
+    expect(pairGroup.Instances).toHaveLength(2);
+    const resources = (await cf.send(new DescribeStackResourcesCommand({ StackName: "rl-pair" }))).StackResources!;
+    const lt = resources.find((r) => r.LogicalResourceId === "NatLaunchTemplate")!.PhysicalResourceId!;
+    const userData = decode((await ec2.send(new DescribeLaunchTemplateVersionsCommand({ LaunchTemplateId: lt }))).LaunchTemplateVersions![0]!.LaunchTemplateData!.UserData);
+    expect(userData).toContain(`export RL_SAME_AZ='nat-rtb-0aaa1111aaaa1111a=${a.SubnetId}:10.99.0.200:eipalloc-0123456789abcdef0'\n`);
+    expect(Buffer.byteLength(userData)).toBeLessThan(16 * 1024);
+    const natSg = output(stack, "NatSecurityGroupId");
+    const group = (await ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [natSg] }))).SecurityGroups![0]!;
+    const udp = group.IpPermissions!.filter((p) => p.IpProtocol === "udp").flatMap((p) => [
+      ...(p.IpRanges ?? []).map((r) => `${p.FromPort}-${p.ToPort} ${r.CidrIp}`),
+      ...(p.UserIdGroupPairs ?? []).map((u) => `${p.FromPort}-${p.ToPort} ${u.GroupId === natSg ? "nat" : u.GroupId}`),
+    ]);
+    expect(udp.sort()).toEqual(["0-3779 10.99.0.0/16", "3780-3780 nat", "3781-8299 10.99.0.0/16", "8301-8301 nat", "8303-65535 10.99.0.0/16"]);
   });
 });

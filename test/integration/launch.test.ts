@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { AutoScalingClient, DescribeAutoScalingGroupsCommand } from "@aws-sdk/client-auto-scaling";
 import { CloudFormationClient, CreateStackCommand, DescribeStackResourcesCommand, DescribeStacksCommand, type Parameter, type Stack } from "@aws-sdk/client-cloudformation";
-import { CreateTagsCommand, DescribeInstancesCommand, DescribeLaunchTemplateVersionsCommand, EC2Client, type Instance } from "@aws-sdk/client-ec2";
+import { CreateRouteTableCommand, CreateSubnetCommand, CreateTagsCommand, CreateVpcCommand, DescribeInstancesCommand, DescribeLaunchTemplateVersionsCommand, EC2Client, type Instance } from "@aws-sdk/client-ec2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { startAemm, type StartedAemm } from "../support/aemm.js";
@@ -280,6 +280,7 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     expect(world.userData.nat).toContain("export RL_CONSUL_SECURITY='secure' RL_CA_PARAM='/rl/launch/ca'");
     expect(world.userData.server).toContain("RL_MANAGEMENT_TOKEN_PARAM='/rl/launch/management-token'");
     expect(world.userData.nat).not.toContain("management-token");
+    expect(world.userData.nat).toContain("export RL_SAME_AZ=''\n"); // no same-AZ pair unless asked for
     expect(Buffer.byteLength(world.userData.nat)).toBeLessThan(16 * 1024);
     expect(Buffer.byteLength(world.userData.server)).toBeLessThan(16 * 1024);
   });
@@ -296,6 +297,11 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     expect(await ssmNames(`/routeleader/${CLUSTER}/nodes`)).toEqual(world.nats.flatMap((i) => ["cert", "key", "token"].map((p) => `/routeleader/${CLUSTER}/nodes/${i.InstanceId}/${p}`)).sort());
     // The management token and CA key stayed on the servers.
     for (const n of nats) {
+      // Without a same-AZ pair: no secondary address, no conntrackd, MASQUERADE to the node's own address.
+      const routes = parseYaml(n.sb.read("/etc/routeleader/routeleader.yaml")).routes as { sameAz?: unknown }[];
+      expect(routes).toHaveLength(world.tables.length);
+      expect(routes.filter((r) => r.sameAz !== undefined)).toEqual([]);
+      expect(n.sb.exists("/etc/routeleader/conntrackd.conf")).toBe(false);
       expect(n.sb.exists("/etc/consul.d/management-token")).toBe(false);
       expect(n.sb.exists("/etc/consul.d/tls/ca-key.pem")).toBe(false);
     }
@@ -375,4 +381,89 @@ describe("ship: launch of the stack as moto's CloudFormation renders it, 3 Consu
     expect(mutatingCalls(res.calls)).toEqual([]);
     expect([...sb.snapshot().keys()]).toEqual(["/dev/", "/dev/console", "/var/", "/var/tmp/"]);
   });
+});
+
+describe("dataplane: the stack with a same-AZ pair (SameAzPair): the NAT user data moto renders carries RL_SAME_AZ, and the bootstrap it runs makes a pair member SNAT to the pair's address and sync with conntrackd", () => {
+  const PAIR_IP = "10.61.0.200";
+  const EIP = "eipalloc-0123456789abcdef0";
+  let userData: string;
+  let member: Instance;
+  let peer: Instance;
+  let table: string;
+
+  beforeAll(async () => {
+    // The NAT stack alone, in a VPC of its own, joining an existing Consul cluster; the pair in its first AZ.
+    const vpc = (await world.ec2.send(new CreateVpcCommand({ CidrBlock: "10.61.0.0/16" }))).Vpc!;
+    const a = (await world.ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId, CidrBlock: "10.61.0.0/24", AvailabilityZone: "us-east-1a" }))).Subnet!;
+    const b = (await world.ec2.send(new CreateSubnetCommand({ VpcId: vpc.VpcId, CidrBlock: "10.61.1.0/24", AvailabilityZone: "us-east-1b" }))).Subnet!;
+    table = (await world.ec2.send(new CreateRouteTableCommand({ VpcId: vpc.VpcId }))).RouteTable!.RouteTableId!;
+    const cf = new CloudFormationClient({ ...EMULATOR_AWS, endpoint: world.moto.endpoint, maxAttempts: 1 });
+    const parameters: Record<string, string> = {
+      ClusterName: "pair",
+      VpcId: vpc.VpcId!,
+      VpcCidr: "10.61.0.0/16",
+      PublicSubnetA: a.SubnetId!,
+      PublicSubnetB: b.SubnetId!,
+      PrivateRouteTableIds: table,
+      ArtifactBucket: BUCKET,
+      ArtifactKey: `releases/${world.artifact.fileName}`,
+      ArtifactSha256: world.artifact.sha256,
+      ConsulBinaryUrl: `s3://${BUCKET}/mirror/consul.zip`,
+      ConsulBinarySha256: world.consulZipSha,
+      ConsulMode: "existing",
+      ExistingConsulTagKey: "consul-role",
+      ExistingConsulTagValue: "server",
+      ConsulSecurity: "insecure",
+      NodesPerAz: "2",
+      SameAzPair: "A",
+      SameAzRouteTableId: table,
+      SameAzPrivateIp: PAIR_IP,
+      SameAzEipAllocationId: EIP,
+    };
+    await cf.send(new CreateStackCommand({ StackName: "rl-pair", TemplateBody: readFileSync(join(REPO, "cloudformation", "routeleader-nat.yaml"), "utf8"), Parameters: Object.entries(parameters).map(([k, v]): Parameter => ({ ParameterKey: k, ParameterValue: v })), Capabilities: ["CAPABILITY_IAM"] }));
+    await waitUntil("the pair stack in moto", async () => {
+      const s = (await cf.send(new DescribeStacksCommand({ StackName: "rl-pair" }))).Stacks?.[0];
+      if (!s || s.StackStatus?.endsWith("IN_PROGRESS")) return undefined;
+      if (s.StackStatus !== "CREATE_COMPLETE") throw new Error(`${s.StackStatus} ${s.StackStatusReason ?? ""}`);
+      return s;
+    }, { timeoutMs: 120_000, intervalMs: 250 });
+    const resources = (await cf.send(new DescribeStackResourcesCommand({ StackName: "rl-pair" }))).StackResources!;
+    const lt = resources.find((r) => r.LogicalResourceId === "NatLaunchTemplate")!.PhysicalResourceId!;
+    userData = Buffer.from((await world.ec2.send(new DescribeLaunchTemplateVersionsCommand({ LaunchTemplateId: lt }))).LaunchTemplateVersions![0]!.LaunchTemplateData!.UserData!, "base64").toString("utf8");
+    cf.destroy();
+    const asg = new AutoScalingClient({ ...EMULATOR_AWS, endpoint: world.moto.endpoint, maxAttempts: 1 });
+    const ids = (await asg.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: ["rl-pair-nat-a"] }))).AutoScalingGroups![0]!.Instances!.map((i) => i.InstanceId!);
+    asg.destroy();
+    [member, peer] = (await world.ec2.send(new DescribeInstancesCommand({ InstanceIds: ids }))).Reservations!.flatMap((r) => r.Instances!).sort((x, y) => (x.PrivateIpAddress! < y.PrivateIpAddress! ? -1 : 1)) as [Instance, Instance];
+  }, 180_000);
+
+  it("the user data passes the pair to the bootstrap, which writes the route's eip and sameAz, SNATs to the pair's address, installs conntrackd and points it at the peer NAT", async () => {
+    expect(userData).toContain(`export RL_SAME_AZ='nat-${table}=${member.SubnetId}:${PAIR_IP}:${EIP}'\n`);
+    expect(member.SubnetId).toBe(peer.SubnetId);
+    const identity = identityOf(member);
+    const aemm = await startAemm(identity, { imdsv2Only: true });
+    aemms.push(aemm);
+    const sb = new BootstrapSandbox({ aws: world.aws, sharedSsm: true });
+    sandboxes.push(sb);
+    sb.console();
+    // The instance's interfaces, as /sys/class/net shows them.
+    for (const [dev, mac] of [["lo", "00:00:00:00:00:00"], ["ens5", identity.mac]] as const) {
+      mkdirSync(join(sb.root, "sys/class/net", dev), { recursive: true });
+      writeFileSync(join(sb.root, "sys/class/net", dev, "address"), `${mac}\n`);
+    }
+    const file = join(sb.dir, "user-data");
+    writeFileSync(file, userData, { mode: 0o755 });
+    // No Consul to join here: the launch stops at the health wait, after the bootstrap succeeded.
+    const res = await sb.run(file, { RL_IMDS_ENDPOINT: aemm.endpoint, RL_HEALTH_TIMEOUT: "0" });
+    expect(res.code, res.output).toBe(1);
+    expect(sb.console()).toContain("not healthy after 0 s");
+    expect(sb.console()).not.toContain("bootstrap:");
+    const cfg = parseYaml(sb.read("/etc/routeleader/routeleader.yaml"));
+    expect(cfg.routes).toHaveLength(1);
+    expect(cfg.routes[0]).toMatchObject({ name: `nat-${table}`, table: { id: table }, eip: EIP, sameAz: { subnet: member.SubnetId, privateIp: PAIR_IP } });
+    const line = (c: { program: string; args: string[] }) => [c.program, ...c.args].join(" ");
+    expect(res.calls.filter((c) => c.program === "iptables" && c.args.includes("-A")).map(line)).toEqual([`iptables -t nat -A POSTROUTING -s 10.61.0.0/16 ! -d 10.61.0.0/16 -j SNAT --to-source ${PAIR_IP}`]);
+    expect(res.calls.filter((c) => c.program === "dnf").map(line)[0]).toContain("conntrack-tools");
+    expect(sb.read("/etc/routeleader/conntrackd.conf")).toContain(`IPv4_Destination_Address ${peer.PrivateIpAddress}`);
+  }, 180_000);
 });

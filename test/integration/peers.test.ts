@@ -55,4 +55,32 @@ describe("peers: heartbeats between members, session destroyed by a majority", (
     },
     300_000,
   );
+
+  it(
+    "back-to-back partitions: each holder partitioned right after the last partition healed is evicted within the bound; a healed node stands by only once Consul gives it a session again",
+    async () => {
+      // Fast profile, 3 partitions in a row: each trial partitions the holder the previous trial
+      // elected, so the third finds both followers freshly healed. Consul keeps a healed node's
+      // serfHealth critical for seconds and refuses it a session meanwhile; a trial must wait
+      // until /status says every follower can take the route (noSession gone) before the fault.
+      const lines: string[] = [];
+      let result: LabResult;
+      try {
+        result = await runFaultLab({ systems: ["routeleader-fast"], scenarios: ["holder-partition"], trials: 3 }, { timeoutMs: 240_000, onLine: (l) => lines.push(l) });
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n${lines.slice(-40).join("\n")}`);
+      }
+      const [run] = result.runs;
+      const where = `${run?.error ?? ""} ${JSON.stringify(run?.trials.map((t) => [t.ms, t.timeline]))}`;
+      process.stderr.write(`back-to-back partitions: ${run?.trials.map((t) => `${t.ms ?? "-"} ms`).join(", ")}\n`);
+      expect(run?.error, where).toBeUndefined();
+      expect(run?.trials, where).toHaveLength(3);
+      for (const t of run!.trials) {
+        expect(t.violations, where).toEqual([]);
+        expect(t.routeChanges, where).toBe(1);
+        expect(t.ms, where).toBeLessThan(PEER_EVICTION_BOUND_MS);
+      }
+    },
+    300_000,
+  );
 });

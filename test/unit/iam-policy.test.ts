@@ -94,6 +94,8 @@ const arn = {
   object: (bucket: string, key: string) => `arn:aws:s3:::${bucket}/${key}`,
   stack: (name: string) => `arn:aws:cloudformation:${REGION}:${ACCOUNT}:stack/${name}/5b3a0c10-0f0e-11f0-8a2e-0a1b2c3d4e5f`,
 };
+/** The same-AZ pair on (SameAzPair): the only stack that writes `sameAz` routes, so the only one whose agents assign a secondary IP. */
+const SAME_AZ_PARAMS = { ...BASE_PARAMS, NodesPerAz: "2", SameAzPair: "A", SameAzPrivateIp: "10.42.0.200", SameAzEipAllocationId: "eipalloc-0a" };
 
 /** A request the agent makes for its own resources, for each action it may call. */
 function ownRequest(action: string): Request {
@@ -168,7 +170,8 @@ describe("the source scan finds the AWS calls", () => {
 });
 
 describe("NAT instance role: every call the agent makes is allowed on its own resources", () => {
-  const policy = rolePolicy("NatRole");
+  // With every optional feature of the agent on: the same-AZ pair adds the secondary-IP call.
+  const policy = rolePolicy("NatRole", SAME_AZ_PARAMS);
 
   it.each(required)("%s", (action) => {
     expect(allows(policy, ownRequest(action))).toBe(true);
@@ -193,8 +196,20 @@ describe("NAT instance role: nothing broader than needed", () => {
   });
 
   it("allows only actions the agent calls or that have a written reason", () => {
-    const extra = [...actionsOf(policy)].filter((a) => !required.includes(a) && !(a in NOT_FROM_AGENT));
+    const extra = [...actionsOf(rolePolicy("NatRole", SAME_AZ_PARAMS))].filter((a) => !required.includes(a) && !(a in NOT_FROM_AGENT));
     expect(extra).toEqual([]);
+  });
+
+  it("dataplane: AssignPrivateIpAddresses only with the same-AZ pair on, and then only on network interfaces of this VPC", () => {
+    const request = (vpc?: string): Request => ({ action: "ec2:AssignPrivateIpAddresses", resource: `arn:aws:ec2:${REGION}:${ACCOUNT}:network-interface/eni-0b`, context: vpc ? { "ec2:Vpc": arn.vpc(vpc) } : {} });
+    expect(actionsOf(policy).has("ec2:AssignPrivateIpAddresses")).toBe(false);
+    expect(allows(policy, request(VPC))).toBe(false);
+    const pair = rolePolicy("NatRole", SAME_AZ_PARAMS);
+    expect(allows(pair, request(VPC))).toBe(true);
+    expect(allows(pair, request(OTHER_VPC))).toBe(false);
+    expect(allows(pair, request())).toBe(false);
+    // Taking the address over is AllowReassignment on the holder's own interface: nothing unassigns it.
+    expect(actionsOf(pair).has("ec2:UnassignPrivateIpAddresses")).toBe(false);
   });
 
   it("scopes every action that can be scoped: Resource '*' only for unscopable reads", () => {
@@ -357,8 +372,8 @@ describe("docs/deploy.md", () => {
     const section = doc.slice(doc.indexOf("## IAM policy"));
     const table = section.slice(0, section.indexOf("\n## ", 4) === -1 ? undefined : section.indexOf("\n## ", 4));
     const documented = new Set([...table.matchAll(/^\| `([a-z0-9]+:[A-Za-z]+)`/gm)].map((m) => m[1]!));
-    // With every optional statement present: a customer-managed key for the secrets.
+    // With every optional statement present: a customer-managed key for the secrets, the same-AZ pair.
     const key = `arn:aws:kms:${REGION}:${ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab`;
-    expect([...documented].sort()).toEqual([...actionsOf(rolePolicy("NatRole", { ...BASE_PARAMS, ConsulSecretsKmsKeyArn: key }))].sort());
+    expect([...documented].sort()).toEqual([...actionsOf(rolePolicy("NatRole", { ...SAME_AZ_PARAMS, ConsulSecretsKmsKeyArn: key }))].sort());
   });
 });

@@ -86,8 +86,6 @@ export class DataplaneLab {
   system: FailoverSystem | undefined;
   private readonly hosts = new Map<string, Host>();
   private relay: net.Server | undefined;
-  /** Per node, how many agent events it had when its agent last started. */
-  private readonly agentSince = new Map<string, number>();
 
   private constructor(
     readonly sim: SimCluster,
@@ -103,8 +101,8 @@ export class DataplaneLab {
     const sim = await startSimCluster({
       cluster: "dataplane",
       nodes: [
-        { name: "n1", az: "us-east-1a" },
-        { name: "n2", az: "us-east-1a" },
+        { name: "n1", az: "us-east-1a", http: true },
+        { name: "n2", az: "us-east-1a", http: true },
       ],
       tables: [{ name: TABLE, az: "us-east-1a" }],
       routes: [{ name: ROUTE, table: { tags: { Name: TABLE } }, destination: "0.0.0.0/0", checks: ["data-path"], preferredAz: "none" }],
@@ -150,7 +148,7 @@ export class DataplaneLab {
       await dp.startInternet();
       if (contender === "routeleader") {
         for (const n of sim.nodes) n.setHealthy(true);
-        await Promise.all(sim.nodes.map((n) => lab.startAgent(n)));
+        await Promise.all(sim.nodes.map((n) => sim.startAgent(n.name)));
       } else await lab.startKeepalived(contender);
       lab.probe = new UdpProbe(await dp.app(dp.client, ["udp-probe", INTERNET_ADDR, "100"], "udp probe"));
       return lab;
@@ -165,14 +163,11 @@ export class DataplaneLab {
     return this.dp.nat(node.name);
   }
 
-  private async startAgent(node: SimNode): Promise<void> {
-    this.agentSince.set(node.name, node.events.length);
-    await this.sim.startAgent(node.name);
-  }
-
-  /** The agent runs and has its Consul session since it last started: it can take the route over. */
-  private agentReady(node: SimNode): boolean {
-    return !!node.process && !node.process.hasExited && node.events.slice(this.agentSince.get(node.name) ?? 0).some((e) => e.msg === "session created");
+  /** The agent runs and its /status has the route with a Consul session, not cut off: it can take the route over. */
+  private async agentReady(node: SimNode): Promise<boolean> {
+    if (!node.process || node.process.hasExited) return false;
+    const status = await node.status(1000).catch(() => undefined);
+    return !!status && status.routes.length > 0 && status.routes.every((r) => !r.unconfirmed && !r.noSession);
   }
 
   /**
@@ -234,7 +229,7 @@ export class DataplaneLab {
   /** Every node can take the route over: its agent has a session, or its keepalived has reported a state since it started. */
   private async allReady(): Promise<string | undefined> {
     for (const n of this.sim.nodes) {
-      const ready = this.system ? await this.system.ready(this.hostOf(n)) : this.agentReady(n);
+      const ready = this.system ? await this.system.ready(this.hostOf(n)) : await this.agentReady(n);
       if (!ready) return `${n.name} not ready to take over yet`;
     }
     return undefined;
@@ -289,7 +284,7 @@ export class DataplaneLab {
     const agent = holder.process as ManagedProcess;
     const restartAgent = async () => {
       if (!agent.hasExited) await agent.waitForExit(30_000);
-      await this.startAgent(holder);
+      await this.sim.startAgent(holder.name);
     };
     const t0 = Date.now();
     switch (fault) {

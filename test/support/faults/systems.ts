@@ -63,6 +63,11 @@ export interface LaneObservation {
 /** What a system needs of the lab around it: the fault lab's World, or the data-plane lab (test/support/dataplane/lab.ts). */
 export type SystemWorld = Pick<World, "ec2" | "endpointFor" | "hostByInstance">;
 
+/** What the lab reads of an agent's /status. */
+interface AgentStatus {
+  routes: { route: string; phase: string; unconfirmed?: string; noSession?: string }[];
+}
+
 /** Each routeleader agent serves /status on its own namespace address, on this port. */
 const STATUS_PORT = 9181;
 
@@ -172,7 +177,6 @@ abstract class ProcessSystem implements FailoverSystem {
 export class Routeleader extends ProcessSystem {
   readonly name: string;
   private readonly events: Claim[] = [];
-  private readonly sessionSince = new Map<string, boolean>();
 
   /** routeleader-eip: the Elastic IP (allocated in moto at the first start) the route names. */
   private allocationId: string | undefined;
@@ -218,7 +222,6 @@ export class Routeleader extends ProcessSystem {
     };
     const path = h.file(`${this.name}.yaml`);
     writeFileSync(path, stringify(config));
-    this.sessionSince.set(h.name, false);
     const proc = new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), process.execPath, "--import", "tsx", join(REPO, "agent", "cli.ts"), "run", "--config", path], {
       name: `${this.name} ${h.name}`,
       cwd: REPO,
@@ -236,7 +239,6 @@ export class Routeleader extends ProcessSystem {
       } catch {
         return;
       }
-      if (e.step === "session" && e.msg === "session created") this.sessionSince.set(h.name, true);
       if (e.event === "acquired" || e.event === "released" || e.event === "lost") {
         this.events.push({ host: h.name, t: Date.parse(e.time ?? ""), kind: e.event === "acquired" ? "acquire" : "release", detail: e.reason ?? e.event });
       }
@@ -244,8 +246,22 @@ export class Routeleader extends ProcessSystem {
     return proc;
   }
 
+  /**
+   * Ready as the agent itself says on /status: no held route unconfirmed, and a session to
+   * take every other route with. Log lines are not enough: a node whose session
+   * Consul invalidated during a partition is refused a new one for seconds after the heal
+   * (serfHealth still critical), and a trial started then finds no standby able to take over.
+   */
   async ready(h: Host): Promise<boolean> {
-    return this.running(h) && this.sessionSince.get(h.name) === true;
+    if (!this.running(h) || h.poweredOff) return false;
+    const answer = await this.status(h);
+    return !!answer && answer.routes.length > 0 && answer.routes.every((r) => !r.unconfirmed && !r.noSession);
+  }
+
+  private status(h: Host): Promise<AgentStatus | undefined> {
+    return fetch(`http://${h.node.addr}:${STATUS_PORT}/status`, { signal: AbortSignal.timeout(1000) })
+      .then((r) => (r.ok ? (r.json() as Promise<AgentStatus>) : undefined))
+      .catch(() => undefined);
   }
 
   claims(): Claim[] {
@@ -282,7 +298,7 @@ export class Routeleader extends ProcessSystem {
       this.keyHolder(),
       Promise.all(
         this.lane.hosts.map(async (h) => {
-          const answer = this.running(h) && !h.poweredOff ? await fetch(`http://${h.node.addr}:${STATUS_PORT}/status`, { signal: AbortSignal.timeout(1000) }).then((r) => (r.ok ? (r.json() as Promise<{ routes: { route: string; phase: string; unconfirmed?: string }[] }>) : undefined)).catch(() => undefined) : undefined;
+          const answer = this.running(h) && !h.poweredOff ? await this.status(h) : undefined;
           // "releasing" is a key the agent still holds by its own account (given up once Consul confirms).
           // A held route marked unconfirmed (cut off from Consul) is neither claimed nor denied.
           return {
