@@ -15,7 +15,9 @@ import { assertNetnsAllowed } from "../test/support/netns.js";
  * keepalived contenders run in the same simulator, in the same run, for the faults that apply.
  * Writes docs/benchmarks/dataplane.json.
  *
- *   npm run bench:dataplane -- [--trials 5] [--faults a,b] [--contenders a,b] [--connections 10]
+ *   npm run bench:dataplane -- [--trials 5] [--faults a,b] [--contenders a,b] [--connections 10] [--until 11:15]
+ *
+ * --until HH:MM (UTC): no trial starts after that time; the cells not run are listed as cut.
  */
 
 const CONTENDERS: Record<string, LabOptions> = {
@@ -31,12 +33,24 @@ const { values } = parseArgs({
     faults: { type: "string", default: FAULTS.join(",") },
     "same-az-faults": { type: "string", default: "graceful-stop,power-off" },
     contenders: { type: "string", default: Object.keys(CONTENDERS).join(",") },
+    until: { type: "string" },
     connections: { type: "string", default: "10" },
     out: { type: "string", default: join(import.meta.dirname, "..", "docs", "benchmarks", "dataplane.json") },
   },
 });
 
 const trials = Number(values.trials);
+if (!Number.isInteger(trials) || trials < 1) throw new Error(`--trials: a whole number of at least 1, not ${values.trials}`);
+function untilMs(hhmm: string | undefined): number {
+  if (hhmm === undefined) return Infinity;
+  const m = /^(\d{2}):(\d{2})$/.exec(hhmm);
+  if (!m) throw new Error(`--until: HH:MM (UTC), not ${hhmm}`);
+  const d = new Date();
+  d.setUTCHours(Number(m[1]), Number(m[2]), 0, 0);
+  return d.getTime();
+}
+const until = untilMs(values.until);
+const cut: { contender: string; scenario: FaultName; trials_run: number }[] = [];
 const connections = Number(values.connections);
 const log = (msg: string) => process.stderr.write(`[dataplane ${new Date().toISOString().slice(11, 23)}] ${msg}\n`);
 
@@ -119,6 +133,7 @@ function save(): void {
       "keepalived-tuned": "keepalived, VRRPv3 advert 0.5 s, priorities 50 apart, a writer started once through notify_fifo with its EC2 client warm; MASQUERADE as routeleader-default",
     },
     skipped,
+    ...(cut.length ? { cut: { until: values.until, cells: cut } } : {}),
     results: rows,
   };
   writeFileSync(values.out, `${JSON.stringify(doc, null, 2)}\n`);
@@ -132,6 +147,11 @@ async function runContender(contender: string, options: LabOptions, faults: Faul
       const results: (TrialResult & { eventLoopMaxMs: number; load: number })[] = [];
       const errors: string[] = [];
       for (let i = 0; i < trials; i++) {
+        if (Date.now() > until) {
+          cut.push({ contender, scenario: fault, trials_run: i });
+          log(`${contender} ${fault}: --until ${values.until} passed after ${i} trials`);
+          break;
+        }
         try {
           eventLoop.reset();
           const r = { ...(await lab.trial(fault, sameAz ? connections : 0)), eventLoopMaxMs: Math.round(eventLoop.max / 1e6), load: loadavg()[0] as number };
@@ -177,9 +197,10 @@ async function runContender(contender: string, options: LabOptions, faults: Faul
 assertNetnsAllowed();
 const faults = values.faults.split(",") as FaultName[];
 for (const f of [...faults, ...values["same-az-faults"].split(",").filter(Boolean)]) if (!(FAULTS as readonly string[]).includes(f)) throw new Error(`unknown fault ${f}; known: ${FAULTS.join(", ")}`);
-for (const contender of values.contenders.split(",")) {
-  const options = CONTENDERS[contender];
-  if (!options) throw new Error(`unknown contender ${contender}; known: ${Object.keys(CONTENDERS).join(", ")}`);
+const contenders = values.contenders.split(",");
+for (const c of contenders) if (!CONTENDERS[c]) throw new Error(`unknown contender ${c}; known: ${Object.keys(CONTENDERS).join(", ")}`);
+for (const contender of contenders) {
+  const options = CONTENDERS[contender] as LabOptions;
   let mine = options.sameAz ? (values["same-az-faults"].split(",").filter(Boolean) as FaultName[]) : faults;
   if (options.contender?.startsWith("keepalived")) {
     for (const f of mine) {
