@@ -16,7 +16,7 @@ import { SYSTEM_NAMES, type SystemName } from "../test/support/faults/systems.js
  * moto. Writes docs/benchmarks/failover.json, docs/benchmarks/failover-timeline.svg and
  * docs/benchmarks.md, and prints the table.
  *
- *   npm run bench:failover -- [--trials 20] [--scenarios a,b] [--systems a,b]
+ *   npm run bench:failover -- [--trials 20] [--runs 1] [--scenarios a,b] [--systems a,b]
  *     [--trials-for consul-lock/host-power-off=10,agent-kill=5]   (by system/scenario, system or scenario)
  *     [--aws-like]   (the proxy adds EC2-like latency: ReplaceRoute 100–300 ms, Describe ~100 ms)
  */
@@ -24,6 +24,8 @@ import { SYSTEM_NAMES, type SystemName } from "../test/support/faults/systems.js
 const { values } = parseArgs({
   options: {
     trials: { type: "string", default: "20" },
+    /** Run the whole lab this many times, one after another (fresh namespaces, Consul and moto each time); trials per run. */
+    runs: { type: "string", default: "1" },
     scenarios: { type: "string", default: SCENARIOS.map((s) => s.name).join(",") },
     systems: { type: "string", default: SYSTEM_NAMES.join(",") },
     "trials-for": { type: "string", default: "" },
@@ -56,9 +58,21 @@ const spec: LabSpec = {
 };
 const command = values.command ?? `npm run bench:failover -- ${process.argv.slice(2).join(" ")}`.trim();
 const loadBefore = loadavg()[0]!.toFixed(1);
-const result: LabResult = values.from
-  ? (JSON.parse(readFileSync(values.from, "utf8")) as LabResult)
-  : await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
+const RUNS = Number(values.runs);
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new Error(`--runs ${values.runs}: a positive whole number`);
+
+/** The lab RUNS times in a row; each LabRun tagged with its run when there are several. */
+async function runLabs(): Promise<LabResult> {
+  const results: LabResult[] = [];
+  for (let run = 1; run <= RUNS; run++) {
+    if (RUNS > 1) process.stderr.write(`[bench] run ${run} of ${RUNS}\n`);
+    const r = await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
+    results.push(RUNS > 1 ? { ...r, runs: r.runs.map((x) => ({ ...x, run })) } : r);
+  }
+  return { runs: results.flatMap((r) => r.runs), startedAt: results[0]!.startedAt, finishedAt: results[results.length - 1]!.finishedAt };
+}
+
+const result: LabResult = values.from ? (JSON.parse(readFileSync(values.from, "utf8")) as LabResult) : await runLabs();
 const table = figures(result);
 
 const outDir = values["out-dir"];

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { LabResult } from "../support/faults/lab.js";
+import type { LabResult, LabSpec } from "../support/faults/lab.js";
 import { runFaultLab } from "../support/faults/run.js";
 
 /**
@@ -24,17 +24,21 @@ const PEER_EVICTION_BOUND_MS = 6500;
  */
 const AFTER_RESTART_BOUND_MS = 5000;
 
+/** The fault lab, its last 40 log lines in the error when it fails. */
+async function lab(spec: LabSpec): Promise<LabResult> {
+  const lines: string[] = [];
+  try {
+    return await runFaultLab(spec, { timeoutMs: 240_000, onLine: (l) => lines.push(l) });
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${lines.slice(-40).join("\n")}`);
+  }
+}
+
 describe("peers: heartbeats between members, session destroyed by a majority", () => {
   it(
     "a lone peer never evicts a healthy holder; a majority evicts a powered-off or partitioned one; no stray writes",
     async () => {
-      const lines: string[] = [];
-      let result: LabResult;
-      try {
-        result = await runFaultLab({ systems: ["routeleader-default"], scenarios: SCENARIOS, trials: 1 }, { timeoutMs: 240_000, onLine: (l) => lines.push(l) });
-      } catch (err) {
-        throw new Error(`${(err as Error).message}\n${lines.slice(-40).join("\n")}`);
-      }
+      const result = await lab({ systems: ["routeleader-default"], scenarios: SCENARIOS, trials: 1 });
       process.stderr.write(`peers lab: ${result.runs.map((r) => `${r.scenario} ${r.trials.map((t) => `${t.ms ?? "-"} ms (election ${t.electionMs ?? "-"} ms)`).join(" ")}`).join("; ")}\n`);
       expect(result.runs.map((r) => r.scenario)).toEqual(SCENARIOS);
       for (const run of result.runs) {
@@ -63,13 +67,7 @@ describe("peers: heartbeats between members, session destroyed by a majority", (
       // elected, so the third finds both followers freshly healed. Consul keeps a healed node's
       // serfHealth critical for seconds and refuses it a session meanwhile; a trial must wait
       // until /status says every follower can take the route (noSession gone) before the fault.
-      const lines: string[] = [];
-      let result: LabResult;
-      try {
-        result = await runFaultLab({ systems: ["routeleader-fast"], scenarios: ["holder-partition"], trials: 3 }, { timeoutMs: 240_000, onLine: (l) => lines.push(l) });
-      } catch (err) {
-        throw new Error(`${(err as Error).message}\n${lines.slice(-40).join("\n")}`);
-      }
+      const result = await lab({ systems: ["routeleader-fast"], scenarios: ["holder-partition"], trials: 3 });
       const [run] = result.runs;
       const where = `${run?.error ?? ""} ${JSON.stringify(run?.trials.map((t) => [t.ms, t.timeline]))}`;
       process.stderr.write(`back-to-back partitions: ${run?.trials.map((t) => `${t.ms ?? "-"} ms`).join(", ")}\n`);

@@ -10,8 +10,7 @@ import { HOSTS_PER_LANE, World } from "./world.js";
  * The run inside the hub namespace. Every system gets a lane: its own 3 hosts and route table,
  * in the same namespaces' bridge, against the same moto and proxy; systems measured with the
  * default gossip share one Consul cluster, those with the fast gossip another. For each scenario
- * the lanes run their trials side by side (one after another for scenarios that arm faults in
- * the shared proxy).
+ * the lanes run their trials one after another, never side by side (2 cores).
  */
 
 export interface LabSpec {
@@ -27,6 +26,8 @@ export interface LabSpec {
 export interface LabRun {
   scenario: string;
   system: SystemName;
+  /** Which of several runs of the lab (bench:failover --runs), from 1; absent for a single run. */
+  run?: number;
   trials: TrialResult[];
   error?: string;
 }

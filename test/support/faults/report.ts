@@ -1,4 +1,4 @@
-import type { LabResult } from "./lab.js";
+import type { LabResult, LabRun } from "./lab.js";
 import { CONVERGE_LIMIT_MS } from "./trial.js";
 
 /** Figures of a lab run: percentiles per scenario and system, the markdown page and the SVG chart. */
@@ -24,6 +24,17 @@ export interface Figures {
   split_brain_writes: number;
   route_changes_max: number;
   violations: number;
+  /** With several runs (bench:failover --runs): each run's own figures, and the spread of their p95. */
+  runs?: RunFigures[];
+  p95_spread_ms?: number | null;
+}
+
+export interface RunFigures {
+  run: number;
+  trials: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  load_average: { min: number; max: number } | null;
 }
 
 export type FigureTable = Record<string, Record<string, Figures>>;
@@ -34,16 +45,38 @@ export function percentile(sorted: number[], p: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }
 
+/** Converged times of trials, never-converged ones counted at CONVERGE_LIMIT_MS; sorted. */
+function convergedTimes(trials: LabRun["trials"]): { ms: number[]; never: number } {
+  const never = trials.filter((t) => t.neverConverged || (t.ms === undefined && t.violations.some((v) => v.startsWith("route did not move"))));
+  return { ms: [...trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])), ...never.map(() => CONVERGE_LIMIT_MS)].sort((a, b) => a - b), never: never.length };
+}
+
+function loadRange(trials: LabRun["trials"]): { min: number; max: number } | null {
+  const loads = trials.flatMap((t) => (t.loadAverage === undefined ? [] : [t.loadAverage]));
+  return loads.length ? { min: Math.min(...loads), max: Math.max(...loads) } : null;
+}
+
+/** Per scenario and system, every run of the cell pooled; with several runs, each run's figures too. */
 export function figures(result: LabResult): FigureTable {
-  const out: FigureTable = {};
+  const cells = new Map<string, LabRun[]>();
   for (const run of result.runs) {
-    const never = run.trials.filter((t) => t.neverConverged || (t.ms === undefined && t.violations.some((v) => v.startsWith("route did not move"))));
-    const ms = [...run.trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])), ...never.map(() => CONVERGE_LIMIT_MS)].sort((a, b) => a - b);
-    const election = run.trials.flatMap((t) => (t.electionMs === undefined ? [] : [t.electionMs])).sort((a, b) => a - b);
-    const write = run.trials.flatMap((t) => (t.electionMs === undefined || t.ms === undefined ? [] : [t.ms - t.electionMs])).sort((a, b) => a - b);
-    const loads = run.trials.flatMap((t) => (t.loadAverage === undefined ? [] : [t.loadAverage]));
-    (out[run.scenario] ??= {})[run.system] = {
-      trials: run.trials.length,
+    const key = `${run.scenario}\u0000${run.system}`;
+    cells.set(key, [...(cells.get(key) ?? []), run]);
+  }
+  const out: FigureTable = {};
+  for (const runs of cells.values()) {
+    const { scenario, system } = runs[0]!;
+    const trials = runs.flatMap((r) => r.trials);
+    const { ms, never } = convergedTimes(trials);
+    const election = trials.flatMap((t) => (t.electionMs === undefined ? [] : [t.electionMs])).sort((a, b) => a - b);
+    const write = trials.flatMap((t) => (t.electionMs === undefined || t.ms === undefined ? [] : [t.ms - t.electionMs])).sort((a, b) => a - b);
+    const perRun: RunFigures[] = runs.length > 1 ? runs.map((r, i) => {
+      const own = convergedTimes(r.trials).ms;
+      return { run: r.run ?? i + 1, trials: r.trials.length, p50_ms: percentile(own, 50), p95_ms: percentile(own, 95), load_average: loadRange(r.trials) };
+    }) : [];
+    const p95s = perRun.flatMap((r) => (r.p95_ms === null ? [] : [r.p95_ms]));
+    (out[scenario] ??= {})[system] = {
+      trials: trials.length,
       p50_ms: percentile(ms, 50),
       p95_ms: percentile(ms, 95),
       p99_ms: percentile(ms, 99),
@@ -52,12 +85,13 @@ export function figures(result: LabResult): FigureTable {
       election_p95_ms: percentile(election, 95),
       write_p50_ms: percentile(write, 50),
       write_p95_ms: percentile(write, 95),
-      never_converged: never.length,
+      never_converged: never,
       censored_at_ms: CONVERGE_LIMIT_MS,
-      load_average: loads.length ? { min: Math.min(...loads), max: Math.max(...loads) } : null,
-      split_brain_writes: run.trials.reduce((n, t) => n + t.splitBrainWrites, 0),
-      route_changes_max: Math.max(0, ...run.trials.map((t) => t.routeChanges)),
-      violations: run.trials.reduce((n, t) => n + t.violations.length, 0) + (run.error ? 1 : 0),
+      load_average: loadRange(trials),
+      split_brain_writes: trials.reduce((n, t) => n + t.splitBrainWrites, 0),
+      route_changes_max: Math.max(0, ...trials.map((t) => t.routeChanges)),
+      violations: trials.reduce((n, t) => n + t.violations.length, 0) + runs.filter((r) => r.error).length,
+      ...(perRun.length ? { runs: perRun, p95_spread_ms: p95s.length ? Math.max(...p95s) - Math.min(...p95s) : null } : {}),
     };
   }
   return out;
@@ -89,7 +123,7 @@ export function markdownTable(table: FigureTable): string {
         const f = row[s];
         if (!f) return "";
         const timing = f.p50_ms === null ? "stays" : `${sec(f.p50_ms)} / ${sec(f.p95_ms)} / ${sec(f.p99_ms)} / ${sec(f.max_ms)}`;
-        return `${timing} (n=${f.trials}${f.never_converged ? `, **${f.never_converged} never converged** (counted at ${f.censored_at_ms / 1000} s)` : ""}${f.split_brain_writes ? `, **${f.split_brain_writes} split-brain**` : ""}${f.violations ? `, ${f.violations} violations` : ""})`;
+        return `${timing} (n=${f.trials}${f.runs ? `, ${f.runs.length} runs, p95 ${f.runs.map((r) => sec(r.p95_ms)).join(" / ")}` : ""}${f.never_converged ? `, **${f.never_converged} never converged** (counted at ${f.censored_at_ms / 1000} s)` : ""}${f.split_brain_writes ? `, **${f.split_brain_writes} split-brain**` : ""}${f.violations ? `, ${f.violations} violations` : ""})`;
       });
       return `| ${scenario} | ${cells.join(" | ")} |`;
     }),
@@ -143,7 +177,7 @@ export function svgChart(result: LabResult, table: FigureTable): string {
       lastSc = sc;
     }
     const f = table[sc]![sys]!;
-    const samples = result.runs.find((r) => r.scenario === sc && r.system === sys)?.trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])) ?? [];
+    const samples = result.runs.filter((r) => r.scenario === sc && r.system === sys).flatMap((r) => r.trials.flatMap((t) => (t.ms === undefined ? [] : [t.ms])));
     const color = COLORS[sys] ?? "#000";
     parts.push(`<text x="24" y="${y + 4}">${sys} (p50 ${sec(f.p50_ms)} s, p95 ${sec(f.p95_ms)} s)</text>`);
     if (f.p50_ms !== null && f.p95_ms !== null && f.max_ms !== null) {
