@@ -100,7 +100,7 @@ eventLoop.enable();
 function save(): void {
   mkdirSync(join(values.out, ".."), { recursive: true });
   const doc = {
-    what: "Data-plane outage: the longest gap in a 100 packets/s UDP probe stream (client → NAT → internet echo) per fault class; control plane = fault → the new holder's ReplaceRoute; router lag = ReplaceRoute → the simulated VPC router applied it (polls moto every 100 ms; included in the outage, subtracted nowhere).",
+    what: "Data-plane outage: the longest gap in a 100 packets/s UDP probe stream (client → NAT → internet echo) per fault class; control plane = fault → the new holder's ReplaceRoute answered; router lag = that answer → the simulated VPC router applied it (polls moto every 100 ms; included in the outage, subtracted nowhere).",
     command: `npm run bench:dataplane -- ${process.argv.slice(2).join(" ")}`.trim(),
     startedAt,
     finishedAt: new Date().toISOString(),
