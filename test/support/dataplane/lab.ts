@@ -143,7 +143,7 @@ export class DataplaneLab {
       lab.eipAllocation = eip;
       if (options.sameAz && options.conntrackd !== false) for (const nat of dp.nats) lab.startConntrackd(nat);
       lab.ec2 = new EC2Client({ ...EMULATOR_AWS, endpoint: sim.proxy!.endpointFor("vpc-router"), maxAttempts: 1 });
-      lab.router = new VpcRouter(dp, lab.ec2, sim.tableIds.get(TABLE) as string);
+      lab.router = new VpcRouter(dp, lab.ec2, sim.tableIds.get(TABLE) as string, "0.0.0.0/0", 100, sim.ec2);
       lab.router.start();
       await dp.startInternet();
       if (contender === "routeleader") {

@@ -9,6 +9,9 @@ import { CLIENT_TABLE, type Dataplane } from "./vpc.js";
  * - every private IP of a NAT's ENI (primary and secondary) is routed to that ENI's veth;
  * - the internet gateway's 1:1 NAT: public IP ↔ private IP per Elastic IP association (read
  *   through the fault proxy, which keeps the private IP an association named; moto does not).
+ * Each poll reads the route table first, straight from moto, and applies it before it reads the
+ * ENIs and addresses: the route's lag waits on one moto request, not four (the proxy reads the
+ * instances for every DescribeRouteTables), which matters when moto is starved for CPU.
  * Every applied change is recorded with the time it was applied, so the router's own lag
  * (EC2 write → data plane changed) is measured and reported, never subtracted.
  */
@@ -22,13 +25,14 @@ export interface RouterChange {
   detail: string;
 }
 
-interface Desired {
-  route: string;
+/** What the ENIs and addresses say: the host routes, the gateway's NAT, and where each ENI is. */
+interface Fabric {
   hosts: string;
   igw: string;
-  routeCmd: string[];
   hostRoutes: Map<string, string[]>;
   igwRules: [string, string][];
+  primaryOf: Map<string, string>;
+  instanceEni: Map<string, string>;
 }
 
 export class VpcRouter {
@@ -36,7 +40,11 @@ export class VpcRouter {
   /** Every poll's start and end (Describe calls sent → changes applied). */
   readonly polls: { start: number; end: number }[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private current: Desired | undefined;
+  /** The route and the fabric as last applied (hosts "" when a host route could not be). */
+  private route: string | undefined;
+  private fabric: Fabric | undefined;
+  /** The last fabric read, for the route's target: which ENI an instance has, and its primary IP. */
+  private known: Fabric | undefined;
   private running: Promise<void> | undefined;
   /** The kernel dropped routes behind our back (a link went down): the next poll applies everything, then these resolve. */
   private resyncWanted: (() => void)[] | undefined;
@@ -50,6 +58,8 @@ export class VpcRouter {
     private readonly tableId: string,
     private readonly destination = "0.0.0.0/0",
     private readonly intervalMs = 100,
+    /** Where the route table is read (default: `ec2`). */
+    private readonly routeEc2: EC2Client = ec2,
   ) {}
 
   start(): void {
@@ -96,10 +106,18 @@ export class VpcRouter {
     return this.polls.filter((p) => p.end >= from && p.end <= to).map((p) => p.end - p.start);
   }
 
-  private async desired(): Promise<Desired> {
+  private async readRoute(known: Fabric): Promise<string[]> {
+    const tables = await this.routeEc2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.tableId] }));
+    const route = tables.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === this.destination);
+    const eni = route?.NetworkInterfaceId ?? (route?.InstanceId ? known.instanceEni.get(route.InstanceId) : undefined);
+    const nat = this.dp.natByEni(eni);
+    const via = nat ? known.primaryOf.get(nat.eniId) : undefined;
+    return nat && via && route?.State !== "blackhole" ? ["default", "via", via, "dev", nat.routerVeth, "onlink"] : ["blackhole", "default"];
+  }
+
+  private async readFabric(): Promise<Fabric> {
     const enis = this.dp.nats.map((n) => n.eniId);
-    const [tables, interfaces, addresses] = await Promise.all([
-      this.ec2.send(new DescribeRouteTablesCommand({ RouteTableIds: [this.tableId] })),
+    const [interfaces, addresses] = await Promise.all([
       this.ec2.send(new DescribeNetworkInterfacesCommand({ NetworkInterfaceIds: enis })),
       this.ec2.send(new DescribeAddressesCommand({})),
     ]);
@@ -119,19 +137,14 @@ export class VpcRouter {
       }
     }
     for (const a of addresses.Addresses ?? []) if (a.PrivateIpAddress && a.PublicIp && hostRoutes.has(a.PrivateIpAddress)) igw.set(a.PrivateIpAddress, a.PublicIp);
-    const route = tables.RouteTables?.[0]?.Routes?.find((r) => r.DestinationCidrBlock === this.destination);
-    const eni = route?.NetworkInterfaceId ?? (route?.InstanceId ? instanceEni.get(route.InstanceId) : undefined);
-    const nat = this.dp.natByEni(eni);
-    const via = nat ? primaryOf.get(nat.eniId) : undefined;
-    const routeCmd = nat && via && route?.State !== "blackhole" ? ["default", "via", via, "dev", nat.routerVeth, "onlink"] : ["blackhole", "default"];
     const igwRules = [...igw.entries()].map(([priv, pub]): [string, string] => [priv, this.standIn(pub)]).sort();
     return {
-      route: routeCmd.join(" "),
       hosts: [...hostRoutes.values()].map((r) => r.join(" ")).sort().join(","),
       igw: igwRules.map(([p, q]) => `${p}=${q}`).join(","),
-      routeCmd,
       hostRoutes,
       igwRules,
+      primaryOf,
+      instanceEni,
     };
   }
 
@@ -157,22 +170,32 @@ export class VpcRouter {
   }
 
   private async poll(): Promise<void> {
-    const polledAt = Date.now();
+    const start = Date.now();
+    const waiting = this.resyncWanted;
+    this.resyncWanted = undefined;
+    let complete = false;
     try {
-      await this.apply(polledAt, await this.desired());
+      this.known ??= await this.readFabric();
+      const routeAt = Date.now();
+      const routeCmd = await this.readRoute(this.known);
+      const route = routeCmd.join(" ");
+      if (waiting || this.route !== route) {
+        this.ip(["route", "replace", ...routeCmd, "table", CLIENT_TABLE]);
+        this.changes.push({ t: Date.now(), polledAt: routeAt, kind: "route", detail: route });
+        this.route = route;
+      }
+      const fabricAt = Date.now();
+      this.known = await this.readFabric();
+      complete = this.applyFabric(fabricAt, this.known, waiting ? undefined : this.fabric);
     } finally {
-      this.polls.push({ start: polledAt, end: Date.now() });
+      this.polls.push({ start, end: Date.now() });
+      if (waiting && !complete) this.resyncWanted = [...waiting, ...(this.resyncWanted ?? [])];
+      else for (const resolve of waiting ?? []) resolve();
     }
   }
 
-  private async apply(polledAt: number, want: Desired): Promise<void> {
-    const waiting = this.resyncWanted;
-    this.resyncWanted = undefined;
-    const have = waiting ? undefined : this.current;
-    if (!have || have.route !== want.route) {
-      this.ip(["route", "replace", ...want.routeCmd, "table", CLIENT_TABLE]);
-      this.changes.push({ t: Date.now(), polledAt, kind: "route", detail: want.route });
-    }
+  /** Applies the host routes and the gateway's NAT where they changed; false if a host route could not be. */
+  private applyFabric(polledAt: number, want: Fabric, have: Fabric | undefined): boolean {
     let hostsDone = true;
     if (!have || have.hosts !== want.hosts) {
       for (const cmd of want.hostRoutes.values()) hostsDone = this.ip(["route", "replace", ...cmd]) && hostsDone;
@@ -188,8 +211,7 @@ export class VpcRouter {
       execFileSync("ip", ["netns", "exec", this.dp.router, "conntrack", "-F"], { stdio: ["ignore", "ignore", "ignore"] });
       this.changes.push({ t: Date.now(), polledAt, kind: "igw", detail: want.igw });
     }
-    this.current = hostsDone ? want : { ...want, hosts: "" };
-    if (waiting && !hostsDone) this.resyncWanted = [...waiting, ...(this.resyncWanted ?? [])];
-    else for (const resolve of waiting ?? []) resolve();
+    this.fabric = hostsDone ? want : { ...want, hosts: "" };
+    return hostsDone;
   }
 }
