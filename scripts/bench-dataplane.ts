@@ -100,7 +100,7 @@ eventLoop.enable();
 function save(): void {
   mkdirSync(join(values.out, ".."), { recursive: true });
   const doc = {
-    what: "Data-plane outage: the longest gap in a 100 packets/s UDP probe stream (client → NAT → internet echo) per fault class; control plane = fault → the new holder's ReplaceRoute answered; router lag = that answer → the simulated VPC router applied it (polls moto every 100 ms; included in the outage, subtracted nowhere).",
+    what: "Data-plane outage: the longest gap in a 100 packets/s UDP probe stream (client → NAT → internet echo) per fault class; control plane = fault → the new holder's ReplaceRoute answered; router lag = that answer → the simulated VPC router applied it (polls moto every 100 ms, the route table first; included in the outage, subtracted nowhere).",
     command: `npm run bench:dataplane -- ${process.argv.slice(2).join(" ")}`.trim(),
     startedAt,
     finishedAt: new Date().toISOString(),
@@ -116,7 +116,7 @@ function save(): void {
       write_ms: "that ReplaceRoute's arrival at the proxy → its answer (moto's time, inside control_plane_ms)",
       router_lag_ms: "ReplaceRoute answered → the router applied the route",
       router_wait_ms: "of the router lag: answered → the start of the router poll that saw it",
-      router_poll_p50_ms: "the router's polls (3 Describe calls through the proxy, then ip/iptables) from the fault until the probes settled",
+      router_poll_p50_ms: "the router's polls (the route table read from moto and applied, then the ENIs and addresses read through the proxy and applied) from the fault until the probes settled",
       event_loop_delay_max_ms: "the longest stall of the bench process's event loop during the trial (it hosts the fault proxy and the router)",
     },
     faults: {
