@@ -66,7 +66,21 @@ async function runLabs(): Promise<LabResult> {
   const results: LabResult[] = [];
   for (let run = 1; run <= RUNS; run++) {
     if (RUNS > 1) process.stderr.write(`[bench] run ${run} of ${RUNS}\n`);
-    const r = await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
+    // A lab that fails to start (e.g. a port taken between probe and bind) is started once more;
+    // a second failure ends the benchmark with the runs done so far, said in the output.
+    let r: LabResult | undefined;
+    for (let attempt = 1; attempt <= 2 && !r; attempt++) {
+      try {
+        r = await runFaultLab(spec, { timeoutMs: 4 * 60 * 60_000, onLine: (l) => process.stderr.write(`${l}\n`) });
+      } catch (err) {
+        process.stderr.write(`[bench] run ${run}, attempt ${attempt} failed: ${(err as Error).message.split("\n")[0]}\n`);
+      }
+    }
+    if (!r) {
+      if (!results.length) throw new Error(`run ${run}: the lab failed twice`);
+      process.stderr.write(`[bench] stopping after ${results.length} of ${RUNS} runs\n`);
+      break;
+    }
     results.push(RUNS > 1 ? { ...r, runs: r.runs.map((x) => ({ ...x, run })) } : r);
   }
   return { runs: results.flatMap((r) => r.runs), startedAt: results[0]!.startedAt, finishedAt: results[results.length - 1]!.finishedAt };
