@@ -14,6 +14,12 @@ export interface Fault {
   t0: number;
   /** Keep the fault this long after the route converged (partitions: to catch stale writes). */
   holdMs?: number;
+  /**
+   * After healing, every host must stay ready this long before the trial ends: Consul may still
+   * declare a healed host failed (a suspicion timer started during the partition outlives it)
+   * and invalidate its session seconds later, which would land in the next trial.
+   */
+  settleMs?: number;
   heal(): Promise<void>;
 }
 
@@ -143,6 +149,7 @@ const holderPartition: Scenario = {
     return {
       t0,
       holdMs: 3000,
+      settleMs: 8000,
       async heal() {
         unisolate(holder.ns);
         holder.partitioned = false;

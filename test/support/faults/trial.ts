@@ -46,11 +46,14 @@ export function usable(world: World, system: FailoverSystem, h: Host | undefined
 
 /**
  * Every usable host is ready, one host holds the route by its own claims (and by Consul for
- * lock-based systems), and the route table points at it. Returns the holder.
+ * lock-based systems), and the route table points at it; with quietMs, without a break for that
+ * long. Returns the holder.
  */
-export async function steady(world: World, system: FailoverSystem, timeoutMs: number): Promise<Host> {
-  const deadline = Date.now() + timeoutMs;
+export async function steady(world: World, system: FailoverSystem, timeoutMs: number, quietMs = 0): Promise<Host> {
+  const deadline = Date.now() + timeoutMs + quietMs;
   let why = "";
+  /** Since when every check has passed without a break (quietMs asks for this long). */
+  let steadySince: number | undefined;
   while (Date.now() < deadline) {
     try {
       const notReady = [];
@@ -60,9 +63,15 @@ export async function steady(world: World, system: FailoverSystem, timeoutMs: nu
       const holder = world.hostByInstance(target);
       const consul = system.consulHolder ? await system.consulHolder() : claimed;
       why = `not ready: [${notReady.join(",")}], claims: ${claimed}, consul: ${consul}, route: ${holder?.name ?? target}`;
-      if (notReady.length === 0 && holder && claimed === holder.name && consul === holder.name && usable(world, system, holder)) return holder;
+      if (notReady.length === 0 && holder && claimed === holder.name && consul === holder.name && usable(world, system, holder)) {
+        steadySince ??= Date.now();
+        if (Date.now() - steadySince >= quietMs) return holder;
+      } else {
+        steadySince = undefined;
+      }
     } catch (err) {
       why = (err as Error).message;
+      steadySince = undefined;
     }
     await sleep(100);
   }
@@ -114,7 +123,7 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   const healedAt = Date.now();
   await fault.heal();
   try {
-    const after = await steady(world, system, steadyTimeoutMs);
+    const after = await steady(world, system, steadyTimeoutMs, fault.settleMs);
     if (!scenario.failover && after.instanceId !== before) violations.push(`route moved from ${holder.name} to ${after.name} although the holder stayed healthy`);
   } catch (err) {
     violations.push((err as Error).message);
