@@ -181,6 +181,8 @@ const consulAgentKill: Scenario = {
     await holder.consul?.process.kill();
     return {
       t0,
+      // A restarted Consul agent's node may still be declared failed and its sessions invalidated.
+      settleMs: 8000,
       async heal() {
         await holder.consul?.restart();
         await restartIfStopped(system, holder);
