@@ -104,7 +104,6 @@ export class SessionKeeper {
   async run(signal: AbortSignal): Promise<void> {
     const { api, spec, clock, log } = this.deps;
     let createDelay = CREATE_RETRY_MIN_MS;
-    let lastCreateError = "";
     while (!signal.aborted) {
       if (!this.session) {
         try {
@@ -113,14 +112,12 @@ export class SessionKeeper {
           // The lease runs from when the request was sent: Consul may have started the TTL then.
           this.renewedAt = started;
           createDelay = CREATE_RETRY_MIN_MS;
-          lastCreateError = "";
           this.createError = undefined;
           log.info({ step: "session", session: id, name: spec.name, checks: spec.serviceChecks, nodeChecks: spec.nodeChecks, lockDelayMs: spec.lockDelayMs, ms: Math.round(clock.now() - started) }, "session created");
           this.set(id);
         } catch (err) {
           const message = (err as Error).message;
-          if (message !== lastCreateError) log.info({ step: "session", name: spec.name, reason: message }, "session not created yet; retrying");
-          lastCreateError = message;
+          if (message !== this.createError) log.info({ step: "session", name: spec.name, reason: message }, "session not created yet; retrying");
           this.createError = message;
           await this.pause(createDelay, signal);
           createDelay = Math.min(CREATE_RETRY_MAX_MS, createDelay * 2);

@@ -279,8 +279,13 @@ export class DataplaneLab {
 
   /** Breaks the holder as the fault class says; returns the fault time and how to heal. */
   async inject(fault: FaultName, holder: SimNode): Promise<{ t0: number; heal(): Promise<void> }> {
-    if (this.system) return this.injectKeepalived(this.system, fault, holder);
     const nat = this.natOf(holder);
+    // The same for every contender: the NAT stops forwarding, its own check must notice.
+    if (fault === "health-check") {
+      this.dp.setForwarding(nat, false);
+      return { t0: Date.now(), heal: async () => this.dp.setForwarding(nat, true) };
+    }
+    if (this.system) return this.injectKeepalived(this.system, fault, holder);
     const agent = holder.process as ManagedProcess;
     const restartAgent = async () => {
       if (!agent.hasExited) await agent.waitForExit(30_000);
@@ -288,9 +293,6 @@ export class DataplaneLab {
     };
     const t0 = Date.now();
     switch (fault) {
-      case "health-check":
-        this.dp.setForwarding(nat, false);
-        return { t0, heal: async () => this.dp.setForwarding(nat, true) };
       case "graceful-stop":
         agent.signal("SIGTERM");
         return { t0, heal: restartAgent };
@@ -333,9 +335,6 @@ export class DataplaneLab {
     };
     const t0 = Date.now();
     switch (fault) {
-      case "health-check":
-        this.dp.setForwarding(nat, false);
-        return { t0, heal: async () => this.dp.setForwarding(nat, true) };
       case "graceful-stop":
         system.terminate(h);
         return { t0, heal: restart };
