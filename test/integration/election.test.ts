@@ -164,7 +164,11 @@ describe("per-route leadership (3 contenders, 4 routes, real 3-server Consul)", 
     await consulHttp("PUT", `${sim.consul.servers[0]!.httpAddr}/v1/session/destroy/${session}`);
     const lost = await victim.waitForEvent((e) => e.event === "lost" && e.route === "r2", 20_000, mark);
     console.log(`session destroyed: ${victim.name} stopped holding r2 ${eventTime(lost) - destroyedAt} ms later`);
-    expect(lost.reason).toBe("sessionInvalidated");
+    // The victim's watch normally sees the key free ("sessionInvalidated"). On a loaded machine a
+    // peer can acquire it once the lock-delay ends before that read returns: then the victim
+    // sees another session on it ("keyTaken"). Either way it must be a peer, and no write follows.
+    expect(["sessionInvalidated", "keyTaken"]).toContain(lost.reason);
+    if (lost.reason === "keyTaken") expect(lost.newHolder).not.toBe(victim.instanceId);
     expect(writesAfter(victim, eventTime(lost)).filter((c) => c.params.DestinationCidrBlock === "10.200.0.0/16")).toEqual([]);
     await sim.waitForHolders(["r2"], (_r, i) => !!i, 30_000);
     await routeTargetsConverge(30_000);
