@@ -210,6 +210,7 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
   disposers.defer("stop health checks", () => health.stop());
   election = new Election({ api, config, identity, clock, log, routes, health, serviceId, checkId: (name) => checkConsulId(serviceId, name), policy, onSnapshot: (entries) => (policy.observe(entries), b.peers?.observe(entries)), cutOff: () => b.peers?.cutOff() });
   const running = election;
+  policy.onChange(() => running.wake());
 
   let tagsWanted = "";
   running.on((event: ElectionEvent) => {

@@ -92,6 +92,33 @@ function decodeEntry(raw: Record<string, unknown>): KvEntry {
   };
 }
 
+type RawServiceEntry = {
+  Node: { Node: string; Address?: string };
+  Service: { ID: string; Address?: string; Tags: string[]; Meta: Record<string, string> };
+  Checks: { CheckID: string; Status: string; Output: string; ServiceID: string }[];
+};
+
+/** One instance of a service, with its node and checks, from the health API. */
+export interface ServiceInstance {
+  readonly node: string;
+  readonly serviceId: string;
+  readonly address: string;
+  readonly tags: readonly string[];
+  readonly meta: Readonly<Record<string, string>>;
+  readonly checks: readonly { readonly id: string; readonly status: CheckStatus; readonly output: string; readonly serviceId: string }[];
+}
+
+function decodeServiceEntry(e: RawServiceEntry): ServiceInstance {
+  return {
+    node: e.Node.Node,
+    serviceId: e.Service.ID,
+    address: e.Service.Address || e.Node.Address || "",
+    tags: e.Service.Tags ?? [],
+    meta: e.Service.Meta ?? {},
+    checks: e.Checks.map((c) => ({ id: c.CheckID, status: c.Status as CheckStatus, output: c.Output, serviceId: c.ServiceID })),
+  };
+}
+
 type RawSession = { ID: string; Node: string; NodeChecks?: string[] | null; ServiceChecks?: { ID: string }[] | null; LockDelay: number; Behavior: string; TTL: string };
 
 function decodeSession(s: RawSession): SessionInfo {
@@ -284,21 +311,41 @@ export class ConsulApi {
   }
 
   /** Service instances with their checks (for AZ preference and `status`). */
-  async healthService(service: string, options: { passing?: boolean; timeoutMs?: number } = {}) {
-    type Raw = { Node: { Node: string; Address?: string }; Service: { ID: string; Address?: string; Tags: string[]; Meta: Record<string, string> }; Checks: { CheckID: string; Status: string; Output: string; ServiceID: string }[] };
-    const raw = await this.json<Raw[]>("GET", `/v1/health/service/${encodeURIComponent(service)}`, {
+  async healthService(service: string, options: { passing?: boolean; timeoutMs?: number } = {}): Promise<ServiceInstance[]> {
+    const raw = await this.json<RawServiceEntry[]>("GET", `/v1/health/service/${encodeURIComponent(service)}`, {
       op: "health.service",
       query: { passing: options.passing },
       timeoutMs: options.timeoutMs,
     });
-    return raw.map((e) => ({
-      node: e.Node.Node,
-      serviceId: e.Service.ID,
-      address: e.Service.Address || e.Node.Address || "",
-      tags: e.Service.Tags ?? [],
-      meta: e.Service.Meta ?? {},
-      checks: e.Checks.map((c) => ({ id: c.CheckID, status: c.Status as CheckStatus, output: c.Output, serviceId: c.ServiceID })),
-    }));
+    return raw.map(decodeServiceEntry);
+  }
+
+  /** healthService as a blocking query from `index` (0: answer at once). */
+  async watchHealthService(service: string, index: number, waitMs: number, signal?: AbortSignal): Promise<{ value: ServiceInstance[]; index: number }> {
+    const res = await this.blockingGet<RawServiceEntry[]>("health.service.watch", `/v1/health/service/${encodeURIComponent(service)}`, index, waitMs, signal);
+    return { value: res.value.map(decodeServiceEntry), index: res.index };
+  }
+
+  /** listSessions as a blocking query from `index` (0: answer at once). */
+  async watchSessions(index: number, waitMs: number, signal?: AbortSignal): Promise<{ value: SessionInfo[]; index: number }> {
+    const res = await this.blockingGet<RawSession[] | null>("session.list.watch", "/v1/session/list", index, waitMs, signal);
+    return { value: (res.value ?? []).map(decodeSession), index: res.index };
+  }
+
+  /**
+   * A GET that blocks until Consul's index passes `index` or `waitMs` ends; counted under its
+   * own op (its latency is the wait). The HTTP timeout covers wait + wait/16, the jitter
+   * Consul adds to every wait.
+   */
+  private async blockingGet<T>(op: string, path: string, index: number, waitMs: number, signal?: AbortSignal): Promise<{ value: T; index: number }> {
+    const blocking = index > 0;
+    const res = await this.call("GET", path, {
+      op,
+      query: { index: blocking ? index : undefined, wait: blocking ? formatDuration(waitMs) : undefined },
+      timeoutMs: blocking ? waitMs + Math.ceil(waitMs / 16) + 2000 : DEFAULT_TIMEOUT_MS,
+      signal,
+    });
+    return { value: JSON.parse(res.body) as T, index: Number(res.headers["x-consul-index"] ?? 0) };
   }
 
   // ------------------------------------------------------------------ sessions

@@ -1,5 +1,5 @@
 export { ConsulApi } from "./client.js";
-export type { KvEntry, KvRead, SessionSpec, SessionInfo, ServiceRegistration, Member, CheckStatus } from "./client.js";
+export type { KvEntry, KvRead, SessionSpec, SessionInfo, ServiceRegistration, ServiceInstance, Member, CheckStatus } from "./client.js";
 export { ConsulConnection, readTokenFile, resolveConsulSettings } from "./connection.js";
 export type { ConsulSettings, ConsulConfigSection, TokenSource } from "./connection.js";
 export {

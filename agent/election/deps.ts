@@ -15,6 +15,8 @@ export interface HealthView {
 export interface ElectionPolicy {
   mayContend(route: RouteConfig, ctx: { now: number; freeSince?: number }): boolean;
   handOver(route: RouteConfig, now: number): "failback" | "handover" | undefined;
+  /** When the route's verdicts could next change with time alone (monotonic); the loop wakes then. */
+  nextChangeAt?(route: RouteConfig, ctx: { now: number; freeSince?: number }): number | undefined;
   /** Called after a voluntary handover's release is confirmed. */
   handedOver?(route: RouteConfig, reason: "failback" | "handover"): Promise<void>;
 }

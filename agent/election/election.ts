@@ -14,8 +14,13 @@ import { keyViews, routeView } from "./view.js";
 import { Waiters, Wakeup } from "./wakeup.js";
 import { runPrefixWatch } from "./watch.js";
 
-/** Upper bound of the loop's sleep: time-based policy (standby delay, failback) is re-read this often. */
-const MAX_IDLE_MS = 250;
+/**
+ * Upper bound of the loop's sleep, a safety net: every change wakes the loop (a snapshot, a
+ * session, a check, an outcome, a policy judgement) and every timed step is due in
+ * nextDue or the policy's nextChangeAt. Each cycle decides every route: at 250 ms this was a
+ * fifth of an idle agent's CPU (issue #16).
+ */
+const MAX_IDLE_MS = 1000;
 /** Bound on waiting for peers to take released routes during a graceful stop. */
 export const HANDOVER_WAIT_MS = 5000;
 
@@ -239,10 +244,23 @@ export class Election {
       } catch (err) {
         this.deps.log.error({ err: (err as Error).message, stack: (err as Error).stack }, "election cycle failed: please report it as a bug");
       }
-      const later = [...this.locals.values()].map(nextDue).concat(this.nextReconcileAt).filter((t): t is number => t !== undefined && t > now);
+      const later = [...this.locals.values()]
+        .map(nextDue)
+        .concat(this.nextReconcileAt, this.policyChanges(now))
+        .filter((t): t is number => t !== undefined && t > now);
       const wait = Math.min(MAX_IDLE_MS, ...later.map((t) => t - now));
       await this.wakeup.wait(Math.max(1, wait), signal);
     }
+  }
+
+  /** When the policy's verdict on each route could next change with time alone. */
+  private policyChanges(now: number): (number | undefined)[] {
+    const policy = this.deps.policy;
+    if (!policy?.nextChangeAt) return [];
+    return this.routes.map((route) => {
+      const freeSince = this.locals.get(route.name)?.freeSince;
+      return policy.nextChangeAt?.(route, { now, ...(freeSince !== undefined ? { freeSince } : {}) });
+    });
   }
 
   /** One cycle: fold the outcomes in, then decide every route from the whole current state. */

@@ -1,7 +1,7 @@
 import type { Clock } from "../clock.js";
+import { runBlockingWatch } from "../consul/blocking.js";
 import type { ConsulApi, KvEntry } from "../consul/index.js";
 import type { Logger } from "../observe/log.js";
-import { nextWatchIndex, TokenBucket } from "./lease.js";
 
 export interface PrefixWatchDeps {
   api: ConsulApi;
@@ -15,36 +15,27 @@ export interface PrefixWatchDeps {
   onError?: (err: Error) => void;
 }
 
-/** Back-off between failed watch requests while Consul is unreachable. */
-const WATCH_ERROR_BACKOFF_MS = 500;
-
 /**
  * One recursive blocking query on the cluster's routes prefix, for contention and monitoring
- * alike. Short waits (a partitioned holder must not sit in a 5-minute block), index-reset
- * rules, and a token bucket so a churning key cannot turn the loop into a busy loop.
+ * alike. Short waits (a partitioned holder must not sit in a 5-minute block); the index rules
+ * and the rate limit are runBlockingWatch's.
  */
-export async function runPrefixWatch(deps: PrefixWatchDeps, signal: AbortSignal): Promise<void> {
+export function runPrefixWatch(deps: PrefixWatchDeps, signal: AbortSignal): Promise<void> {
   const { api, prefix, clock, log } = deps;
-  const bucket = new TokenBucket(5, 10, clock.now());
-  let index = 0;
-  let failing = false;
-  while (!signal.aborted) {
-    const wait = bucket.take(clock.now());
-    if (wait > 0) await clock.sleep(wait, signal).catch(() => undefined);
-    if (signal.aborted) break;
-    try {
-      const read = await api.kvRead(prefix, { recurse: true, index, waitMs: deps.waitMs(), signal });
-      if (failing) log.info({ step: "watch", prefix }, "watch recovered: Consul answers again");
-      failing = false;
-      index = nextWatchIndex(index, read.index);
-      deps.onSnapshot(read.entries, read.index);
-    } catch (err) {
-      if (signal.aborted) break;
-      if (!failing) log.warn({ step: "watch", prefix, err: (err as Error).message }, "watch failed; routes held stay unwritten until Consul answers");
-      failing = true;
-      index = 0;
-      deps.onError?.(err as Error);
-      await clock.sleep(WATCH_ERROR_BACKOFF_MS, signal).catch(() => undefined);
-    }
-  }
+  return runBlockingWatch<readonly KvEntry[]>(
+    {
+      clock,
+      read: async (index, readSignal) => {
+        const read = await api.kvRead(prefix, { recurse: true, index, waitMs: deps.waitMs(), signal: readSignal });
+        return { value: read.entries, index: read.index };
+      },
+      onAnswer: (entries, index) => deps.onSnapshot(entries, index),
+      onRecovered: () => log.info({ step: "watch", prefix }, "watch recovered: Consul answers again"),
+      onError: (err, first) => {
+        if (first) log.warn({ step: "watch", prefix, err: err.message }, "watch failed; routes held stay unwritten until Consul answers");
+        deps.onError?.(err);
+      },
+    },
+    signal,
+  );
 }

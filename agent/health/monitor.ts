@@ -295,8 +295,9 @@ export class HealthMonitor {
       entry.consulStatus = "critical";
       await this.publish(entry);
     } else {
+      // Unchanged: the refresh loop carries the TTL and the latest output to Consul every
+      // TTL/3. A publish per run was a Consul request per check per second (issue #16).
       log.debug({ check: entry.name, output: entry.output }, "health check ran");
-      await this.publish(entry);
     }
   }
 

@@ -2,14 +2,15 @@ import { createSocket, type Socket } from "node:dgram";
 import { isIPv6 } from "node:net";
 import type { Clock } from "../clock.js";
 import type { Config } from "../config/index.js";
-import type { ConsulApi, KvEntry } from "../consul/index.js";
+import { runBlockingWatch } from "../consul/blocking.js";
+import type { ConsulApi, KvEntry, ServiceInstance } from "../consul/index.js";
 import { parseHolder, routeOfKey } from "../election/holder.js";
 import type { Logger } from "../observe/log.js";
 import { cutOffFromMajority, judgeHolders, silentPeers, type HeldKey, type PeerCutOff, type PeerHeard, type Verdict } from "./verdict.js";
 import { decodeHeartbeat, encodeHeartbeat, formatPeerAddress, parsePeerAddress } from "./wire.js";
 
 export interface PeerHeartbeatDeps {
-  api: Pick<ConsulApi, "healthService" | "destroySession">;
+  api: Pick<ConsulApi, "healthService" | "watchHealthService" | "destroySession">;
   config: Config;
   instanceId: string;
   /** The address the socket binds to and peers send to. */
@@ -18,8 +19,10 @@ export interface PeerHeartbeatDeps {
   log: Logger;
 }
 
-/** How often the member list (every instance of the cluster's service, with its heartbeat address) is re-read. */
-const MEMBERS_POLL_MS = 1000;
+/** How long one blocking read of the member list (every instance of the cluster's service, with its heartbeat address) waits for a change. */
+const MEMBERS_WAIT_MS = 10_000;
+/** Timeout of the immediate read an unknown sender triggers. */
+const MEMBERS_REFRESH_TIMEOUT_MS = 1000;
 const DESTROY_TIMEOUT_MS = 2000;
 /** A heartbeat from an unknown sender re-reads the member list at most this often. */
 const MEMBERS_REFRESH_MS = 250;
@@ -82,7 +85,7 @@ export class PeerHeartbeat {
 
   async run(signal: AbortSignal): Promise<void> {
     const { clock, config } = this.deps;
-    void this.pollMembers(signal);
+    void this.watchMembers(signal);
     while (!signal.aborted) {
       this.tick();
       await clock.sleep(config.peers.interval, signal).catch(() => undefined);
@@ -99,42 +102,52 @@ export class PeerHeartbeat {
     this.socket = undefined;
   }
 
-  private async pollMembers(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      await this.refreshMembers();
-      await this.deps.clock.sleep(MEMBERS_POLL_MS, signal).catch(() => undefined);
-    }
+  /**
+   * The member list, from a blocking query on the routeleader service: a join or a leave
+   * answers at once, a quiet cluster costs one request per MEMBERS_WAIT_MS. Cut off from
+   * Consul, the last list stands (a shorter list could only lower the quorum).
+   */
+  private watchMembers(signal: AbortSignal): Promise<void> {
+    const { api, config, clock } = this.deps;
+    return runBlockingWatch(
+      {
+        clock,
+        read: (index, readSignal) => api.watchHealthService(config.consul.serviceName, index, MEMBERS_WAIT_MS, readSignal),
+        onAnswer: (instances) => this.applyMembers(instances),
+      },
+      signal,
+    );
   }
 
   /**
    * A heartbeat from a sender not (yet) in the member list at that address: read the list now
-   * rather than at the next poll, so a holder hears of a member that just joined within a round
-   * trip and its heartbeats reach it (at most one read per MEMBERS_REFRESH_MS, whoever sends).
+   * rather than wait for the watch, so a holder hears of a member that just joined within a
+   * round trip and its heartbeats reach it (at most one read per MEMBERS_REFRESH_MS, whoever sends).
    */
   private refreshSoon(): void {
-    const now = this.deps.clock.now();
+    const { api, config, clock } = this.deps;
+    const now = clock.now();
     if (this.refreshing || now - this.lastRefresh < MEMBERS_REFRESH_MS) return;
-    this.refreshing = this.refreshMembers().finally(() => (this.refreshing = undefined));
+    this.lastRefresh = now;
+    this.refreshing = api
+      .healthService(config.consul.serviceName, { timeoutMs: MEMBERS_REFRESH_TIMEOUT_MS })
+      .then((instances) => this.applyMembers(instances))
+      .catch(() => undefined)
+      .finally(() => (this.refreshing = undefined));
   }
 
-  private async refreshMembers(): Promise<void> {
-    const { api, config, clock, log } = this.deps;
-    this.lastRefresh = clock.now();
-    try {
-      const instances = await api.healthService(config.consul.serviceName, { timeoutMs: MEMBERS_POLL_MS });
-      const next = new Map<string, string>();
-      for (const i of instances) if (i.meta.cluster === config.cluster && i.meta.instanceId) next.set(i.meta.instanceId, i.meta[PEER_META] ?? "");
-      if ([...next.keys()].sort().join() !== [...this.members.keys()].sort().join()) log.info({ step: "peers", members: [...next.keys()].sort() }, `peer members: ${next.size}`);
-      const now = clock.now();
-      for (const [id, address] of next) {
-        if (!parsePeerAddress(address)) this.expected.delete(id);
-        else if (this.members.get(id) !== address || !this.expected.has(id)) this.expected.set(id, now);
-      }
-      for (const id of [...this.expected.keys()]) if (!next.has(id)) this.expected.delete(id);
-      this.members = next;
-    } catch {
-      // Cut off from Consul: the last member list stands (a shorter list could only lower the quorum).
+  private applyMembers(instances: readonly ServiceInstance[]): void {
+    const { config, clock, log } = this.deps;
+    const next = new Map<string, string>();
+    for (const i of instances) if (i.meta.cluster === config.cluster && i.meta.instanceId) next.set(i.meta.instanceId, i.meta[PEER_META] ?? "");
+    if ([...next.keys()].sort().join() !== [...this.members.keys()].sort().join()) log.info({ step: "peers", members: [...next.keys()].sort() }, `peer members: ${next.size}`);
+    const now = clock.now();
+    for (const [id, address] of next) {
+      if (!parsePeerAddress(address)) this.expected.delete(id);
+      else if (this.members.get(id) !== address || !this.expected.has(id)) this.expected.set(id, now);
     }
+    for (const id of [...this.expected.keys()]) if (!next.has(id)) this.expected.delete(id);
+    this.members = next;
   }
 
   private receive(data: Buffer, fromAddress: string): void {

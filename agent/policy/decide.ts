@@ -151,3 +151,22 @@ export function shouldHandOver(ctx: PolicyContext): { handOver: true; reason: "f
   if (ctx.lastFailbackAt !== undefined && ctx.wallNow - ctx.lastFailbackAt < ctx.holdDownMs) return { handOver: false };
   return preferredPeerHealthy(ctx, ctx.failbackAfterMs) ? { handOver: true, reason: "failback" } : { handOver: false };
 }
+
+/**
+ * The earliest monotonic time after `now` at which mayContend or shouldHandOver could change
+ * with no new information (the standby delay ends, a peer's failbackAfter is reached, a
+ * hold-down or an operator's request expires); undefined when none is pending. The election
+ * sleeps until then instead of re-deciding every route on a short timer.
+ */
+export function nextPolicyChangeAt(ctx: PolicyContext): number | undefined {
+  const { now } = ctx;
+  const fromWall = (wall: number) => now + (wall - ctx.wallNow);
+  const times: number[] = [];
+  if (ctx.handover) times.push(fromWall(ctx.handover.until));
+  if (ctx.lastFailbackAt !== undefined) times.push(fromWall(ctx.lastFailbackAt + ctx.holdDownMs));
+  if (ctx.freeSince !== undefined) times.push(ctx.freeSince + ctx.standbyDelayMs);
+  for (const [instanceId, h] of ctx.history) if (instanceId !== ctx.myInstanceId && h.az === ctx.preferredAz && h.healthySince !== undefined) times.push(h.healthySince + ctx.failbackAfterMs);
+  const future = times.filter((t) => t > now);
+  return future.length ? Math.min(...future) : undefined;
+}
+

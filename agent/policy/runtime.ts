@@ -1,15 +1,20 @@
 import type { Clock } from "../clock.js";
 import type { Config, RouteConfig } from "../config/index.js";
-import type { ConsulApi, KvEntry } from "../consul/index.js";
+import { runBlockingWatch } from "../consul/blocking.js";
+import type { ConsulApi, KvEntry, ServiceInstance, SessionInfo } from "../consul/index.js";
 import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
 import { routesPrefix } from "../election/holder.js";
-import { judgePeer, mayContend, shouldHandOver, updateHealthHistory, type HandoverRequest, type HealthHistory, type PolicyContext } from "./decide.js";
+import { judgePeer, mayContend, nextPolicyChangeAt, shouldHandOver, updateHealthHistory, type HandoverRequest, type HealthHistory, type PolicyContext } from "./decide.js";
 
-/** How often peers' health is read from Consul's health API. */
-const HEALTH_POLL_MS = 1000;
-/** Successful polls further apart than this break a peer's health history (see updateHealthHistory). */
-const HEALTH_GAP_MS = 4000;
+/** How long one blocking read of peers' health (or of the sessions) waits for a change. */
+const HEALTH_WAIT_MS = 5000;
+/**
+ * Judgements further apart than this break a peer's health history (see updateHealthHistory),
+ * and an answer older than this is too old to judge from: one wait, Consul's jitter
+ * (wait/16) and a margin.
+ */
+const HEALTH_GAP_MS = 8000;
 /** How long an operator's handover request binds the cluster. */
 export const HANDOVER_REQUEST_TTL_MS = 30_000;
 
@@ -53,6 +58,8 @@ export class FailoverPolicy {
   private readonly lastFailbackAt = new Map<string, number>();
   private readonly handovers = new Map<string, HandoverRequest>();
   private readonly verdicts = new Map<string, string>();
+  private readonly judged = new Map<string, string>();
+  private readonly changeListeners: (() => void)[] = [];
   private healthKnown = false;
 
   constructor(private readonly deps: FailoverPolicyDeps) {}
@@ -103,6 +110,16 @@ export class FailoverPolicy {
     return verdict.contend;
   }
 
+  /** When this route's verdicts could next change with time alone (monotonic), if ever. */
+  nextChangeAt(route: RouteConfig, ctx: { now: number; freeSince?: number }): number | undefined {
+    return nextPolicyChangeAt(this.context(route, ctx.now, ctx.freeSince));
+  }
+
+  /** Called after every new judgement of peers' health (the election re-decides at once). */
+  onChange(listener: () => void): void {
+    this.changeListeners.push(listener);
+  }
+
   /** Instances Consul shows able to serve the route now (this one included); undefined until peers' health is known. */
   healthyFor(routeName: string): string[] | undefined {
     if (!this.healthKnown) return undefined;
@@ -126,42 +143,68 @@ export class FailoverPolicy {
   }
 
   /**
-   * Polls peers' health until the signal aborts: two requests per poll, Consul's health API
+   * Watches peers' health until the signal aborts: two Consul blocking queries, the health API
    * for the routeleader service (service checks and each node's serfHealth) and the list of
-   * live sessions. See `judgePeer` for what counts as healthy.
+   * live sessions. A change answers at once; a quiet cluster costs one request per watch per
+   * HEALTH_WAIT_MS (polling both every second was most of an idle agent's CPU, issue #16).
+   * See `judgePeer` for what counts as healthy.
    */
   async run(signal: AbortSignal): Promise<void> {
     const { api, clock, log } = this.deps;
-    const judged = new Map<string, string>();
-    while (!signal.aborted) {
-      // Read per poll: a reload may change the routes and their checks.
-      const config = this.deps.config;
-      try {
-        const [instances, sessions] = await Promise.all([api.healthService(config.consul.serviceName, { timeoutMs: 2000 }), api.listSessions(2000)]);
-        const now = clock.now();
-        const sessionsByNode = new Map<string, { id: string; checks: readonly string[] }[]>();
-        for (const s of sessions) sessionsByNode.set(s.node, [...(sessionsByNode.get(s.node) ?? []), { id: s.id, checks: s.serviceChecks }]);
-        const views = instances
-          .filter((i) => i.meta.cluster === config.cluster && i.meta.instanceId)
-          .map((i) => ({
-            serviceId: i.serviceId,
-            view: { instanceId: i.meta.instanceId as string, az: i.meta.az ?? "", checks: Object.fromEntries(i.checks.map((c) => [c.id, c.status])), sessions: sessionsByNode.get(i.node) ?? [] },
-          }));
-        for (const route of config.routes) {
-          const peers = views.map(({ serviceId, view }) => judgePeer(view, [`${serviceId}:liveness`, ...route.checks.map((c) => `${serviceId}:check:${c}`)]));
-          for (const p of peers) {
-            const key = `${route.name}|${p.instanceId}`;
-            const verdict = p.healthy ? "healthy" : (p.reason as string);
-            if (judged.get(key) !== verdict) log.debug({ route: route.name, peer: p.instanceId, az: p.az, healthy: p.healthy, reason: p.reason ?? null }, `${route.name}: peer ${p.instanceId} ${p.healthy ? "healthy" : `not healthy (${p.reason})`}`);
-            judged.set(key, verdict);
-          }
-          this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now, HEALTH_GAP_MS));
-        }
-        this.healthKnown = true;
-      } catch (err) {
-        log.debug({ err: (err as Error).message }, "peer health unavailable");
+    let instances: { value: readonly ServiceInstance[]; at: number } | undefined;
+    let sessions: { value: readonly SessionInfo[]; at: number } | undefined;
+    // A blocking answer stands until the next one; a watch that stopped answering (Consul
+    // unreachable) leaves a gap, and the histories break instead of aging on old data.
+    const judgeBoth = () => {
+      const now = clock.now();
+      if (instances && sessions && now - Math.min(instances.at, sessions.at) <= HEALTH_GAP_MS) this.judge(instances.value, sessions.value, now);
+    };
+    const onError = (err: Error) => log.debug({ err: err.message }, "peer health unavailable");
+    await Promise.all([
+      runBlockingWatch(
+        {
+          clock,
+          // Read per request: a reload may change the service name's routes and checks.
+          read: (index, readSignal) => api.watchHealthService(this.deps.config.consul.serviceName, index, HEALTH_WAIT_MS, readSignal),
+          onAnswer: (value) => ((instances = { value, at: clock.now() }), judgeBoth()),
+          onError,
+        },
+        signal,
+      ),
+      runBlockingWatch(
+        {
+          clock,
+          read: (index, readSignal) => api.watchSessions(index, HEALTH_WAIT_MS, readSignal),
+          onAnswer: (value) => ((sessions = { value, at: clock.now() }), judgeBoth()),
+          onError,
+        },
+        signal,
+      ),
+    ]);
+  }
+
+  /** Updates every route's peer-health history from one view of the service and the sessions. */
+  private judge(instances: readonly ServiceInstance[], sessions: readonly SessionInfo[], now: number): void {
+    const { config, log } = this.deps;
+    const sessionsByNode = new Map<string, { id: string; checks: readonly string[] }[]>();
+    for (const s of sessions) sessionsByNode.set(s.node, [...(sessionsByNode.get(s.node) ?? []), { id: s.id, checks: s.serviceChecks }]);
+    const views = instances
+      .filter((i) => i.meta.cluster === config.cluster && i.meta.instanceId)
+      .map((i) => ({
+        serviceId: i.serviceId,
+        view: { instanceId: i.meta.instanceId as string, az: i.meta.az ?? "", checks: Object.fromEntries(i.checks.map((c) => [c.id, c.status])), sessions: sessionsByNode.get(i.node) ?? [] },
+      }));
+    for (const route of config.routes) {
+      const peers = views.map(({ serviceId, view }) => judgePeer(view, [`${serviceId}:liveness`, ...route.checks.map((c) => `${serviceId}:check:${c}`)]));
+      for (const p of peers) {
+        const key = `${route.name}|${p.instanceId}`;
+        const verdict = p.healthy ? "healthy" : (p.reason as string);
+        if (this.judged.get(key) !== verdict) log.debug({ route: route.name, peer: p.instanceId, az: p.az, healthy: p.healthy, reason: p.reason ?? null }, `${route.name}: peer ${p.instanceId} ${p.healthy ? "healthy" : `not healthy (${p.reason})`}`);
+        this.judged.set(key, verdict);
       }
-      await clock.sleep(HEALTH_POLL_MS, signal).catch(() => undefined);
+      this.history.set(route.name, updateHealthHistory(this.history.get(route.name) ?? new Map(), peers, now, HEALTH_GAP_MS));
     }
+    this.healthKnown = true;
+    for (const listener of this.changeListeners) listener();
   }
 }

@@ -85,7 +85,7 @@ function scriptedRunner(clock: FakeClock, script: boolean[]): CheckRunner & { ru
 const probe = (raw: Record<string, unknown> = {}): CheckConfig => checkSchema.parse({ type: "tcp", host: "127.0.0.1", port: 9, ...raw });
 
 describe("HealthMonitor scheduling and ordering (fake clock)", () => {
-  it("runs every `every` from start to start and re-publishes every TTL/3", async () => {
+  it("runs every `every` from start to start; publishes on a change of status and every TTL/3, not at every run", async () => {
     const clock = new FakeClock();
     const { api, published } = fakeConsul(clock);
     const check = probe({ every: "1s", timeout: "500ms", rise: 1, fall: 1 });
@@ -97,7 +97,9 @@ describe("HealthMonitor scheduling and ordering (fake clock)", () => {
     expect(runner.runs).toEqual([0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
     const refreshes = published.filter((p) => p.at % 1000 !== 0).map((p) => p.at);
     expect(refreshes).toEqual([1500, 4500, 7500]);
-    expect(published).toHaveLength(11 + 6);
+    // The first run's pass (rise 1), then only the refreshes: 1500, 3000, …, 9000.
+    expect(published.map((p) => p.at)).toEqual([0, 1500, 3000, 4500, 6000, 7500, 9000]);
+    expect(published.at(-1)).toMatchObject({ status: "passing", output: "p: 1/1 ok — probe ok" });
     await monitor.stop();
     await clock.advance(5000);
     expect(runner.runs.length).toBe(11);

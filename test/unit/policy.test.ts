@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { judgePeer, mayContend, shouldHandOver, singleAz, updateHealthHistory, type HealthHistory, type PeerView, type PolicyContext } from "../../agent/policy/index.js";
+import { judgePeer, mayContend, nextPolicyChangeAt, shouldHandOver, singleAz, updateHealthHistory, type HealthHistory, type PeerView, type PolicyContext } from "../../agent/policy/index.js";
 import { parseHandover } from "../../agent/policy/runtime.js";
 import { renderStatusTable, statusRows } from "../../agent/commands/status.js";
 import { parseConfig } from "../../agent/config/index.js";
@@ -126,6 +126,30 @@ describe("failback and hold-down", () => {
 
   it("a holder in the preferred AZ never fails back", () => {
     expect(shouldHandOver(base({ myAz: "a", history: healthyFor(90_000) })).handOver).toBe(false);
+  });
+});
+
+describe("the policy's next change: the election sleeps until then (issue #16)", () => {
+  const wallNow = 1_700_000_000_000;
+  /** The same context `ms` later, on both clocks. */
+  const later = (ctx: PolicyContext, ms: number): PolicyContext => ({ ...ctx, now: ctx.now + ms, wallNow: ctx.wallNow + ms });
+  const verdicts = (ctx: PolicyContext) => JSON.stringify([mayContend(ctx).contend, shouldHandOver(ctx).handOver]);
+
+  it.each<[string, PolicyContext]>([
+    ["the standby delay ends", base({ history: new Map([["i-a1", { az: "a", healthySince: 50_000 }]]), freeSince: 95_000 })],
+    ["a preferred peer reaches failbackAfter", base({ history: new Map([["i-a1", { az: "a", healthySince: 80_000 }]]) })],
+    ["the hold-down after a failback ends", base({ history: new Map([["i-a1", { az: "a", healthySince: 0 }]]), lastFailbackAt: wallNow - 50_000 })],
+    ["an operator's handover request expires", base({ myAz: "a", handover: { to: "i-x", until: wallNow + 7000 } })],
+  ])("names the moment the verdict flips when %s", (_what, ctx) => {
+    const at = nextPolicyChangeAt(ctx) as number;
+    expect(at).toBeGreaterThan(ctx.now);
+    expect(verdicts(later(ctx, at - ctx.now - 1))).toBe(verdicts(ctx));
+    expect(verdicts(later(ctx, at - ctx.now))).not.toBe(verdicts(ctx));
+  });
+
+  it("names nothing when only news from Consul can change the verdict", () => {
+    expect(nextPolicyChangeAt(base({ history: new Map([["i-a1", { az: "a" }]]) }))).toBeUndefined();
+    expect(nextPolicyChangeAt(base({ myAz: "a", history: new Map([["i-b2", { az: "b", healthySince: 0 }]]) }))).toBeUndefined();
   });
 });
 
