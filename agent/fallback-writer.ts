@@ -75,6 +75,8 @@ export class FallbackWriter {
       fallbackTarget: (route) => fallbackTargetId(this.config.routes.find((r) => r.name === route) ?? {}),
     });
     for (const listener of this.deps.listeners) election.on(listener);
+    // A candidate turning healthy (or not) changes what the fallback may do: decide at once.
+    this.deps.health.onChange?.(() => election.wake());
     this.election = election;
     this.log.info({ step: "fallback", routes: fc.routes.map((r) => ({ route: r.name, fallback: fallbackTargetId(r) })) }, "fallback writer started");
     this.started = election.start().then(() => (this.draining ? election.setDraining(true, "drain", 0) : undefined));

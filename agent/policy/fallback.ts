@@ -7,6 +7,8 @@ import type { Logger } from "../observe/log.js";
 /** What the fallback policy reads: who Consul shows healthy for a route (undefined: not known yet). */
 export interface CandidateHealth {
   healthyFor(routeName: string): string[] | undefined;
+  /** Called after every new judgement of peers' health. */
+  onChange?(listener: () => void): void;
 }
 
 /**
@@ -36,6 +38,13 @@ export class FallbackPolicy implements ElectionPolicy {
     const verdict = fallbackMayTake(this.view(route, ctx.now, ctx.freeSince));
     if (verdict.take) this.note(route.name, "take", `taking the route for its fallback (${verdict.reason})`);
     return verdict.take;
+  }
+
+  /** A free key becomes the fallback's to take when fallbackAfter ends: the election wakes then. */
+  nextChangeAt(route: RouteConfig, ctx: { now: number; freeSince?: number }): number | undefined {
+    if (ctx.freeSince === undefined) return undefined;
+    const at = ctx.freeSince + fallbackAfterMs(route, this.config);
+    return at > ctx.now ? at : undefined;
   }
 
   handOver(route: RouteConfig, now: number): "failback" | undefined {

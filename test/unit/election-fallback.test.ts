@@ -4,6 +4,8 @@ import { applyOutcome } from "../../agent/election/results.js";
 import { fallbackMayTake, fallbackRoutes, fallbackShouldYield, type FallbackView } from "../../agent/election/fallback.js";
 import { failoverBoundMs, fallbackAfterMs } from "../../agent/config/fallback.js";
 import { parseConfig } from "../../agent/config/index.js";
+import { FallbackPolicy } from "../../agent/policy/fallback.js";
+import { createLogger } from "../../agent/observe/log.js";
 
 /**
  * The fallback writer's rule as a table, then replayed through decide() on a fake clock: it
@@ -60,6 +62,20 @@ describe("egress: fallbackAfter and the failover bound", () => {
     expect(routes.map((r) => r.name)).toEqual(["r1"]);
     expect(routes[0]).toMatchObject({ checks: [], onRelease: "keep", fallback: { networkInterface: "eni-0123456789abcdef0" } });
     expect(routes[0]?.eip).toBeUndefined();
+  });
+});
+
+describe("egress: the fallback election sleeps until fallbackAfter ends (issue #16)", () => {
+  it("names freeSince + fallbackAfter while the key is free, the moment the writer may take it; nothing while it is held", () => {
+    const config = parseConfig(`cluster: c\nroutes:\n  - name: r1\n    table: { id: rtb-0abc }\n    destination: 0.0.0.0/0\n    fallback: { natGateway: nat-0123456789abcdef0 }\n    fallbackAfter: 20s\n`, "t.yaml");
+    const route = config.routes[0]!;
+    const policy = new FallbackPolicy(config, { healthyFor: () => [] }, createLogger("silent"));
+    const at = policy.nextChangeAt(route, { now: 100_000, freeSince: 90_000 }) as number;
+    expect(at).toBe(110_000);
+    expect(policy.mayContend(route, { now: at - 1, freeSince: 90_000 })).toBe(false);
+    expect(policy.mayContend(route, { now: at, freeSince: 90_000 })).toBe(true);
+    expect(policy.nextChangeAt(route, { now: 100_000 })).toBeUndefined();
+    expect(policy.nextChangeAt(route, { now: 120_000, freeSince: 90_000 })).toBeUndefined();
   });
 });
 
