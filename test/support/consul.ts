@@ -59,11 +59,33 @@ export class StartedConsul {
     await this.process.stop(10_000);
   }
 
-  /** Starts the agent again with the same node name, ports and data directory. */
+  /**
+   * Starts the agent again with the same node name, ports and data directory. A process that
+   * exits while starting is started again (at most RESTART_ATTEMPTS times, its output on
+   * stderr): its ports were picked from the ephemeral range when the lab began, so another
+   * socket of the host may hold one of them for a moment. One that never answers fails with
+   * its last output lines.
+   */
   async restart(): Promise<void> {
     if (!this.process.hasExited) throw new Error(`consul ${this.node} is still running`);
-    this.process = this.respawn();
-    await waitUntil(`consul ${this.node} HTTP API after restart`, async () => ((await consulHttp("GET", `${this.httpAddr}/v1/agent/self`, undefined, 1000)).status === 200 ? true : undefined), { timeoutMs: 30_000 });
+    for (let attempt = 1; ; attempt++) {
+      this.process = this.respawn();
+      const proc = this.process;
+      const answered = await waitUntil(
+        `consul ${this.node} HTTP API after restart`,
+        async () => {
+          if (proc.hasExited) return "exited";
+          return (await consulHttp("GET", `${this.httpAddr}/v1/agent/self`, undefined, 1000)).status === 200 ? "up" : undefined;
+        },
+        { timeoutMs: 30_000 },
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; consul's last lines:\n${proc.output(20)}`);
+      });
+      if (answered === "up") return;
+      if (attempt >= RESTART_ATTEMPTS) throw new Error(`consul ${this.node} exited ${attempt} times while restarting; its last lines:\n${proc.output(20)}`);
+      process.stderr.write(`consul ${this.node} exited while restarting (attempt ${attempt}); starting it again. Its last lines:\n${proc.output(10)}\n`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
 
   async kill(): Promise<void> {
@@ -106,6 +128,9 @@ export function consulHttp(method: string, url: string, body?: unknown, timeoutM
     req.end();
   });
 }
+
+/** How many times restart() starts a Consul agent that exits while starting. */
+const RESTART_ATTEMPTS = 3;
 
 /** Starts one Consul agent on loopback with ports chosen at run time. */
 export async function startConsul(options: ConsulAgentOptions): Promise<StartedConsul> {
