@@ -48,8 +48,14 @@ export interface BlockingWatchDeps<T> {
   onError?: (err: Error, first: boolean) => void;
   /** The first answer after failures. */
   onRecovered?: () => void;
-  /** Pause after a failed read (default 500 ms). */
-  errorBackoffMs?: number;
+}
+
+/** Pause after a failed read while Consul is unreachable. */
+const ERROR_BACKOFF_MS = 500;
+
+/** HTTP timeout of a blocking read: the wait, the jitter Consul adds to it (wait/16) and a margin. */
+export function blockingTimeoutMs(waitMs: number): number {
+  return waitMs + Math.ceil(waitMs / 16) + 2000;
 }
 
 /**
@@ -76,7 +82,7 @@ export async function runBlockingWatch<T>(deps: BlockingWatchDeps<T>, signal: Ab
       deps.onError?.(err as Error, !failing);
       failing = true;
       index = 0;
-      await clock.sleep(deps.errorBackoffMs ?? 500, signal).catch(() => undefined);
+      await clock.sleep(ERROR_BACKOFF_MS, signal).catch(() => undefined);
     }
   }
 }

@@ -2,6 +2,7 @@ import http from "node:http";
 import https from "node:https";
 import { formatDuration } from "../config/duration.js";
 import { processMetrics, type CallOutcome, type CallRecorder } from "../observe/metrics.js";
+import { blockingTimeoutMs } from "./blocking.js";
 import type { ConsulConnection } from "./connection.js";
 import { ConsulUnavailableError, describeConnectionError, toConsulError } from "./errors.js";
 
@@ -334,15 +335,14 @@ export class ConsulApi {
 
   /**
    * A GET that blocks until Consul's index passes `index` or `waitMs` ends; counted under its
-   * own op (its latency is the wait). The HTTP timeout covers wait + wait/16, the jitter
-   * Consul adds to every wait.
+   * own op (its latency is the wait).
    */
   private async blockingGet<T>(op: string, path: string, index: number, waitMs: number, signal?: AbortSignal): Promise<{ value: T; index: number }> {
     const blocking = index > 0;
     const res = await this.call("GET", path, {
       op,
       query: { index: blocking ? index : undefined, wait: blocking ? formatDuration(waitMs) : undefined },
-      timeoutMs: blocking ? waitMs + Math.ceil(waitMs / 16) + 2000 : DEFAULT_TIMEOUT_MS,
+      timeoutMs: blocking ? blockingTimeoutMs(waitMs) : DEFAULT_TIMEOUT_MS,
       signal,
     });
     return { value: JSON.parse(res.body) as T, index: Number(res.headers["x-consul-index"] ?? 0) };
@@ -410,7 +410,7 @@ export class ConsulApi {
         index: blocking ? options.index : undefined,
         wait: blocking ? formatDuration(waitMs) : undefined,
       },
-      timeoutMs: options.timeoutMs ?? (blocking ? waitMs + Math.ceil(waitMs / 16) + 2000 : DEFAULT_TIMEOUT_MS),
+      timeoutMs: options.timeoutMs ?? (blocking ? blockingTimeoutMs(waitMs) : DEFAULT_TIMEOUT_MS),
       signal: options.signal,
     });
     const index = Number(res.headers["x-consul-index"] ?? 0);

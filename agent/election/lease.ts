@@ -8,5 +8,3 @@
 export function leaseDeadline(p: { lastRenewAt: number; sessionTtlMs: number; lastLivenessPassAt: number; livenessTtlMs: number; marginMs: number }): number {
   return Math.min(p.lastRenewAt + p.sessionTtlMs, p.lastLivenessPassAt + p.livenessTtlMs) - p.marginMs;
 }
-
-export { nextWatchIndex, TokenBucket } from "../consul/blocking.js";

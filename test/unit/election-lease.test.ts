@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { leaseDeadline, nextWatchIndex, TokenBucket } from "../../agent/election/lease.js";
+import { nextWatchIndex, TokenBucket } from "../../agent/consul/blocking.js";
+import { leaseDeadline } from "../../agent/election/lease.js";
 import { parseHolder, routeOfKey } from "../../agent/election/holder.js";
 
 describe("lease deadline, watch index and rate limit", () => {
