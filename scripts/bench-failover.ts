@@ -130,9 +130,12 @@ Raw figures: [failover.json](benchmarks/failover.json); every trial with its tim
 - **consul-lock-tuned**: \`consul lock\` has no lock-delay flag, so a small script runs the same loop
   as its Go \`api.Lock\` with a session LockDelay of 1 s, a 500 ms lock-delay retry (api.Lock: 5 s),
   and the fast gossip.
-- Scenarios measured for routeleader only (no baseline equivalent): agent SIGKILL, Consul agent
-  SIGKILL, Consul minority partition and quorum loss (the route must stay), EC2 throttling and 5xx
-  bursts during a health-check failover, instance terminated in moto (and powered off).
+- Agent SIGKILL, host alive: routeleader's agent; every keepalived process (no priority-0 advert,
+  so the backups wait out the master-down interval); the lock process and its child (the session
+  lives until its TTL lapses: \`consul lock\` 15 s, and Consul may take up to twice that).
+- Scenarios measured for routeleader only (no baseline equivalent): Consul agent SIGKILL, Consul
+  minority partition and quorum loss (the route must stay), EC2 throttling and 5xx bursts during
+  a health-check failover, instance terminated in moto (and powered off).
 
 ## Fault → route converged (p50 / p95 / p99 / max, seconds)
 

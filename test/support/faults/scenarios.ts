@@ -159,11 +159,15 @@ const holderPartition: Scenario = {
   },
 };
 
+/**
+ * The failover software dies at once, the host and its Consul agent live on: routeleader's agent,
+ * every keepalived process (no priority-0 advert: the backups wait out the master-down interval),
+ * the `consul lock` process and its child (the session lives until its TTL lapses).
+ */
 const agentKill: Scenario = {
   name: "agent-kill",
   failover: true,
   maxRouteChanges: 1,
-  routeleaderOnly: true,
   async inject(_world, system, holder) {
     const t0 = Date.now();
     await system.kill(holder);

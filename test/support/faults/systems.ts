@@ -1,4 +1,5 @@
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { AllocateAddressCommand } from "@aws-sdk/client-ec2";
 import { stringify } from "yaml";
@@ -40,6 +41,8 @@ export interface FailoverSystem {
   kill(h: Host): Promise<void>;
   stop(h: Host): Promise<void>;
   claims(): Claim[];
+  /** The last lines its process on the host printed, for the message of a host that is not ready. */
+  outputOf?(h: Host, lines: number): string;
   /** The host holding the route according to Consul, for lock-based systems. */
   consulHolder?(): Promise<string | undefined>;
   /** What the liveness invariants need (Consul's key and each agent's /status), for systems that report them. */
@@ -170,6 +173,12 @@ abstract class ProcessSystem implements FailoverSystem {
   async stop(h: Host): Promise<void> {
     this.wanted.delete(h.name);
     await this.procs.get(h.name)?.stop(10_000);
+  }
+
+  outputOf(h: Host, lines: number): string {
+    const proc = this.procs.get(h.name);
+    if (!proc) return "not started";
+    return `${proc.hasExited ? "exited" : "running"}: ${proc.output(lines)}`;
   }
 }
 
@@ -345,10 +354,17 @@ abstract class KeepalivedSystem extends ProcessSystem {
     const path = h.file(`${this.name}.conf`);
     writeFileSync(path, conf);
     const pid = (n: string) => h.file(`${this.name}-${n}.pid`);
+    // A killed keepalived leaves its pid files, and its VRRP child stays a zombie until something
+    // reaps it: the next keepalived finds that pid alive, says "daemon is already running" and
+    // exits. A host starting keepalived afresh has no older one to protect.
+    for (const n of ["main", "vrrp", "checkers"]) rmSync(pid(n), { force: true });
     return new ManagedProcess("ip", [...nsWrap(h.ns).slice(1), "/usr/sbin/keepalived", "-n", "-l", "-D", "-P", "-f", path, "-p", pid("main"), "-r", pid("vrrp"), "-c", pid("checkers")], {
       name: `${this.name} ${h.name}`,
       cwd: BASELINE,
       env: awsEnv(h),
+      // keepalived forks its VRRP and checker children: a SIGKILL must reach them all, or the
+      // VRRP child, told by its parent's death, would send the priority-0 advert of a clean stop.
+      group: true,
     });
   }
 
@@ -410,6 +426,7 @@ export class KeepalivedTuned extends KeepalivedSystem {
   readonly name = "keepalived-tuned";
 
   protected spawn(h: Host): ManagedProcess {
+    this.reapFifoWriter(h);
     const peers = this.lane.hosts.filter((x) => x !== h).map((x) => `    ${x.node.addr}`);
     const writer = [python(), join(BASELINE, "keepalived_fifo_writer.py"), this.claimFile(h), this.world.endpointFor(h), this.lane.tableId, DESTINATION, h.instanceId].join(" ");
     const conf = `global_defs {
@@ -447,6 +464,22 @@ ${peers.join("\n")}
 `;
     return this.keepalived(h, conf);
   }
+
+  /**
+   * keepalived starts its notify_fifo_script in a process group of its own, so a writer outlives
+   * a keepalived that was killed (or did not stop it): still reading the FIFO, it would take the
+   * next keepalived's events, and the new writer would never log the BACKUP that makes the host
+   * ready. Before a start, any writer left on this host's FIFO is killed and the FIFO removed.
+   */
+  private reapFifoWriter(h: Host): void {
+    const fifo = h.file("keepalived-tuned.fifo");
+    try {
+      execFileSync("pkill", ["-KILL", "-f", `keepalived_fifo_writer.py .* ${fifo}$`]);
+    } catch {
+      // pkill exits 1 when nothing matched
+    }
+    rmSync(fifo, { force: true });
+  }
 }
 
 /** `consul lock` (the real binary) around lock_child.py, with Consul's default 15 s lock-delay. */
@@ -468,6 +501,8 @@ export class ConsulLock extends ProcessSystem {
       name: `consul lock ${h.name}`,
       cwd: BASELINE,
       env: awsEnv(h),
+      // The lock process and its route-writing child die together on a SIGKILL, as a crashed unit would.
+      group: true,
     });
   }
 
@@ -494,6 +529,7 @@ export class TunedConsulLock extends ConsulLock {
       name: `tuned lock ${h.name}`,
       cwd: BASELINE,
       env: awsEnv(h),
+      group: true,
     });
   }
 

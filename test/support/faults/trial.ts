@@ -52,12 +52,14 @@ export function usable(world: World, system: FailoverSystem, h: Host | undefined
 export async function steady(world: World, system: FailoverSystem, timeoutMs: number, quietMs = 0): Promise<Host> {
   const deadline = Date.now() + timeoutMs + quietMs;
   let why = "";
+  let lastNotReady: string[] = [];
   /** Since when every check has passed without a break (quietMs asks for this long). */
   let steadySince: number | undefined;
   while (Date.now() < deadline) {
     try {
       const notReady = [];
       for (const h of system.lane.hosts) if (!(await system.ready(h))) notReady.push(h.name);
+      lastNotReady = notReady;
       const claimed = holderAt(system.claims(), Date.now());
       const target = await world.routeTarget(system.lane);
       const holder = world.hostByInstance(target);
@@ -75,7 +77,12 @@ export async function steady(world: World, system: FailoverSystem, timeoutMs: nu
     }
     await sleep(100);
   }
-  throw new Error(`${system.name}: no steady state within ${timeoutMs} ms (${why})`);
+  // What the hosts that were not ready last printed says why, for a lab failure's message.
+  const output = system.lane.hosts
+    .filter((h) => lastNotReady.includes(h.name))
+    .map((h) => `\n${h.name} ${system.outputOf?.(h, 8) ?? ""}`)
+    .join("");
+  throw new Error(`${system.name}: no steady state within ${timeoutMs} ms (${why})${output}`);
 }
 
 export async function runTrial(world: World, system: FailoverSystem, scenario: Scenario, steadyTimeoutMs = 45_000): Promise<TrialResult> {
