@@ -1,4 +1,4 @@
-export { HealthMonitor, checkConsulId, checkTtlMs, MIN_CHECK_TTL_MS, DEFAULT_BEFORE_FAIL_TIMEOUT_MS } from "./monitor.js";
+export { HealthMonitor, checkConsulId, checkTtlMs, CHECK_TTL_FLOOR_MS, DEFAULT_BEFORE_FAIL_TIMEOUT_MS } from "./monitor.js";
 export type { CheckState, HealthMonitorDeps } from "./monitor.js";
 export { step, initialHysteresis, describeCounters } from "./hysteresis.js";
 export type { Hysteresis } from "./hysteresis.js";

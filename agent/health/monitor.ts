@@ -28,16 +28,22 @@ export function checkConsulId(serviceId: string, checkName: string): string {
   return `${serviceId}:check:${checkName}`;
 }
 
-/** Consul never lets a TTL below this lapse between two re-publishes of a short check. */
-export const MIN_CHECK_TTL_MS = 3_000;
+/**
+ * Floor of a check's Consul TTL. The TTL only catches an agent that stopped, and the liveness
+ * check (TTL election.livenessTtl, bound to every session, passed every livenessTtl/3) catches
+ * that first; a change of status is published at once. So a long TTL costs no failover time,
+ * and a refresh every 10 s instead of every 1–2 s saves a Consul request per check per second
+ * or two on an idle agent (issue #16).
+ */
+export const CHECK_TTL_FLOOR_MS = 30_000;
 
 /**
- * The Consul TTL of a check: three times (every + timeout), at least MIN_CHECK_TTL_MS. The
- * monitor re-publishes every TTL/3, so a live agent always refreshes before the TTL lapses,
- * and a run that hangs to its timeout still leaves two refreshes of margin.
+ * The Consul TTL of a check: three times (every + timeout), at least `floorMs`. The monitor
+ * re-publishes every TTL/3 from a loop of its own, so a live agent always refreshes before the
+ * TTL lapses, however long a run hangs.
  */
-export function checkTtlMs(check: CheckConfig): number {
-  return Math.max(MIN_CHECK_TTL_MS, 3 * (check.every + check.timeout));
+export function checkTtlMs(check: CheckConfig, floorMs = CHECK_TTL_FLOOR_MS): number {
+  return Math.max(floorMs, 3 * (check.every + check.timeout));
 }
 
 /** How long `beforeFail` may take before the failing status is published anyway. */
@@ -70,6 +76,8 @@ export interface HealthMonitorDeps {
    * that failed or timed out). Default: the process's metrics.
    */
   metrics?: CallRecorder;
+  /** Floor of the checks' Consul TTL; default CHECK_TTL_FLOOR_MS (tests of the lapse use less). */
+  checkTtlFloorMs?: number;
 }
 
 interface Entry {
@@ -122,7 +130,7 @@ export class HealthMonitor {
       name,
       check,
       consulId: checkConsulId(this.deps.serviceId, name),
-      ttlMs: checkTtlMs(check),
+      ttlMs: checkTtlMs(check, this.deps.checkTtlFloorMs),
       hysteresis,
       passing: false,
       consulStatus: "critical",

@@ -20,7 +20,7 @@ export interface PeerHeartbeatDeps {
 }
 
 /** How long one blocking read of the member list (every instance of the cluster's service, with its heartbeat address) waits for a change. */
-const MEMBERS_WAIT_MS = 10_000;
+const MEMBERS_WAIT_MS = 30_000;
 /** Timeout of the immediate read an unknown sender triggers. */
 const MEMBERS_REFRESH_TIMEOUT_MS = 1000;
 const DESTROY_TIMEOUT_MS = 2000;

@@ -1,20 +1,24 @@
 import type { Clock } from "../clock.js";
 import type { Config, RouteConfig } from "../config/index.js";
-import { runBlockingWatch } from "../consul/blocking.js";
+import { blockingTimeoutMs, runBlockingWatch } from "../consul/blocking.js";
 import type { ConsulApi, KvEntry, ServiceInstance, SessionInfo } from "../consul/index.js";
 import type { Identity } from "../identity/index.js";
 import type { Logger } from "../observe/log.js";
 import { routesPrefix } from "../election/holder.js";
 import { judgePeer, mayContend, nextPolicyChangeAt, shouldHandOver, updateHealthHistory, type HandoverRequest, type HealthHistory, type PolicyContext } from "./decide.js";
 
-/** How long one blocking read of peers' health (or of the sessions) waits for a change. */
-const HEALTH_WAIT_MS = 5000;
+/**
+ * How long one blocking read of peers' health (or of the sessions) waits for a change. A change
+ * answers at once; the wait only bounds what a quiet cluster costs (issue #16: one request per
+ * watch per 30 s instead of per 5 s).
+ */
+const HEALTH_WAIT_MS = 30_000;
 /**
  * Judgements further apart than this break a peer's health history (see updateHealthHistory),
- * and an answer older than this is too old to judge from: one wait, Consul's jitter
- * (wait/16) and a margin.
+ * and an answer older than this is too old to judge from: the longest a blocking read may take
+ * (one wait, Consul's jitter of wait/16, a margin), after which it fails and leaves a gap.
  */
-const HEALTH_GAP_MS = 8000;
+const HEALTH_GAP_MS = blockingTimeoutMs(HEALTH_WAIT_MS);
 /** How long an operator's handover request binds the cluster. */
 export const HANDOVER_REQUEST_TTL_MS = 30_000;
 

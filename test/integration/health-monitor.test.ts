@@ -12,6 +12,8 @@ import { startConsulDev, type StartedConsul } from "../support/consul.js";
 import { waitUntil } from "../support/process.js";
 
 const log = pino({ level: "silent" });
+/** The lapse and refresh cases here want a TTL of seconds, not the agent's 30 s floor. */
+const TTL_FLOOR_MS = 3000;
 const check = (raw: Record<string, unknown>): CheckConfig => checkSchema.parse(raw);
 
 interface AgentCheck {
@@ -60,7 +62,7 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
       name: "routeleader",
       tags: [],
       meta: {},
-      checks: Object.entries(checks).map(([name, c]) => ({ id: checkConsulId(serviceId, name), name, ttlMs: checkTtlMs(c), status: "critical" })),
+      checks: Object.entries(checks).map(([name, c]) => ({ id: checkConsulId(serviceId, name), name, ttlMs: checkTtlMs(c, TTL_FLOOR_MS), status: "critical" })),
     });
   }
 
@@ -96,7 +98,7 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
         egress: check({ type: "tcp", host: "127.0.0.1", port, every: "100ms", timeout: "500ms", rise: 1, fall: 1 }),
       };
       await register(serviceId, checks);
-      monitor = new HealthMonitor({
+      monitor = new HealthMonitor({ checkTtlFloorMs: TTL_FLOOR_MS,
         checks,
         consul: api,
         serviceId,
@@ -186,7 +188,7 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
     const checks = { probe: check({ type: "command", command: ["test", "-e", flag], every: "100ms", timeout: "500ms", rise: 1, fall: 1 }) };
     await register(serviceId, checks);
     let called = 0;
-    const monitor = new HealthMonitor({
+    const monitor = new HealthMonitor({ checkTtlFloorMs: TTL_FLOOR_MS,
       checks,
       consul: api,
       serviceId,
@@ -209,7 +211,7 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
   it("re-publishes every TTL/3, so the TTL never lapses while a run hangs; stop() aborts the run", async () => {
     const serviceId = "rl-node-c";
     const checks = { slow: check({ type: "tcp", host: "127.0.0.1", port, every: "100ms", timeout: "500ms", rise: 1, fall: 1 }) };
-    const ttl = checkTtlMs(checks.slow);
+    const ttl = checkTtlMs(checks.slow, TTL_FLOOR_MS);
     expect(ttl).toBe(3000);
     await register(serviceId, checks);
     const checkId = checkConsulId(serviceId, "slow");
@@ -225,7 +227,7 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
       if (runs === 1) return Promise.resolve({ ok: true, output: "first run ok", latencyMs: 1 });
       return new Promise((resolve) => signal?.addEventListener("abort", () => resolve({ ok: false, output: "stopped", latencyMs: 0 })));
     };
-    const monitor = new HealthMonitor({ checks, consul: api, serviceId, log, runner, beforeFail: async () => undefined });
+    const monitor = new HealthMonitor({ checkTtlFloorMs: TTL_FLOOR_MS, checks, consul: api, serviceId, log, runner, beforeFail: async () => undefined });
     monitors.push(monitor);
     monitor.start();
     await monitor.whenPassing(["slow"]);
@@ -240,7 +242,7 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
   });
 
   it("whenPassing: an empty list resolves, an aborted signal resolves, an unknown name is refused", async () => {
-    const monitor = new HealthMonitor({
+    const monitor = new HealthMonitor({ checkTtlFloorMs: TTL_FLOOR_MS,
       checks: { never: check({ type: "command", command: ["false"] }) },
       consul: api,
       serviceId: "unused",

@@ -89,20 +89,20 @@ describe("HealthMonitor scheduling and ordering (fake clock)", () => {
     const clock = new FakeClock();
     const { api, published } = fakeConsul(clock);
     const check = probe({ every: "1s", timeout: "500ms", rise: 1, fall: 1 });
-    expect(checkTtlMs(check)).toBe(4500);
+    // Floored: the TTL only guards against a stopped agent, which liveness catches first.
+    expect(checkTtlMs(check)).toBe(30_000);
+    expect(checkTtlMs(probe({ every: "10s", timeout: "5s" }))).toBe(45_000);
     const runner = scriptedRunner(clock, [true]);
     const monitor = new HealthMonitor({ checks: { p: check }, consul: api, serviceId: "s", log, clock, runner, beforeFail: async () => undefined });
     monitor.start();
-    await clock.advance(10_000);
-    expect(runner.runs).toEqual([0, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 9000, 10_000]);
-    const refreshes = published.filter((p) => p.at % 1000 !== 0).map((p) => p.at);
-    expect(refreshes).toEqual([1500, 4500, 7500]);
-    // The first run's pass (rise 1), then only the refreshes: 1500, 3000, …, 9000.
-    expect(published.map((p) => p.at)).toEqual([0, 1500, 3000, 4500, 6000, 7500, 9000]);
+    await clock.advance(30_000);
+    expect(runner.runs).toEqual(Array.from({ length: 31 }, (_, i) => i * 1000));
+    // The first run's pass (rise 1), then only the refreshes, every 10 s.
+    expect(published.map((p) => p.at)).toEqual([0, 10_000, 20_000, 30_000]);
     expect(published.at(-1)).toMatchObject({ status: "passing", output: "p: 1/1 ok — probe ok" });
     await monitor.stop();
     await clock.advance(5000);
-    expect(runner.runs.length).toBe(11);
+    expect(runner.runs.length).toBe(31);
   });
 
   it("never contends before rise: passing, onPass and whenPassing come only after the rise-th pass", async () => {
@@ -150,13 +150,15 @@ describe("HealthMonitor scheduling and ordering (fake clock)", () => {
         calls.push(name);
         return new Promise<void>((resolve) => (release = resolve));
       },
+      beforeFailTimeoutMs: 20_000,
     });
     monitor.start();
     await clock.advance(2000);
     expect(calls).toEqual(["p"]);
     expect(monitor.allPassing(["p"])).toBe(false);
     expect(monitor.state("p")).toMatchObject({ passing: false, consulStatus: "passing", consecutiveFail: 2 });
-    await clock.advance(4000);
+    // Past the TTL/3 refresh at 10 s: it carries the failing output, still as passing.
+    await clock.advance(9000);
     expect(published.map((p) => p.status)).not.toContain("critical");
     expect(published.at(-1)).toMatchObject({ status: "passing", output: "p: failing, 2/2 failed — probe refused" });
     release();
