@@ -47,6 +47,24 @@ function procStats(pid: number): { rssKib: number; cpuTicks: number } {
 
 const mib = (kib: number) => Math.round((kib / 1024) * 10) / 10;
 
+/** The agent's Consul requests so far, by operation (routeleader_consul_requests_total on its /metrics). */
+async function consulRequests(agentUrl: string): Promise<Map<string, number>> {
+  const res = await fetch(`${agentUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`${agentUrl}/metrics: HTTP ${res.status}`);
+  const byOp = new Map<string, number>();
+  for (const m of (await res.text()).matchAll(/^routeleader_consul_requests_total\{([^}]*)\} (\S+)$/gm)) {
+    const op = /op="([^"]*)"/.exec(m[1]!)?.[1] ?? "unknown";
+    byOp.set(op, (byOp.get(op) ?? 0) + Number(m[2]));
+  }
+  return byOp;
+}
+
+/** Requests a second by operation between two scrapes, busiest first. */
+function requestRates(before: Map<string, number>, after: Map<string, number>, seconds: number): Record<string, number> {
+  const rates = [...after].map(([op, n]) => [op, Math.round(((n - (before.get(op) ?? 0)) / seconds) * 100) / 100] as const);
+  return Object.fromEntries(rates.filter(([, r]) => r > 0).sort((a, b) => b[1] - a[1]));
+}
+
 async function listen(): Promise<{ server: Server; port: number }> {
   const server = createServer((s) => s.end());
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -60,7 +78,8 @@ async function measure(routeCount: number, healthPort: number) {
   ).flat();
   const sim = await startSimCluster({
     cluster: `fp${routeCount}`,
-    nodes: [{ name: "n1", az: "us-east-1a" }],
+    // Its HTTP endpoint serves /metrics, where the bench reads the Consul requests it makes.
+    nodes: [{ name: "n1", az: "us-east-1a", http: true }],
     tables: Array.from({ length: tables }, (_, t) => ({ name: `fp-${t}`, az: "us-east-1a" })),
     routes,
     checks: { upstream: { type: "tcp", host: "127.0.0.1", port: healthPort, every: "1s", rise: 1, fall: 3 } },
@@ -108,20 +127,23 @@ async function measure(routeCount: number, healthPort: number) {
     console.log(`  ${routeCount} routes: ready after ${readyMs} ms (median of ${readySamples.join(", ")}), every route held and written after ${writtenMs ?? "(not within the run)"} ms; holding until ${MINUTES} min`);
     const half = spawned + (MINUTES * 60_000) / 2;
     const samples: number[] = [];
-    let cpuAtHalf: { ticks: number; at: number } | undefined;
+    let cpuAtHalf: { ticks: number; at: number; requests: Map<string, number> } | undefined;
+    const agentUrl = node.httpUrl as string;
     await waitUntil(
       `${MINUTES} minutes holding ${routeCount} routes`,
       async () => {
         if (node.process!.hasExited) throw new Error(`agent exited: ${node.process!.output(20)}`);
         const s = procStats(pid);
         samples.push(s.rssKib);
-        if (!cpuAtHalf && Date.now() >= half) cpuAtHalf = { ticks: s.cpuTicks, at: Date.now() };
+        if (!cpuAtHalf && Date.now() >= half) cpuAtHalf = { ticks: s.cpuTicks, at: Date.now(), requests: await consulRequests(agentUrl) };
         return Date.now() >= end ? true : undefined;
       },
       { timeoutMs: MINUTES * 60_000 + 60_000, intervalMs: 5_000 },
     );
     const last = procStats(pid);
-    const cpuPercent = cpuAtHalf ? ((last.cpuTicks - cpuAtHalf.ticks) / CLK_TCK / ((Date.now() - cpuAtHalf.at) / 1000)) * 100 : null;
+    const secondHalfS = cpuAtHalf ? (Date.now() - cpuAtHalf.at) / 1000 : 0;
+    const cpuPercent = cpuAtHalf ? ((last.cpuTicks - cpuAtHalf.ticks) / CLK_TCK / secondHalfS) * 100 : null;
+    const requestsPerS = cpuAtHalf ? requestRates(cpuAtHalf.requests, await consulRequests(agentUrl), secondHalfS) : {};
     const atEnd = await progress();
     return {
       routes: routeCount,
@@ -132,6 +154,8 @@ async function measure(routeCount: number, healthPort: number) {
       rss_mib_end: mib(last.rssKib),
       rss_mib_max: mib(Math.max(...samples)),
       steady_cpu_percent: cpuPercent === null ? null : Math.round(cpuPercent * 100) / 100,
+      consul_requests_per_s: Math.round(Object.values(requestsPerS).reduce((a, b) => a + b, 0) * 100) / 100,
+      consul_requests_per_s_by_op: requestsPerS,
       routes_held_at_end: atEnd.held,
       tables_written_at_end: atEnd.tablesWritten,
       load_average_at_end: loadavg().map((x) => Math.round(x * 100) / 100),
@@ -166,6 +190,7 @@ async function main(): Promise<void> {
         metadata: "amazon-ec2-metadata-mock (IMDSv2)",
         check: "tcp to a local listener, every 1s",
         reconcileInterval: "30s (default)",
+        http: "on, a loopback port (the default: /metrics, /status), /metrics read twice per run",
         profile: "default",
       },
       goals: { rss_mib_20_routes: 80, rss_mib_200_routes: 120, start_to_ready_ms: 1500, steady_cpu_percent: 1 },
@@ -173,14 +198,15 @@ async function main(): Promise<void> {
       rss_mib_200_routes: twoHundred.rss_mib_end,
       start_to_ready_ms: twenty.start_to_ready_ms,
       steady_cpu_percent: twenty.steady_cpu_percent,
+      consul_requests_per_s: twenty.consul_requests_per_s,
       validate_peak_rss_mib: validatePeakMib,
       runs: [twenty, twoHundred],
-      notes: "rss_mib_* is the RSS after `minutes` of holding every route (max over the run in runs[].rss_mib_max); steady_cpu_percent is one core's share over the second half of the 20-route run (utime+stime from /proc); start_to_ready_ms is the median of " + (READY_SAMPLES + 1) + " starts (runs[].start_to_ready_samples_ms), each spawn → the agent's `ready` log line (identity read, Consul reached, tables resolved, service registered).",
+      notes: "rss_mib_* is the RSS after `minutes` of holding every route (max over the run in runs[].rss_mib_max); steady_cpu_percent is one core's share over the second half of the 20-route run (utime+stime from /proc), and consul_requests_per_s the Consul requests it made a second over the same half (its routeleader_consul_requests_total, by op in runs[]); start_to_ready_ms is the median of " + (READY_SAMPLES + 1) + " starts (runs[].start_to_ready_samples_ms), each spawn → the agent's `ready` log line (identity read, Consul reached, tables resolved, service registered).",
     };
     const out = join(REPO, "docs", "benchmarks", "footprint.json");
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(JSON.stringify({ rss_mib_20_routes: result.rss_mib_20_routes, rss_mib_200_routes: result.rss_mib_200_routes, start_to_ready_ms: result.start_to_ready_ms, steady_cpu_percent: result.steady_cpu_percent }));
+    console.log(JSON.stringify({ rss_mib_20_routes: result.rss_mib_20_routes, rss_mib_200_routes: result.rss_mib_200_routes, start_to_ready_ms: result.start_to_ready_ms, steady_cpu_percent: result.steady_cpu_percent, consul_requests_per_s: result.consul_requests_per_s }));
     console.log(`  written to ${out}`);
   } finally {
     health.server.close();
