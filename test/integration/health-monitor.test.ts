@@ -98,7 +98,8 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
         egress: check({ type: "tcp", host: "127.0.0.1", port, every: "100ms", timeout: "500ms", rise: 1, fall: 1 }),
       };
       await register(serviceId, checks);
-      monitor = new HealthMonitor({ checkTtlFloorMs: TTL_FLOOR_MS,
+      monitor = new HealthMonitor({
+        checkTtlFloorMs: TTL_FLOOR_MS,
         checks,
         consul: api,
         serviceId,
@@ -188,7 +189,8 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
     const checks = { probe: check({ type: "command", command: ["test", "-e", flag], every: "100ms", timeout: "500ms", rise: 1, fall: 1 }) };
     await register(serviceId, checks);
     let called = 0;
-    const monitor = new HealthMonitor({ checkTtlFloorMs: TTL_FLOOR_MS,
+    const monitor = new HealthMonitor({
+      checkTtlFloorMs: TTL_FLOOR_MS,
       checks,
       consul: api,
       serviceId,
@@ -242,7 +244,8 @@ describe("HealthMonitor publishing to a real Consul dev agent", () => {
   });
 
   it("whenPassing: an empty list resolves, an aborted signal resolves, an unknown name is refused", async () => {
-    const monitor = new HealthMonitor({ checkTtlFloorMs: TTL_FLOOR_MS,
+    const monitor = new HealthMonitor({
+      checkTtlFloorMs: TTL_FLOOR_MS,
       checks: { never: check({ type: "command", command: ["false"] }) },
       consul: api,
       serviceId: "unused",

@@ -362,8 +362,8 @@ abstract class KeepalivedSystem extends ProcessSystem {
       name: `${this.name} ${h.name}`,
       cwd: BASELINE,
       env: awsEnv(h),
-      // keepalived forks its VRRP and checker children: a SIGKILL must reach them all, or the
-      // VRRP child, told by its parent's death, would send the priority-0 advert of a clean stop.
+      // keepalived forks a VRRP child: a SIGKILL must reach every keepalived process, as a crash
+      // of the whole daemon would, not the parent alone.
       group: true,
     });
   }
