@@ -1,3 +1,4 @@
+import { StringDecoder } from "node:string_decoder";
 import { spawn, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { once } from "node:events";
 
@@ -58,16 +59,35 @@ export class ManagedProcess {
     this.group = options.group ?? false;
     this.child = spawn(command, args, { cwd: options.cwd, env: options.env ?? process.env, stdio: ["ignore", "pipe", "pipe"], detached: this.group });
     live.add(this);
-    const onData = (buf: Buffer) => {
-      for (const line of buf.toString("utf8").split("\n")) {
-        if (!line) continue;
-        this.lines.push(line);
-        if (this.lines.length > this.keep) this.lines.shift();
-        for (const l of this.listeners) l(line);
-      }
+    const emit = (line: string) => {
+      if (!line) return;
+      this.lines.push(line);
+      if (this.lines.length > this.keep) this.lines.shift();
+      for (const l of this.listeners) l(line);
     };
-    this.child.stdout?.on("data", onData);
-    this.child.stderr?.on("data", onData);
+    // A pipe chunk can end mid-line (or mid-character): the rest waits for the next chunk, or
+    // for the stream's end. Split lines were lost events, and tests that waited for them timed out.
+    const lineReader = () => {
+      const decoder = new StringDecoder("utf8");
+      let rest = "";
+      return {
+        data: (buf: Buffer) => {
+          const parts = (rest + decoder.write(buf)).split("\n");
+          rest = parts.pop() ?? "";
+          for (const line of parts) emit(line);
+        },
+        end: () => {
+          emit(rest + decoder.end());
+          rest = "";
+        },
+      };
+    };
+    for (const stream of [this.child.stdout, this.child.stderr]) {
+      if (!stream) continue;
+      const reader = lineReader();
+      stream.on("data", reader.data);
+      stream.once("end", reader.end);
+    }
     this.exited = new Promise((resolve) => {
       this.child.once("exit", (code, signal) => {
         this.exitInfo = { code, signal };
