@@ -78,7 +78,16 @@ export interface RouteLocal {
 export type Action =
   | { readonly kind: "acquire"; readonly route: string; readonly session: string; readonly attempt: number; readonly expectedLockIndex: number }
   | { readonly kind: "release"; readonly route: string; readonly session: string; readonly lockIndex: number; readonly acquiredAt: number; readonly reason: ReleaseReason }
-  | { readonly kind: "write"; readonly route: string; readonly session: string; readonly lockIndex: number; readonly why: "acquired" | "reassert" | "reconcile" | "retry"; readonly force: boolean };
+  | {
+      readonly kind: "write";
+      readonly route: string;
+      readonly session: string;
+      readonly lockIndex: number;
+      readonly why: "acquired" | "reassert" | "reconcile" | "retry";
+      readonly force: boolean;
+      /** The first write of a hold taken over from this instance (per the key): the route almost surely points there. */
+      readonly takeoverFrom?: string;
+    };
 
 export interface Decision {
   readonly local: RouteLocal;
@@ -192,7 +201,8 @@ export function decide(view: RouteView, local: RouteLocal, lockDelayMs: number):
   if (!reassert && !due && !view.reconcileDue) return { local: next, actions: [], events, cancelWrite: false, reason: "holding" };
   const why = reassert ? "reassert" : due ? (next.writeFailures > 0 || next.fatalWrites > 0 ? "retry" : h.acquiredAt === now ? "acquired" : "retry") : "reconcile";
   if (reassert) next = { ...next, reassertAt: next.reassertAt.filter((t) => t > now) };
-  const action: Action = { kind: "write", route, session: h.session, lockIndex: h.lockIndex, why, force: reassert };
+  const takeover = why === "acquired" && next.previousHolder ? { takeoverFrom: next.previousHolder } : {};
+  const action: Action = { kind: "write", route, session: h.session, lockIndex: h.lockIndex, why, force: reassert, ...takeover };
   return { local: next, actions: [action], events, cancelWrite: false, reason: `holding; writing (${why})` };
 }
 

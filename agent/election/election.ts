@@ -313,7 +313,7 @@ export class Election {
     if (!local) return;
     if (outcome.kind === "acquire" && outcome.result === "sessionInvalid" && action.kind === "acquire") this.sessions.invalidate(action.session);
     logUncertainOutcome(this.deps.log, action.route, outcome);
-    const applied = applyOutcome(local, action, outcome, now, this.random);
+    const applied = applyOutcome(local, action, outcome, now, this.random, this.config.election.lockDelay);
     this.locals.set(action.route, applied.local);
     for (const event of applied.events) this.emit(event);
     const route = this.routes.find((r) => r.name === action.route);

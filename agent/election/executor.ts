@@ -13,10 +13,21 @@ export type RouteWriteOutcome =
   | { ok: true; result: { action: string; tables: { tableId: string; action: string }[]; ms: number } }
   | { ok: false; fatal: boolean; message: string };
 
+/**
+ * One route to bring to this node. `force` writes it even where a read shows it ours (a
+ * re-assert); `takeoverFrom` names the previous holder of a hold just taken: the writer may
+ * write before reading, since the route almost surely points there.
+ */
+export interface ConvergeItem {
+  readonly name: string;
+  readonly force: boolean;
+  readonly takeoverFrom?: string;
+}
+
 /** What the election needs from the route writer (agent/routes RouteController fits). */
 export interface RouteWriter {
-  /** One describe for every table of the routes, then a fenced write for each; an outcome per route. */
-  converge(items: readonly { name: string; force: boolean }[], gate: WriteGate, onDone?: (name: string, outcome: RouteWriteOutcome) => void): Promise<unknown>;
+  /** A fenced write for each route (after one describe, unless every route is a takeover); an outcome per route. */
+  converge(items: readonly ConvergeItem[], gate: WriteGate, onDone?: (name: string, outcome: RouteWriteOutcome) => void): Promise<unknown>;
   /** onRelease: delete removes the route (fenced) while the key is still held. */
   release(routeName: string, gate: WriteGate): Promise<void>;
 }
@@ -154,7 +165,7 @@ export class ActionExecutor {
     };
     try {
       await this.deps.routes.converge(
-        batch.map((r) => ({ name: r.action.route, force: r.action.kind === "write" && r.action.force })),
+        batch.map((r) => ({ name: r.action.route, force: r.action.kind === "write" && r.action.force, ...(r.action.kind === "write" && r.action.takeoverFrom ? { takeoverFrom: r.action.takeoverFrom } : {}) })),
         gate,
         onDone,
       );

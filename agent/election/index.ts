@@ -11,7 +11,7 @@ export { Election, HANDOVER_WAIT_MS } from "./election.js";
 export type { ElectionDeps, HealthView, ElectionPolicy } from "./deps.js";
 export type { RouteStatus, RoutePhase } from "./status.js";
 export { checkSetKey, livenessCheckId } from "./sessions.js";
-export type { RouteWriter, WriteGate } from "./executor.js";
+export type { ConvergeItem, RouteWriter, WriteGate } from "./executor.js";
 export type { ElectionEvent, ElectionListener, HolderInfo, LossReason, ReleaseReason } from "./events.js";
 export { routeKey, routesPrefix, routeOfKey, parseHolder, encodeHolder } from "./holder.js";
 export { decide, initialLocal } from "./decide.js";

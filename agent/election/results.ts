@@ -42,7 +42,23 @@ function jittered(ms: number, random: () => number): number {
   return Math.round(ms / 2 + (random() * ms) / 2);
 }
 
-export function applyOutcome(local: RouteLocal, action: Action, outcome: Outcome, now: number, random: () => number): Applied {
+/** After the end of lock-delay computed from when the key was seen free, for timer slack. */
+export const LOCK_DELAY_END_MARGIN_MS = 10;
+
+/**
+ * When to try again an acquire Consul refused for lock-delay. Consul sends no event when it
+ * ends, but it started no later than when this node saw the key free, so an attempt at
+ * freeSince + lockDelay wins it at once instead of up to a retry window later. The jittered
+ * window stays for what that misses: a previous holder whose session has a longer lock-delay.
+ */
+export function lockDelayRetryAt(local: RouteLocal, now: number, random: () => number, lockDelayMs: number): number {
+  const jittered = now + LOCK_DELAY_RETRY_MIN_MS + Math.floor(random() * (LOCK_DELAY_RETRY_MAX_MS - LOCK_DELAY_RETRY_MIN_MS));
+  if (local.freeSince === undefined) return jittered;
+  const end = local.freeSince + lockDelayMs + LOCK_DELAY_END_MARGIN_MS;
+  return end > now && end < jittered ? end : jittered;
+}
+
+export function applyOutcome(local: RouteLocal, action: Action, outcome: Outcome, now: number, random: () => number, lockDelayMs: number): Applied {
   switch (outcome.kind) {
     case "acquire": {
       if (action.kind !== "acquire") return { local, events: [] };
@@ -51,7 +67,7 @@ export function applyOutcome(local: RouteLocal, action: Action, outcome: Outcome
           // The snapshot may lag Consul's answer: decide() trusts the answer until a newer snapshot.
           return { local: { ...local, answer: { session: action.session, lockIndex: outcome.lockIndex, modifyIndex: outcome.modifyIndex } }, events: [] };
         case "lockDelay":
-          return { local: { ...local, retryAt: now + LOCK_DELAY_RETRY_MIN_MS + Math.floor(random() * (LOCK_DELAY_RETRY_MAX_MS - LOCK_DELAY_RETRY_MIN_MS)) }, events: [] };
+          return { local: { ...local, retryAt: lockDelayRetryAt(local, now, random, lockDelayMs) }, events: [] };
         case "unknown":
         case "sessionInvalid":
           return { local: { ...local, retryAt: now + UNKNOWN_RETRY_MS }, events: [] };

@@ -13,6 +13,7 @@ import { describeVpcTables, sendRouteWrite, WRITE_ACTIONS, type RouteTarget, typ
 import { assertOneRoutePerEntry, reresolveTables, resolveRouteTables } from "./resolve.js";
 import { findRoute, targetText, type OwnTarget, type TableSnapshot } from "./route-state.js";
 import { selectorIdCover, selectorSubnets } from "./selector.js";
+import type { ConvergeItem } from "../election/index.js";
 import { disableSourceDestCheck, proveSourceDestCheckWrite, readSourceDestCheck } from "./source-dest.js";
 
 /** Fencing: consistent lock check + lease deadline; false → do not write. */
@@ -207,27 +208,33 @@ export class RouteController {
    * The election's write: one DescribeRouteTables for every table of the routes, then each
    * route brought to this instance (at most RECONCILE_CONCURRENCY at once). `force` writes a
    * route even where the describe shows it ours already: a new holder's re-assert must not
-   * trust an eventually consistent read. Every route gets its own outcome, reported through
-   * `onDone` as soon as that route is finished; nothing is thrown.
+   * trust an eventually consistent read. A batch of takeovers only (`takeoverFrom`: another
+   * instance held the route) is written without that describe: the route points at the old
+   * holder, and the read would add its round trip to every failover; the re-asserts read.
+   * Every route gets its own outcome, reported through `onDone` as soon as that route is
+   * finished; nothing is thrown.
    */
-  async converge(items: readonly { name: string; force: boolean }[], gate: WriteGate, onDone?: (name: string, outcome: RouteWriteOutcome) => void): Promise<RouteWriteOutcome[]> {
+  async converge(items: readonly ConvergeItem[], gate: WriteGate, onDone?: (name: string, outcome: RouteWriteOutcome) => void): Promise<RouteWriteOutcome[]> {
     if (items.length === 0) return [];
     const started = performance.now();
     const finish = (name: string, outcome: RouteWriteOutcome) => {
       onDone?.(name, outcome);
       return outcome;
     };
-    let tables: Map<string, TableSnapshot>;
-    try {
-      tables = await this.describe(this.coveringIds());
-      this.refreshTables([...tables.values()]);
-    } catch (err) {
-      return items.map((i) => finish(i.name, failed(err)));
+    let tables: Map<string, TableSnapshot> | undefined;
+    if (!items.every((i) => this.writesBeforeReading(i))) {
+      try {
+        tables = await this.describe(this.coveringIds());
+        this.refreshTables([...tables.values()]);
+      } catch (err) {
+        return items.map((i) => finish(i.name, failed(err)));
+      }
     }
     return mapWithConcurrency(items, RECONCILE_CONCURRENCY, async (item) => {
       try {
         await this.ensureSourceDestCheckOff(item.name);
-        const { result, failure } = await this.converge1(this.route(item.name), tables, gate, started, "reconcile", undefined, item.force);
+        const read = tables ?? { takeoverFrom: item.takeoverFrom as string };
+        const { result, failure } = await this.converge1(this.route(item.name), read, gate, started, "reconcile", undefined, item.force);
         return finish(item.name, failure ? failed(failure) : { ok: true, result });
       } catch (err) {
         return finish(item.name, failed(err));
@@ -308,6 +315,11 @@ export class RouteController {
     return "natGateway" in fallback ? { instanceId: "", eniId: "", natGatewayId: fallback.natGateway } : { instanceId: "", eniId: fallback.networkInterface };
   }
 
+  /** A takeover from another instance, written before any read (not in dry run, not to a fallback). */
+  private writesBeforeReading(item: ConvergeItem): boolean {
+    return !!item.takeoverFrom && item.takeoverFrom !== this.me.instanceId && !this.deps.dryRun && !this.deps.toFallback;
+  }
+
   /** `undefined` (the whole VPC) or the table ids: filtered on `vpc-id` always. */
   private async describe(tableIds: readonly string[] | undefined, signal?: AbortSignal): Promise<Map<string, TableSnapshot>> {
     const vpcId = this.deps.identity.vpcId;
@@ -346,10 +358,14 @@ export class RouteController {
     }
   }
 
-  /** Brings one route's tables to this instance; non-fatal write failures are returned, after the other tables were tried. */
+  /**
+   * Brings one route's tables to this instance; non-fatal write failures are returned, after
+   * the other tables were tried. `read` is the describe, or for a takeover written before
+   * reading, the instance the key says held the route.
+   */
   private async converge1(
     route: RouteConfig,
-    tables: Map<string, TableSnapshot>,
+    read: Map<string, TableSnapshot> | { takeoverFrom: string },
     gate: WriteGate,
     started: number,
     cause: "claim" | "reconcile",
@@ -363,15 +379,22 @@ export class RouteController {
     let failure: unknown;
     for (const tableId of this.tablesOf(route.name)) {
       const tableStarted = performance.now();
-      const table = tables.get(tableId);
-      if (!table) {
-        this.deps.log.error({ route: route.name, table: tableId, cause }, "route table no longer exists");
-        results.push({ tableId, action: "missing" });
-        continue;
+      let decision: ClaimDecision;
+      let from: string | undefined;
+      if (read instanceof Map) {
+        const table = read.get(tableId);
+        if (!table) {
+          this.deps.log.error({ route: route.name, table: tableId, cause }, "route table no longer exists");
+          results.push({ tableId, action: "missing" });
+          continue;
+        }
+        const current = findRoute(table, route.destination);
+        decision = forced(decideClaim(current, this.own(route)), force);
+        from = targetText(current);
+      } else {
+        decision = { write: "replace", reason: `taken over from ${read.takeoverFrom} (written before reading)`, from: read.takeoverFrom };
+        from = read.takeoverFrom;
       }
-      const current = findRoute(table, route.destination);
-      const decision = forced(decideClaim(current, this.own(route)), force);
-      const from = targetText(current);
       const line = { route: route.name, table: tableId, destination: route.destination, from: from ?? "absent", to, reason: decision.reason, cause };
       const previous = from ? { previousTarget: from } : {};
       if (decision.write === "none") {

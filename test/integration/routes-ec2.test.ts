@@ -304,6 +304,32 @@ describe("routes on EC2 (moto behind the fault proxy)", () => {
       expect(routeWrites("node-a").map((c) => `${c.action} ${c.status}`)).toEqual(["CreateRoute 400", "ReplaceRoute 200", "ReplaceRoute 400", "CreateRoute 200"]);
     });
 
+    it("a takeover from another instance is written before any read: ReplaceRoute first, CreateRoute where the route is absent; a re-assert or a start-up claim reads first", async () => {
+      const w = await claimWorld();
+      const { ctl, lines } = controller("node-a", w.self, testConfig(w.routes));
+      await ctl.prepare();
+      proxy.clearLog();
+      const outcomes = await ctl.converge(
+        [
+          { name: "v4-foreign", force: false, takeoverFrom: w.other.InstanceId! },
+          { name: "v4-absent", force: false, takeoverFrom: w.other.InstanceId! },
+        ],
+        open,
+      );
+      expect(outcomes.map((o) => (o.ok ? o.result.action : o.message))).toEqual(["replaced", "created"]);
+      expect(proxy.calls({ caller: "node-a" }).map((c) => `${c.action} ${c.params.RouteTableId} ${c.status}`).sort()).toEqual(
+        [`ReplaceRoute ${w.tables["v4-foreign"]} 200`, `ReplaceRoute ${w.tables["v4-absent"]} 400`, `CreateRoute ${w.tables["v4-absent"]} 200`].sort(),
+      );
+      for (const table of [w.tables["v4-foreign"]!, w.tables["v4-absent"]!]) expect((await readRoute(admin, table, "0.0.0.0/0"))?.InstanceId).toBe(w.self.InstanceId);
+      expect(lines.find((l) => l.route === "v4-foreign" && l.msg === "route replaced")).toMatchObject({ from: w.other.InstanceId, reason: `taken over from ${w.other.InstanceId} (written before reading)` });
+
+      // Not a takeover (this instance held the key before, or a re-assert): one describe, then only what is not ours.
+      proxy.clearLog();
+      const again = await ctl.converge([{ name: "v4-foreign", force: false, takeoverFrom: w.self.InstanceId! }, { name: "v4-own", force: false, takeoverFrom: w.other.InstanceId! }], open);
+      expect(again.map((o) => (o.ok ? o.result.action : o.message))).toEqual(["unchanged", "unchanged"]);
+      expect(proxy.calls({ caller: "node-a" }).map((c) => c.action)).toEqual(["DescribeRouteTables"]);
+    });
+
     it("an AccessDenied names the missing permission", async () => {
       const w = await claimWorld();
       const { ctl } = controller("node-a", w.self, testConfig(w.routes));

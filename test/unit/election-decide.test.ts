@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { decide, initialLocal, nextDue, reassertSchedule, type Action, type KeyView, type RouteLocal, type RouteView } from "../../agent/election/decide.js";
-import { applyOutcome, BLOCK_FIRST_MS, FATAL_WRITE_LIMIT, WRITE_RETRY_FIRST_MS, type Outcome } from "../../agent/election/results.js";
+import { applyOutcome, BLOCK_FIRST_MS, LOCK_DELAY_END_MARGIN_MS, FATAL_WRITE_LIMIT, WRITE_RETRY_FIRST_MS, type Outcome } from "../../agent/election/results.js";
 
 /**
  * decide() as a table: a view of the whole current state and the route's local facts in,
@@ -55,6 +55,15 @@ describe("decide: the key is mine", () => {
     expect(Math.max(...d.local.reassertAt)).toBeLessThanOrEqual(1000 + LOCK_DELAY);
   });
 
+  it("a hold taken over from another instance: its first write names that instance (the writer may write before reading); later writes do not", () => {
+    const seen = decide(view({ key: theirs, now: 500 }), initialLocal(), LOCK_DELAY).local;
+    const freed = decide(view({ key: { lockIndex: 2, modifyIndex: 40, holder: theirs.holder! }, now: 800 }), seen, LOCK_DELAY).local;
+    const acquired = decide(view({ key: mine(3, 50), now: 1000 }), freed, LOCK_DELAY);
+    expect(acquired.actions).toEqual([expect.objectContaining({ kind: "write", why: "acquired", takeoverFrom: "i-peer" })]);
+    const reassert = decide(view({ key: mine(3, 50), now: 1000 + LOCK_DELAY }), acquired.local, LOCK_DELAY);
+    expect(reassert.actions).toEqual([expect.not.objectContaining({ takeoverFrom: expect.anything() })]);
+  });
+
   it("mine but not wanted (check failed, drain, handover, given up, an old session) → release, every cycle until Consul confirms", () => {
     const reasons: [Partial<RouteView>, Partial<RouteLocal>, string][] = [
       [{ healthy: false }, {}, "checkFailed"],
@@ -76,11 +85,11 @@ describe("decide: the key is mine", () => {
 
   it("a failed release is retried after its back-off, as long as the key shows my session", () => {
     const action = decide(view({ key: mine(), draining: "drain" }), holding(), LOCK_DELAY).actions[0] as Action;
-    const failed = applyOutcome(holding(), action, { kind: "release", result: "unknown", detail: "socket hang up" }, 1000, () => 0.5);
+    const failed = applyOutcome(holding(), action, { kind: "release", result: "unknown", detail: "socket hang up" }, 1000, () => 0.5, 1200);
     expect(failed.events).toEqual([]);
     expect(kinds(decide(view({ key: mine(), draining: "drain", now: 1100 }), failed.local, LOCK_DELAY).actions)).toEqual([]);
     expect(kinds(decide(view({ key: mine(), draining: "drain", now: 1300 }), failed.local, LOCK_DELAY).actions)).toEqual(["release"]);
-    const done = applyOutcome(failed.local, action, { kind: "release", result: "released" }, 1400, () => 0.5);
+    const done = applyOutcome(failed.local, action, { kind: "release", result: "released" }, 1400, () => 0.5, 1200);
     expect(done.events).toEqual([expect.objectContaining({ type: "released", reason: "drain" })]);
     expect(done.local.held).toBeUndefined();
   });
@@ -108,7 +117,7 @@ describe("decide: the key is mine", () => {
 
   it("Consul's answer to my acquire is trusted over a snapshot read before it landed", () => {
     const acquire = { kind: "acquire", route: "r1", session: "s1", attempt: 1, expectedLockIndex: 2 } as const;
-    const answered = applyOutcome(initialLocal(), acquire, { kind: "acquire", result: "acquired", lockIndex: 2, modifyIndex: 150 }, 1000, () => 0.5).local;
+    const answered = applyOutcome(initialLocal(), acquire, { kind: "acquire", result: "acquired", lockIndex: 2, modifyIndex: 150 }, 1000, () => 0.5, 1200).local;
     const early = decide(view({ key: free, snapshotIndex: 120 }), answered, LOCK_DELAY);
     expect(early.events.map((e) => e.type)).toEqual(expect.arrayContaining(["acquired"]));
     expect(early.events.filter((e) => e.type === "lost")).toEqual([]);
@@ -121,7 +130,7 @@ describe("decide: the key is mine", () => {
 describe("decide: after my own release", () => {
   it("a snapshot read before the release landed does not make the key mine again (no false 'acquired'; soak finding)", () => {
     const release = { kind: "release", route: "r1", session: "s1", lockIndex: 2, acquiredAt: 0, reason: "failback" } as const;
-    const done = applyOutcome(holding(), release, { kind: "release", result: "released", answer: { lockIndex: 2, modifyIndex: 140 } }, 1000, () => 0.5);
+    const done = applyOutcome(holding(), release, { kind: "release", result: "released", answer: { lockIndex: 2, modifyIndex: 140 } }, 1000, () => 0.5, 1200);
     // The watch still shows the key under my session (index 120 < 140): nothing is adopted.
     const stale = decide(view({ key: mine(2, 100), snapshotIndex: 120 }), done.local, LOCK_DELAY);
     expect(stale.events.filter((e) => e.type === "acquired")).toEqual([]);
@@ -136,7 +145,7 @@ describe("decide: one 'released' per release", () => {
   it("a confirmed release whose read-back failed: a stale snapshot still showing my session and LockIndex is not released again (metrics scrape finding)", () => {
     const release = { kind: "release", route: "r1", session: "s1", lockIndex: 2, acquiredAt: 0, reason: "checkFailed" } as const;
     // Consul confirmed the release; the read of the key after it failed (no answer to go by).
-    const done = applyOutcome(holding(), release, { kind: "release", result: "released" }, 1000, () => 0.5);
+    const done = applyOutcome(holding(), release, { kind: "release", result: "released" }, 1000, () => 0.5, 1200);
     expect(done.events.filter((e) => e.type === "released")).toHaveLength(1);
     // The watch's next answer was read before the release landed: the key still under s1, LockIndex 2.
     const stale = decide(view({ now: 1100, key: mine(2, 30), snapshotIndex: 100, healthy: false }), done.local, LOCK_DELAY);
@@ -185,7 +194,7 @@ describe("decide: the key is not mine any more", () => {
 
 describe("outcomes folded into the route's facts", () => {
   const write = { kind: "write", route: "r1", session: "s1", lockIndex: 2, why: "acquired", force: false } as const;
-  const fold = (local: RouteLocal, outcome: Outcome, now = 1000) => applyOutcome(local, write, outcome, now, () => 1);
+  const fold = (local: RouteLocal, outcome: Outcome, now = 1000) => applyOutcome(local, write, outcome, now, () => 1, 1200);
 
   it("a transient write failure is retried within a second, then backs off", () => {
     const first = fold(holding(), { kind: "write", result: "transient", detail: "500" });
@@ -205,10 +214,25 @@ describe("outcomes folded into the route's facts", () => {
 
   it("an acquire whose answer is unknown waits for the next read, and that read decides", () => {
     const acquire = { kind: "acquire", route: "r1", session: "s1", attempt: 1, expectedLockIndex: 2 } as const;
-    const unknown = applyOutcome(initialLocal(), acquire, { kind: "acquire", result: "unknown", detail: "timeout" }, 1000, () => 0.5);
+    const unknown = applyOutcome(initialLocal(), acquire, { kind: "acquire", result: "unknown", detail: "timeout" }, 1000, () => 0.5, 1200);
     expect(unknown.local.held).toBeUndefined();
     expect(kinds(decide(view({ now: 1500 }), unknown.local, LOCK_DELAY).actions)).toEqual([]);
     expect(kinds(decide(view({ now: 1500, key: mine() }), unknown.local, LOCK_DELAY).actions)).toEqual(["write"]);
+  });
+
+  it("an acquire refused for lock-delay is tried again when the lock-delay ends, counted from when the key was seen free", () => {
+    const acquire = { kind: "acquire", route: "r1", session: "s1", attempt: 1, expectedLockIndex: 2 } as const;
+    const refused = { kind: "acquire", result: "lockDelay" } as const;
+    // Seen free at 1000, refused at 2100 with a 1200 ms lock-delay: the end (2200) comes before any jittered retry.
+    const nearEnd = applyOutcome({ ...initialLocal(), freeSince: 1000 }, acquire, refused, 2100, () => 0.5, 1200);
+    expect(nearEnd.local.retryAt).toBe(1000 + 1200 + LOCK_DELAY_END_MARGIN_MS);
+    expect(nextDue(nearEnd.local)).toBe(2210);
+    // Refused early in the lock-delay: the jittered window (100–200 ms) comes first.
+    expect(applyOutcome({ ...initialLocal(), freeSince: 1000 }, acquire, refused, 1010, () => 0.5, 1200).local.retryAt).toBe(1160);
+    // Refused after that end (the old session's lock-delay is longer): jittered retries go on.
+    expect(applyOutcome({ ...initialLocal(), freeSince: 1000 }, acquire, refused, 2300, () => 0, 1200).local.retryAt).toBe(2400);
+    // Never seen free (refused on a stale read): jittered.
+    expect(applyOutcome(initialLocal(), acquire, refused, 2100, () => 1, 1200).local.retryAt).toBe(2300);
   });
 
   it("nextDue is the earliest timer of the route", () => {

@@ -104,7 +104,7 @@ describe("egress: the fallback writer through decide(), on a fake clock", () => 
     expect(timeline).toEqual([`${AFTER}:acquire`]);
     // Consul answered: the key is the writer's; it writes the fallback target.
     /** Every write the executor would run lands at once (the fallback target is written). */
-    const written = (now: number, dd: ReturnType<typeof cycle>) => dd.actions.reduce((l, a) => (a.kind === "write" ? applyOutcome(l, a, { kind: "write", result: "written", action: "replaced", tables: ["rtb-1"], ms: 50 }, now, () => 0.5).local : l), dd.local);
+    const written = (now: number, dd: ReturnType<typeof cycle>) => dd.actions.reduce((l, a) => (a.kind === "write" ? applyOutcome(l, a, { kind: "write", result: "written", action: "replaced", tables: ["rtb-1"], ms: 50 }, now, () => 0.5, 1200).local : l), dd.local);
     let d = cycle(AFTER + 100, fallbackHeld, local, []);
     expect(d.actions.map((a) => a.kind)).toEqual(["write"]);
     local = written(AFTER + 100, d);
