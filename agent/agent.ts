@@ -2,7 +2,7 @@ import { DescribeInstancesCommand, type EC2Client } from "@aws-sdk/client-ec2";
 import { awsClientOptions, createAutoScalingClient, createEc2Client } from "./aws/index.js";
 import { systemClock, type Clock } from "./clock.js";
 import type { Config } from "./config/index.js";
-import { ConsulAclError, ConsulApi, ConsulConnection, ConsulRequestError, ConsulUnavailableError, resolveConsulSettings } from "./consul/index.js";
+import { ConsulAclError, ConsulApi, ConsulConnection, ConsulRequestError, ConsulUnavailableError, GossipRejoin, resolveConsulSettings } from "./consul/index.js";
 import { DisposerStack } from "./disposers.js";
 import { Election, livenessCheckId, type ElectionEvent } from "./election/index.js";
 import { FallbackWriter } from "./fallback-writer.js";
@@ -208,7 +208,22 @@ async function wire(b: Booted, options: RunOptions, disposers: DisposerStack): P
     onPass: () => election?.wake(),
   });
   disposers.defer("stop health checks", () => health.stop());
-  election = new Election({ api, config, identity, clock, log, routes, health, serviceId, checkId: (name) => checkConsulId(serviceId, name), policy, onSnapshot: (entries) => (policy.observe(entries), b.peers?.observe(entries)), cutOff: () => b.peers?.cutOff() });
+  const rejoin = new GossipRejoin({ api, clock, log });
+  election = new Election({
+    api,
+    config,
+    identity,
+    clock,
+    log,
+    routes,
+    health,
+    serviceId,
+    checkId: (name) => checkConsulId(serviceId, name),
+    policy,
+    onSnapshot: (entries) => (policy.observe(entries), b.peers?.observe(entries)),
+    cutOff: () => b.peers?.cutOff(),
+    onNodeFailed: (reason) => rejoin.request(reason),
+  });
   const running = election;
   policy.onChange(() => running.wake());
 

@@ -59,6 +59,8 @@ export interface Member {
   /** Serf status: 1 alive, 2 leaving, 3 left, 4 failed. */
   readonly status: number;
   readonly tags: Record<string, string>;
+  /** Serf LAN port. */
+  readonly port?: number;
 }
 
 export type CheckStatus = "passing" | "warning" | "critical";
@@ -307,8 +309,8 @@ export class ConsulApi {
       this.conn.client.agent.members().catch((err: unknown) => {
         throw this.npmError("GET", "/v1/agent/members", err);
       }),
-    )) as { Name: string; Addr: string; Status: number; Tags?: Record<string, string> }[];
-    return raw.map((m) => ({ name: m.Name, addr: m.Addr, status: m.Status, tags: m.Tags ?? {} }));
+    )) as { Name: string; Addr: string; Port?: number; Status: number; Tags?: Record<string, string> }[];
+    return raw.map((m) => ({ name: m.Name, addr: m.Addr, status: m.Status, tags: m.Tags ?? {}, ...(m.Port ? { port: m.Port } : {}) }));
   }
 
   /** Service instances with their checks (for AZ preference and `status`). */

@@ -38,6 +38,8 @@ export interface ElectionDeps {
   /** The latest episode of this node being cut off from a majority of its peers (peer heartbeats), for /status. */
   cutOff?: () => PeerCutOff | undefined;
   random?: () => number;
+  /** Consul refused a session because this node's serfHealth is critical: the agent rejoins the gossip (agent/consul/rejoin.ts). */
+  onNodeFailed?: (reason: string) => void;
   /** The fallback writer's election: liveness is kept by the main election's heartbeat (see Sessions). */
   sharedLiveness?: () => number;
   /** The fallback writer's election: the target its holder value names (marks the key as held for the fallback). */

@@ -9,6 +9,8 @@ export interface SessionKeeperDeps {
   log: Logger;
   /** Called with the new session id, or undefined when the session is gone. */
   onChange: (session: string | undefined, previous: string | undefined) => void;
+  /** Consul refused a session because this node's serfHealth is critical (gossip has it failed). */
+  onNodeFailed?: (reason: string) => void;
 }
 
 /** Creation is retried with back-off between these bounds while a bound check is not ready. */
@@ -118,6 +120,7 @@ export class SessionKeeper {
         } catch (err) {
           const message = (err as Error).message;
           if (message !== this.createError) log.info({ step: "session", name: spec.name, reason: message }, "session not created yet; retrying");
+          if (/serfHealth/.test(message)) this.deps.onNodeFailed?.(message);
           this.createError = message;
           await this.pause(createDelay, signal);
           createDelay = Math.min(CREATE_RETRY_MAX_MS, createDelay * 2);

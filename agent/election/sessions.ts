@@ -26,6 +26,8 @@ export interface SessionsDeps {
   checkId: (checkName: string) => string;
   /** Called when a session appears or goes. */
   onChange: () => void;
+  /** Consul refused a session because this node's serfHealth is critical (after a partition). */
+  onNodeFailed?: (reason: string) => void;
   /** What the node holds and why it holds nothing, for the liveness check's output. */
   summary: () => string;
   /**
@@ -113,6 +115,7 @@ export class Sessions {
             serviceChecks,
           },
           onChange: () => deps.onChange(),
+          ...(deps.onNodeFailed ? { onNodeFailed: deps.onNodeFailed } : {}),
         }),
       );
       added.push(this.keepers.get(setKey) as SessionKeeper);

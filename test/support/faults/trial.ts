@@ -23,6 +23,8 @@ export interface TrialResult {
   electionMs?: number;
   /** The scenario should have moved the route and it did not within CONVERGE_LIMIT_MS (censored, never dropped). */
   neverConverged?: boolean;
+  /** Heal → every host ready again (a healed node stands by, with a Consul session), ms. */
+  standbyMs?: number;
   /** The machine's 1-minute load average when the fault was injected. */
   loadAverage?: number;
   splitBrainWrites: number;
@@ -50,6 +52,11 @@ export function usable(world: World, system: FailoverSystem, h: Host | undefined
  * long. Returns the holder.
  */
 export async function steady(world: World, system: FailoverSystem, timeoutMs: number, quietMs = 0): Promise<Host> {
+  return (await steadySince(world, system, timeoutMs, quietMs)).holder;
+}
+
+/** steady(), with when the quiet run that ended it began (every check passing since then). */
+export async function steadySince(world: World, system: FailoverSystem, timeoutMs: number, quietMs = 0): Promise<{ holder: Host; since: number }> {
   const deadline = Date.now() + timeoutMs + quietMs;
   let why = "";
   let lastNotReady: string[] = [];
@@ -67,7 +74,7 @@ export async function steady(world: World, system: FailoverSystem, timeoutMs: nu
       why = `not ready: [${notReady.join(",")}], claims: ${claimed}, consul: ${consul}, route: ${holder?.name ?? target}`;
       if (notReady.length === 0 && holder && claimed === holder.name && consul === holder.name && usable(world, system, holder)) {
         steadySince ??= Date.now();
-        if (Date.now() - steadySince >= quietMs) return holder;
+        if (Date.now() - steadySince >= quietMs) return { holder, since: steadySince };
       } else {
         steadySince = undefined;
       }
@@ -129,8 +136,10 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
   if (scenario.noWritesDuringFault) faultWrites = routeWrites(world.proxy.calls().slice(logStart), system.lane.tableId).length;
   const healedAt = Date.now();
   await fault.heal();
+  let standbyMs: number | undefined;
   try {
-    const after = await steady(world, system, steadyTimeoutMs, fault.settleMs);
+    const { holder: after, since } = await steadySince(world, system, steadyTimeoutMs, fault.settleMs);
+    standbyMs = Math.max(0, since - healedAt);
     if (!scenario.failover && after.instanceId !== before) violations.push(`route moved from ${holder.name} to ${after.name} although the holder stayed healthy`);
   } catch (err) {
     violations.push((err as Error).message);
@@ -154,6 +163,7 @@ export async function runTrial(world: World, system: FailoverSystem, scenario: S
     ...(system.servedBy && routeMs !== undefined ? { routeMs } : {}),
     ...(elected ? { electionMs: elected.t - fault.t0 } : {}),
     ...(neverConverged ? { neverConverged } : {}),
+    ...(standbyMs !== undefined ? { standbyMs } : {}),
     ...(recorder.applies ? { livenessViolations: liveness.length } : {}),
     loadAverage,
     splitBrainWrites: stray.length, routeChanges: changes, violations, timeline };
