@@ -85,7 +85,7 @@ export type Action =
       readonly lockIndex: number;
       readonly why: "acquired" | "reassert" | "reconcile" | "retry";
       readonly force: boolean;
-      /** The first write of a hold taken over from this instance (per the key): the route almost surely points there. */
+      /** The first write (or its retry) of a hold taken over from this instance (per the key): the route almost surely points there. */
       readonly takeoverFrom?: string;
     };
 
@@ -201,7 +201,9 @@ export function decide(view: RouteView, local: RouteLocal, lockDelayMs: number):
   if (!reassert && !due && !view.reconcileDue) return { local: next, actions: [], events, cancelWrite: false, reason: "holding" };
   const why = reassert ? "reassert" : due ? (next.writeFailures > 0 || next.fatalWrites > 0 ? "retry" : h.acquiredAt === now ? "acquired" : "retry") : "reconcile";
   if (reassert) next = { ...next, reassertAt: next.reassertAt.filter((t) => t > now) };
-  const takeover = why === "acquired" && next.previousHolder ? { takeoverFrom: next.previousHolder } : {};
+  // The hold's first write (or its retry), whatever the cycle it comes in: the acquire's
+  // answer often lands after the snapshot that showed the key ours, and its write is then a "retry".
+  const takeover = due && !reassert && next.previousHolder ? { takeoverFrom: next.previousHolder } : {};
   const action: Action = { kind: "write", route, session: h.session, lockIndex: h.lockIndex, why, force: reassert, ...takeover };
   return { local: next, actions: [action], events, cancelWrite: false, reason: `holding; writing (${why})` };
 }

@@ -55,13 +55,18 @@ describe("decide: the key is mine", () => {
     expect(Math.max(...d.local.reassertAt)).toBeLessThanOrEqual(1000 + LOCK_DELAY);
   });
 
-  it("a hold taken over from another instance: its first write names that instance (the writer may write before reading); later writes do not", () => {
+  it("a hold taken over from another instance: its first write names that instance (the writer may write before reading), even when it comes a cycle after the acquire; re-asserts do not", () => {
     const seen = decide(view({ key: theirs, now: 500 }), initialLocal(), LOCK_DELAY).local;
     const freed = decide(view({ key: { lockIndex: 2, modifyIndex: 40, holder: theirs.holder! }, now: 800 }), seen, LOCK_DELAY).local;
     const acquired = decide(view({ key: mine(3, 50), now: 1000 }), freed, LOCK_DELAY);
     expect(acquired.actions).toEqual([expect.objectContaining({ kind: "write", why: "acquired", takeoverFrom: "i-peer" })]);
     const reassert = decide(view({ key: mine(3, 50), now: 1000 + LOCK_DELAY }), acquired.local, LOCK_DELAY);
     expect(reassert.actions).toEqual([expect.not.objectContaining({ takeoverFrom: expect.anything() })]);
+    // The snapshot shows the key ours while the acquire is still in flight: the write comes a cycle later, still a takeover.
+    const early = decide(view({ key: mine(3, 50), now: 1000, inFlight: "acquire" }), freed, LOCK_DELAY);
+    expect(early.actions).toEqual([]);
+    const later = decide(view({ key: mine(3, 50), now: 1040 }), early.local, LOCK_DELAY);
+    expect(later.actions).toEqual([expect.objectContaining({ kind: "write", why: "retry", takeoverFrom: "i-peer" })]);
   });
 
   it("mine but not wanted (check failed, drain, handover, given up, an old session) → release, every cycle until Consul confirms", () => {
